@@ -1,0 +1,358 @@
+//! Parsing a POST body into an envelope plus one raw slice per hook, and each hook on its own.
+//!
+//! The envelope is parsed once, borrowing each hook as a raw JSON slice, so a malformed hook
+//! costs only itself: [`parse_post`] fails only when the body as a whole is not an object with a
+//! `hooks` array; [`parse_hook`] judges each element separately. Error messages name fields,
+//! never their values.
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use serde_json::value::RawValue;
+
+use super::{Attachment, Comment, Envelope, Hook, HookBody, ResultHook, TemplateHook};
+
+/// Why a whole POST body was refused (answered with 400).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("body is empty")]
+    Empty,
+    #[error("body is not valid UTF-8")]
+    NotUtf8,
+    #[error("body is not a JSON object")]
+    NotAnObject,
+    #[error("body is not valid JSON: {0}")]
+    Syntax(String),
+    #[error("body has no `hooks` array")]
+    MissingHooks,
+    #[error("`hooks` is not an array")]
+    HooksNotArray,
+}
+
+/// Why one hook was rejected (counted in `rejected`, kept for inspection).
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum HookError {
+    #[error("hook is not a JSON object")]
+    NotAnObject,
+    #[error("hook is not valid JSON: {0}")]
+    Syntax(String),
+    #[error("field `{field}`: {expected}")]
+    Field {
+        field: &'static str,
+        expected: &'static str,
+    },
+}
+
+/// A parsed POST: its envelope and each hook as the exact JSON text NHN sent.
+#[derive(Debug)]
+pub struct Post<'a> {
+    pub envelope: Envelope,
+    pub hooks: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawEnvelope<'a> {
+    #[serde(rename = "hooksId", borrow, default)]
+    hooks_id: Option<&'a RawValue>,
+    #[serde(rename = "webhookConfigId", borrow, default)]
+    webhook_config_id: Option<&'a RawValue>,
+    #[serde(rename = "productName", borrow, default)]
+    product_name: Option<&'a RawValue>,
+    #[serde(rename = "appKey", borrow, default)]
+    app_key: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    event: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    hooks: Option<&'a RawValue>,
+}
+
+/// Splits a POST body into its envelope and raw hooks.
+pub fn parse_post(body: &[u8]) -> Result<Post<'_>, ParseError> {
+    let text = std::str::from_utf8(body).map_err(|_| ParseError::NotUtf8)?;
+    match text.trim_start().as_bytes().first() {
+        None => return Err(ParseError::Empty),
+        Some(b'{') => {}
+        Some(_) => {
+            // Distinguish "valid JSON of the wrong type" from garbage, for a clearer error.
+            return Err(match serde_json::from_str::<de::IgnoredAny>(text) {
+                Ok(_) => ParseError::NotAnObject,
+                Err(e) => ParseError::Syntax(describe(&e)),
+            });
+        }
+    }
+    let raw: RawEnvelope<'_> =
+        serde_json::from_str(text).map_err(|e| ParseError::Syntax(describe(&e)))?;
+    let hooks = raw.hooks.ok_or(ParseError::MissingHooks)?;
+    let hooks: Vec<&RawValue> =
+        serde_json::from_str(hooks.get()).map_err(|_| ParseError::HooksNotArray)?;
+    Ok(Post {
+        envelope: Envelope {
+            hooks_id: loose_string(raw.hooks_id),
+            webhook_config_id: loose_string(raw.webhook_config_id),
+            product_name: loose_string(raw.product_name),
+            app_key: loose_string(raw.app_key),
+            event: loose_string(raw.event),
+        },
+        hooks,
+    })
+}
+
+/// serde_json's message without the input excerpt (it has none) but with the position.
+fn describe(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    // serde_json messages for type errors quote the offending value ("invalid type: string
+    // \"0101234...\""); keep only the category so no payload text leaks into logs.
+    match e.classify() {
+        serde_json::error::Category::Data
+            if !msg.starts_with("duplicate field") && !msg.starts_with("missing field") =>
+        {
+            format!("unexpected value at line {} column {}", e.line(), e.column())
+        }
+        _ => msg,
+    }
+}
+
+/// Envelope metadata is informational: a string or a number is kept, anything else dropped.
+fn loose_string(raw: Option<&RawValue>) -> Option<String> {
+    let raw = raw?.get();
+    match raw.as_bytes().first()? {
+        b'"' => serde_json::from_str(raw).ok(),
+        b'-' | b'0'..=b'9' => Some(raw.to_string()),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize)]
+struct RawHook<'a> {
+    #[serde(rename = "hookId", borrow, default)]
+    hook_id: Option<&'a RawValue>,
+    #[serde(rename = "senderKey", borrow, default)]
+    sender_key: Option<&'a RawValue>,
+    #[serde(rename = "templateCode", borrow, default)]
+    template_code: Option<&'a RawValue>,
+    #[serde(rename = "kakaoTemplateCode", borrow, default)]
+    kakao_template_code: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    status: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    comments: Option<&'a RawValue>,
+    #[serde(rename = "updateDate", borrow, default)]
+    update_date: Option<&'a RawValue>,
+    #[serde(rename = "kakaoMessageType", borrow, default)]
+    kakao_message_type: Option<&'a RawValue>,
+    #[serde(rename = "requestId", borrow, default)]
+    request_id: Option<&'a RawValue>,
+    #[serde(rename = "recipientSeq", borrow, default)]
+    recipient_seq: Option<&'a RawValue>,
+    #[serde(rename = "requestDate", borrow, default)]
+    request_date: Option<&'a RawValue>,
+    #[serde(rename = "createDate", borrow, default)]
+    create_date: Option<&'a RawValue>,
+    #[serde(rename = "receiveDate", borrow, default)]
+    receive_date: Option<&'a RawValue>,
+    #[serde(rename = "recipientNo", borrow, default)]
+    recipient_no: Option<&'a RawValue>,
+    #[serde(rename = "resultCode", borrow, default)]
+    result_code: Option<&'a RawValue>,
+    #[serde(rename = "senderGroupingKey", borrow, default)]
+    sender_grouping_key: Option<&'a RawValue>,
+    #[serde(rename = "recipientGroupingKey", borrow, default)]
+    recipient_grouping_key: Option<&'a RawValue>,
+    #[serde(rename = "_links", borrow, default)]
+    links: Option<&'a RawValue>,
+    #[serde(rename = "isAddedChannel", borrow, default)]
+    is_added_channel: Option<&'a RawValue>,
+}
+
+/// Parses one element of `hooks`, classifying it by shape.
+pub fn parse_hook(raw: &str) -> Result<Hook, HookError> {
+    if raw.trim_start().as_bytes().first() != Some(&b'{') {
+        return Err(HookError::NotAnObject);
+    }
+    let h: RawHook<'_> = serde_json::from_str(raw).map_err(|e| HookError::Syntax(describe(&e)))?;
+    let hook_id = string_field("hookId", h.hook_id)?;
+
+    let body = if h.template_code.is_some() && h.status.is_some() {
+        HookBody::Template(TemplateHook {
+            sender_key: string_field("senderKey", h.sender_key)?,
+            template_code: required(string_field("templateCode", h.template_code)?),
+            kakao_template_code: string_field("kakaoTemplateCode", h.kakao_template_code)?,
+            status: required(string_field("status", h.status)?),
+            comments: comments_field(h.comments)?,
+            update_date: string_field("updateDate", h.update_date)?,
+        })
+    } else if h.kakao_message_type.is_some() || h.request_id.is_some() || h.recipient_seq.is_some()
+    {
+        HookBody::MessageResult(ResultHook {
+            kakao_message_type: string_field("kakaoMessageType", h.kakao_message_type)?,
+            request_id: string_field("requestId", h.request_id)?,
+            recipient_seq: seq_field(h.recipient_seq)?,
+            request_date: string_field("requestDate", h.request_date)?,
+            create_date: string_field("createDate", h.create_date)?,
+            receive_date: string_field("receiveDate", h.receive_date)?,
+            recipient_no: string_field("recipientNo", h.recipient_no)?,
+            result_code: string_field("resultCode", h.result_code)?,
+            sender_grouping_key: string_field("senderGroupingKey", h.sender_grouping_key)?,
+            recipient_grouping_key: string_field(
+                "recipientGroupingKey",
+                h.recipient_grouping_key,
+            )?,
+            links_self: links_field(h.links),
+            is_added_channel: bool_field(h.is_added_channel)?,
+        })
+    } else {
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(raw).map_err(|e| HookError::Syntax(describe(&e)))?;
+        HookBody::Unknown(map)
+    };
+    Ok(Hook { hook_id, body })
+}
+
+fn required(s: Option<String>) -> String {
+    // Presence was checked by the classifier; only `null`s are filtered before, so this
+    // cannot be reached with None, but an empty string is a safe answer if it ever is.
+    s.unwrap_or_default()
+}
+
+const EXPECT_STRING: &str = "expected a string or a number";
+
+fn string_field(field: &'static str, raw: Option<&RawValue>) -> Result<Option<String>, HookError> {
+    let Some(raw) = raw else { return Ok(None) };
+    serde_json::from_str::<Option<Lenient>>(raw.get())
+        .map(|v| v.map(|l| l.0))
+        .map_err(|_| HookError::Field {
+            field,
+            expected: EXPECT_STRING,
+        })
+}
+
+fn seq_field(raw: Option<&RawValue>) -> Result<Option<i64>, HookError> {
+    let err = HookError::Field {
+        field: "recipientSeq",
+        expected: "expected an integer or a numeric string",
+    };
+    let Some(raw) = raw else { return Ok(None) };
+    let text = raw.get();
+    if let Ok(n) = serde_json::from_str::<i64>(text) {
+        return Ok(Some(n));
+    }
+    match serde_json::from_str::<String>(text) {
+        Ok(s) => s.trim().parse::<i64>().map(Some).map_err(|_| err),
+        Err(_) => Err(err),
+    }
+}
+
+fn bool_field(raw: Option<&RawValue>) -> Result<Option<bool>, HookError> {
+    let Some(raw) = raw else { return Ok(None) };
+    match raw.get() {
+        "true" | "\"true\"" | "\"Y\"" => Ok(Some(true)),
+        "false" | "\"false\"" | "\"N\"" => Ok(Some(false)),
+        _ => Err(HookError::Field {
+            field: "isAddedChannel",
+            expected: "expected a boolean",
+        }),
+    }
+}
+
+/// `_links.self.href` is optional decoration: anything unexpected there is ignored.
+fn links_field(raw: Option<&RawValue>) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Links {
+        #[serde(rename = "self")]
+        this: Option<Href>,
+    }
+    #[derive(Deserialize)]
+    struct Href {
+        href: Option<Lenient>,
+    }
+    let links: Links = serde_json::from_str(raw?.get()).ok()?;
+    links.this?.href.map(|l| l.0)
+}
+
+#[derive(Deserialize)]
+struct RawComment {
+    #[serde(default)]
+    id: Option<Lenient>,
+    #[serde(default)]
+    content: Option<Lenient>,
+    #[serde(rename = "userName", default)]
+    user_name: Option<Lenient>,
+    #[serde(rename = "createdAt", alias = "createAt", default)]
+    created_at: Option<Lenient>,
+    #[serde(default)]
+    attachment: Option<Vec<RawAttachment>>,
+    #[serde(default)]
+    status: Option<Lenient>,
+}
+
+#[derive(Deserialize)]
+struct RawAttachment {
+    #[serde(rename = "originalFileName", default)]
+    original_file_name: Option<Lenient>,
+    #[serde(rename = "filePath", default)]
+    file_path: Option<Lenient>,
+}
+
+fn comments_field(raw: Option<&RawValue>) -> Result<Vec<Comment>, HookError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let comments: Option<Vec<RawComment>> =
+        serde_json::from_str(raw.get()).map_err(|_| HookError::Field {
+            field: "comments",
+            expected: "expected an array of comment objects",
+        })?;
+    Ok(comments
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| Comment {
+            id: c.id.map(|l| l.0),
+            content: c.content.map(|l| l.0),
+            user_name: c.user_name.map(|l| l.0),
+            created_at: c.created_at.map(|l| l.0),
+            attachments: c
+                .attachment
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| Attachment {
+                    original_file_name: a.original_file_name.map(|l| l.0),
+                    file_path: a.file_path.map(|l| l.0),
+                })
+                .collect(),
+            status: c.status.map(|l| l.0),
+        })
+        .collect())
+}
+
+/// A string that NHN may also send as a number (comment ids, codes, sequence numbers).
+struct Lenient(String);
+
+impl<'de> Deserialize<'de> for Lenient {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Lenient;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(EXPECT_STRING)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Lenient, E> {
+                Ok(Lenient(v.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Lenient, E> {
+                Ok(Lenient(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Lenient, E> {
+                Ok(Lenient(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Lenient, E> {
+                Ok(Lenient(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Lenient, E> {
+                Ok(Lenient(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests;

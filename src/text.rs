@@ -1,0 +1,117 @@
+//! Text helpers shared by templates and destination limits: Unicode-aware truncation with a
+//! visible marker, and escaping for JSON strings and Slack mrkdwn.
+//!
+//! Invariant: lengths are counted in Unicode scalar values (what Slack counts), a truncated
+//! string always ends with [`MARKER`] and never exceeds the limit, and truncation never splits a
+//! Slack HTML entity (`&amp;`, `&lt;`, `&gt;`).
+
+/// Appended to every shortened text so readers know something is missing.
+pub const MARKER: char = '…';
+
+/// Shortens `s` to at most `max` characters, ending with [`MARKER`] when it had to cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let keep = max - 1;
+    let cut = s.char_indices().nth(keep).map_or(s.len(), |(i, _)| i);
+    let mut head = &s[..cut];
+    // Do not leave half an entity such as "&am" behind.
+    if let Some(amp) = head.rfind('&')
+        && head.len() - amp < 5
+        && !head[amp..].contains(';')
+    {
+        head = &head[..amp];
+    }
+    let mut out = String::with_capacity(head.len() + 3);
+    out.push_str(head);
+    out.push(MARKER);
+    out
+}
+
+/// Escapes text for the inside of a JSON string literal (quotes, backslashes, control
+/// characters and newlines).
+pub fn json_string_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' || c == '\u{2028}' || c == '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Slack's mrkdwn escaping: exactly `&`, `<` and `>`, which is what stops `<!channel>`,
+/// `<@U123>` and disguised links coming from untrusted text.
+pub fn slack_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// For plain-text output on a terminal: drops control characters (ANSI escapes included)
+/// except newlines and tabs.
+pub fn strip_controls(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_counts_characters_and_marks_the_cut() {
+        assert_eq!(truncate("hello", 5), "hello");
+        assert_eq!(truncate("hello!", 5), "hell…");
+        assert_eq!(truncate("검수자검수자", 4), "검수자…");
+        assert_eq!(truncate("👍👍👍", 2), "👍…");
+        assert_eq!(truncate("abc", 0), "");
+        assert_eq!(truncate("", 3), "");
+        for max in 1..12 {
+            let t = truncate("x&amp;y&lt;z long text", max);
+            assert!(t.chars().count() <= max, "{t}");
+            assert!(!t.contains("&a…") && !t.contains("&am…") && !t.contains("&l…"), "{t}");
+        }
+    }
+
+    #[test]
+    fn json_escaping_produces_valid_string_literals() {
+        let nasty = "quote\" back\\slash\nnew\rline\ttab \u{1} \u{7f} \u{2028} }} <!channel> 한국어 👍";
+        let literal = format!("\"{}\"", json_string_escape(nasty));
+        let back: String = serde_json::from_str(&literal).unwrap();
+        assert_eq!(back, nasty);
+    }
+
+    #[test]
+    fn slack_escaping_is_exactly_three_characters() {
+        assert_eq!(
+            slack_escape("<!channel> & <http://evil|safe> *bold* _i_"),
+            "&lt;!channel&gt; &amp; &lt;http://evil|safe&gt; *bold* _i_"
+        );
+    }
+
+    #[test]
+    fn controls_are_stripped_for_terminals() {
+        assert_eq!(strip_controls("a\u{1b}[31mb\nc\td\u{7}"), "a[31mb\nc\td");
+    }
+}
