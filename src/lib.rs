@@ -4,3 +4,6 @@ pub mod verify;
 pub mod route;
 pub mod text;
 pub mod destination;
+pub mod context;
+pub mod render;
+pub mod samples;

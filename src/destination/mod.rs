@@ -6,6 +6,7 @@
 //!   over-long text is shortened with a visible `…`, never refused.
 //! - [`classify`] is the only place that decides retry versus dead letter.
 
+pub mod audit;
 pub mod console;
 pub mod slack;
 pub mod teams;

@@ -1,0 +1,305 @@
+//! The template context of one hook: its fields under their NHN names, the envelope fields,
+//! and derived values (labels, result-code meaning, masked recipient, route and destination).
+//! The README documents every key; change both together.
+//!
+//! Invariants:
+//! - Every documented key of the hook's kind is present (null when the hook lacks it), so
+//!   strict-mode templates can test optional fields with `{{#if}}`.
+//! - With `mask_recipient` on (the default), no phone number from the hook is in the context:
+//!   `recipientNo` is masked, and hooks of unknown shape have phone-like text masked too.
+
+use chrono::{DateTime, FixedOffset};
+use serde_json::{Map, Value, json};
+
+use crate::bizmessage::{
+    self, Comment, Envelope, Hook, HookBody, ResultHook, TemplateHook, codes,
+};
+use crate::destination::DestinationKind;
+use crate::mask::{mask_phone, mask_phone_like};
+
+/// Comments listed in `recent_comments` (the whole thread stays in `comments`).
+pub const RECENT_COMMENTS: usize = 10;
+
+/// Where a hook is going, for the context's derived keys.
+#[derive(Debug, Clone, Copy)]
+pub struct Meta<'a> {
+    pub route: &'a str,
+    pub destination: &'a str,
+    pub destination_type: DestinationKind,
+    /// When bizrelay received the hook, in Unix milliseconds.
+    pub received_at_ms: i64,
+    pub mask_recipient: bool,
+}
+
+/// Korea Standard Time: NHN's dates carry no zone and are KST.
+pub fn kst() -> FixedOffset {
+    FixedOffset::east_opt(9 * 3600).unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"))
+}
+
+/// Unix milliseconds as `yyyy-MM-dd HH:mm:ss` in KST, the format NHN uses.
+pub fn format_ms(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.with_timezone(&kst()).format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// Builds the context for one hook.
+pub fn hook_context(envelope: &Envelope, hook: &Hook, meta: &Meta<'_>) -> Value {
+    let mut ctx = Map::new();
+    ctx.insert("kind".into(), json!(hook.kind().as_str()));
+    ctx.insert("route".into(), json!(meta.route));
+    ctx.insert("destination".into(), json!(meta.destination));
+    ctx.insert("destination_type".into(), json!(meta.destination_type.as_str()));
+    ctx.insert("received_at".into(), json!(format_ms(meta.received_at_ms)));
+    ctx.insert("hooksId".into(), json!(envelope.hooks_id));
+    ctx.insert("webhookConfigId".into(), json!(envelope.webhook_config_id));
+    ctx.insert("productName".into(), json!(envelope.product_name));
+    ctx.insert("appKey".into(), json!(envelope.app_key));
+    ctx.insert("event".into(), json!(envelope.event));
+    ctx.insert("hookId".into(), json!(hook.hook_id));
+    match &hook.body {
+        HookBody::Template(t) => template_fields(&mut ctx, t),
+        HookBody::MessageResult(r) => result_fields(&mut ctx, r, meta.mask_recipient),
+        HookBody::Unknown(map) => unknown_fields(&mut ctx, map, meta.mask_recipient),
+    }
+    Value::Object(ctx)
+}
+
+fn label(status: Option<&str>) -> Value {
+    match status {
+        None => json!({"en": null, "ko": null}),
+        Some(s) => match bizmessage::status_label(s) {
+            Some((en, ko)) => json!({"en": en, "ko": ko}),
+            None => json!({"en": s, "ko": s}),
+        },
+    }
+}
+
+fn comment_value(c: &Comment) -> Value {
+    let attachments: Vec<Value> = c
+        .attachments
+        .iter()
+        .map(|a| json!({"originalFileName": a.original_file_name, "filePath": a.file_path}))
+        .collect();
+    json!({
+        "id": c.id,
+        "content": c.content,
+        "userName": c.user_name,
+        "createdAt": c.created_at,
+        "status": c.status,
+        "status_label": label(c.status.as_deref()),
+        "attachment": attachments,
+    })
+}
+
+fn template_fields(ctx: &mut Map<String, Value>, t: &TemplateHook) {
+    ctx.insert("senderKey".into(), json!(t.sender_key));
+    ctx.insert("templateCode".into(), json!(t.template_code));
+    ctx.insert("kakaoTemplateCode".into(), json!(t.kakao_template_code));
+    ctx.insert("status".into(), json!(t.status));
+    ctx.insert("status_label".into(), label(Some(&t.status)));
+    ctx.insert("updateDate".into(), json!(t.update_date));
+    ctx.insert(
+        "comments".into(),
+        Value::Array(t.comments.iter().map(comment_value).collect()),
+    );
+    ctx.insert("comment_count".into(), json!(t.comments.len()));
+    // Chronological (stable for equal or missing dates), newest RECENT_COMMENTS kept.
+    let mut ordered: Vec<&Comment> = t.comments.iter().collect();
+    ordered.sort_by(|a, b| {
+        a.created_at
+            .as_deref()
+            .unwrap_or("")
+            .cmp(b.created_at.as_deref().unwrap_or(""))
+    });
+    let skip = ordered.len().saturating_sub(RECENT_COMMENTS);
+    ctx.insert(
+        "recent_comments".into(),
+        Value::Array(ordered[skip..].iter().map(|c| comment_value(c)).collect()),
+    );
+    ctx.insert("omitted_comments".into(), json!(skip));
+    ctx.insert(
+        "latest_comment".into(),
+        t.newest_comment().map_or(Value::Null, comment_value),
+    );
+}
+
+/// `result` of the context: the code with its meaning and outcome.
+pub fn result_value(code: Option<&str>) -> Value {
+    let known = code.and_then(codes::lookup);
+    let outcome = code.map_or(bizmessage::Outcome::Failure, codes::outcome_of);
+    json!({
+        "code": code,
+        "outcome": outcome.as_str(),
+        "known": known.is_some(),
+        "final": known.is_none_or(|c| c.is_final),
+        "meaning_en": known.map_or("Unknown result code", |c| c.meaning_en),
+        "meaning_ko": known.map_or("알 수 없는 결과 코드", |c| c.meaning_ko),
+    })
+}
+
+fn result_fields(ctx: &mut Map<String, Value>, r: &ResultHook, mask: bool) {
+    let masked = r.recipient_no.as_deref().map(mask_phone);
+    let shown = if mask { masked.clone() } else { r.recipient_no.clone() };
+    ctx.insert("kakaoMessageType".into(), json!(r.kakao_message_type));
+    ctx.insert(
+        "message_type_label".into(),
+        json!(
+            r.kakao_message_type
+                .as_deref()
+                .map(|t| bizmessage::message_type_label(t).unwrap_or(t))
+        ),
+    );
+    ctx.insert("requestId".into(), json!(r.request_id));
+    ctx.insert("recipientSeq".into(), json!(r.recipient_seq));
+    ctx.insert("requestDate".into(), json!(r.request_date));
+    ctx.insert("createDate".into(), json!(r.create_date));
+    ctx.insert("receiveDate".into(), json!(r.receive_date));
+    ctx.insert("recipientNo".into(), json!(shown));
+    ctx.insert("recipient_masked".into(), json!(masked));
+    ctx.insert("resultCode".into(), json!(r.result_code));
+    ctx.insert("result".into(), result_value(r.result_code.as_deref()));
+    ctx.insert("senderGroupingKey".into(), json!(r.sender_grouping_key));
+    ctx.insert("recipientGroupingKey".into(), json!(r.recipient_grouping_key));
+    ctx.insert("isAddedChannel".into(), json!(r.is_added_channel));
+    ctx.insert("link".into(), json!(r.links_self));
+    ctx.insert(
+        "_links".into(),
+        r.links_self
+            .as_ref()
+            .map_or(Value::Null, |h| json!({"self": {"href": h}})),
+    );
+}
+
+fn unknown_fields(ctx: &mut Map<String, Value>, map: &Map<String, Value>, mask: bool) {
+    let mut fields = Value::Object(map.clone());
+    if mask {
+        mask_value(&mut fields, false);
+    }
+    let pretty = serde_json::to_string_pretty(&fields).unwrap_or_default();
+    ctx.insert("raw_json".into(), json!(pretty));
+    ctx.insert("fields".into(), fields);
+}
+
+/// Masks `recipientNo` values anywhere in the tree and phone-like text in every string.
+fn mask_value(v: &mut Value, is_recipient: bool) {
+    match v {
+        Value::String(s) => {
+            *s = if is_recipient { mask_phone(s) } else { mask_phone_like(s) };
+        }
+        Value::Number(n) if is_recipient => *v = json!(mask_phone(&n.to_string())),
+        Value::Array(items) => items.iter_mut().for_each(|i| mask_value(i, is_recipient)),
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                mask_value(child, k.eq_ignore_ascii_case("recipientNo"));
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bizmessage::{parse_hook, parse_post};
+
+    fn contexts(fixture: &str, mask: bool) -> Vec<Value> {
+        let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
+        let body = std::fs::read(path).unwrap();
+        let post = parse_post(&body).unwrap();
+        let meta = Meta {
+            route: "r",
+            destination: "d",
+            destination_type: DestinationKind::Slack,
+            received_at_ms: 1_764_290_998_000,
+            mask_recipient: mask,
+        };
+        post.hooks
+            .iter()
+            .filter_map(|h| parse_hook(h.get()).ok())
+            .map(|h| hook_context(&post.envelope, &h, &meta))
+            .collect()
+    }
+
+    #[test]
+    fn template_context_has_labels_and_comments() {
+        let ctx = &contexts("template_rejected.json", true)[0];
+        assert_eq!(ctx["kind"], "template");
+        assert_eq!(ctx["templateCode"], "ORDER_SHIPPED_V2");
+        assert_eq!(ctx["status_label"]["en"], "Rejected");
+        assert_eq!(ctx["status_label"]["ko"], "반려");
+        assert_eq!(ctx["comments"][0]["status_label"]["en"], "Rejected");
+        assert_eq!(ctx["comments"][0]["id"], "48213");
+        assert_eq!(ctx["latest_comment"]["userName"], "카카오 검수자");
+        assert_eq!(ctx["recent_comments"].as_array().unwrap().len(), 1);
+        assert_eq!(ctx["omitted_comments"], 0);
+        assert_eq!(ctx["hooksId"], "20261128093015123abcdEFGH");
+        assert_eq!(ctx["received_at"], "2025-11-28 09:49:58");
+        assert_eq!(ctx["route"], "r");
+        assert_eq!(ctx["destination_type"], "slack");
+    }
+
+    #[test]
+    fn result_context_masks_the_recipient() {
+        let ctxs = contexts("message_results.json", true);
+        let failed = &ctxs[1];
+        assert_eq!(failed["recipientNo"], "010****5432");
+        assert_eq!(failed["recipient_masked"], "010****5432");
+        assert_eq!(failed["result"]["outcome"], "failure");
+        assert!(failed["result"]["meaning_en"].as_str().unwrap().contains("KakaoTalk"));
+        assert_eq!(failed["receiveDate"], Value::Null);
+        assert_eq!(failed["_links"], Value::Null);
+        assert_eq!(failed["message_type_label"], "AlimTalk");
+        assert!(!failed.to_string().contains("01098765432"));
+        assert_eq!(ctxs[0]["_links"]["self"]["href"], ctxs[0]["link"]);
+
+        let unmasked = contexts("message_results.json", false);
+        assert_eq!(unmasked[1]["recipientNo"], "01098765432");
+        assert_eq!(unmasked[1]["recipient_masked"], "010****5432");
+    }
+
+    #[test]
+    fn unknown_codes_and_types_pass_through() {
+        let ctxs = contexts("quirks.json", true);
+        assert_eq!(ctxs[0]["status_label"]["en"], "TSC09");
+        assert_eq!(ctxs[0]["comments"][2]["status_label"]["en"], "XYZ");
+        assert_eq!(ctxs[2]["message_type_label"], "FRIENDTALK_UPGRADE_WIDE");
+        assert_eq!(ctxs[2]["result"]["code"], Value::Null);
+        assert_eq!(ctxs[2]["result"]["known"], false);
+        assert_eq!(ctxs[3]["result"]["outcome"], "uncertain");
+        assert_eq!(result_value(Some("9090"))["meaning_en"], "Unknown result code");
+    }
+
+    #[test]
+    fn unknown_hooks_are_masked_everywhere() {
+        let ctx = &contexts("unknown_event.json", true)[0];
+        let text = ctx.to_string();
+        assert!(!text.contains("01011112222"), "{text}");
+        assert_eq!(ctx["fields"]["contact"]["recipientNo"], "010****2222");
+        assert!(ctx["raw_json"].as_str().unwrap().contains("profileStatus"));
+    }
+
+    #[test]
+    fn recent_comments_keep_the_newest_ten_in_order() {
+        let t = TemplateHook {
+            template_code: "T".into(),
+            status: "TSC04".into(),
+            comments: (0..25)
+                .map(|i| Comment {
+                    created_at: Some(format!("2026-11-28 10:{i:02}:00")),
+                    content: Some(format!("c{i}")),
+                    ..Comment::default()
+                })
+                .collect(),
+            ..TemplateHook::default()
+        };
+        let mut ctx = Map::new();
+        template_fields(&mut ctx, &t);
+        let recent = ctx["recent_comments"].as_array().unwrap();
+        assert_eq!(recent.len(), RECENT_COMMENTS);
+        assert_eq!(recent[0]["content"], "c15");
+        assert_eq!(recent[9]["content"], "c24");
+        assert_eq!(ctx["omitted_comments"], 15);
+        assert_eq!(ctx["comment_count"], 25);
+    }
+}

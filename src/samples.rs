@@ -1,0 +1,104 @@
+//! Built-in sample hooks: the reference payloads (the same files as `tests/fixtures/`) and
+//! adversarial ones, used by `bizrelay check` to prove every template renders, and by
+//! `send-test` to post something realistic.
+
+use serde_json::{Value, json};
+
+use crate::bizmessage::{Envelope, Hook, HookKind, parse_hook, parse_post};
+
+/// A hook with its envelope, named for reports.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub envelope: Envelope,
+    pub hook: Hook,
+}
+
+const FIXTURES: [(&str, &str); 6] = [
+    ("template_rejected", include_str!("../tests/fixtures/template_rejected.json")),
+    ("template_approved", include_str!("../tests/fixtures/template_approved.json")),
+    ("message_results", include_str!("../tests/fixtures/message_results.json")),
+    ("mixed", include_str!("../tests/fixtures/mixed.json")),
+    ("quirks", include_str!("../tests/fixtures/quirks.json")),
+    ("unknown_event", include_str!("../tests/fixtures/unknown_event.json")),
+];
+
+fn from_body(name: &str, body: &str) -> Vec<Sample> {
+    let Ok(post) = parse_post(body.as_bytes()) else {
+        return Vec::new();
+    };
+    post.hooks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, raw)| {
+            parse_hook(raw.get()).ok().map(|hook| Sample {
+                name: format!("{name}#{i}"),
+                envelope: post.envelope.clone(),
+                hook,
+            })
+        })
+        .collect()
+}
+
+/// Every valid hook of the reference payloads.
+pub fn reference() -> Vec<Sample> {
+    FIXTURES
+        .iter()
+        .flat_map(|(name, body)| from_body(name, body))
+        .collect()
+}
+
+/// Hooks built to break templates: quotes, backslashes, newlines, `<!channel>`, `}}`,
+/// 3,000-character comments, 200 comments, emoji and Korean.
+pub fn adversarial() -> Vec<Sample> {
+    let nasty = "He said \"no\" \\ back\\slash\nnew line\ttab <!channel> <@U123> <http://evil|safe> & }} {{x}} 한국어 검수 👍🏽 \u{1b}[31m";
+    let long = format!("{}{}", "반려 사유 ".repeat(250), "end"); // ~3,000 characters
+    let comment = |i: usize, content: &str| {
+        json!({"id": i, "content": content, "userName": nasty, "createdAt": format!("2026-11-28 10:{:02}:{:02}", i / 60 % 60, i % 60),
+               "status": "REJ", "attachment": [{"originalFileName": nasty, "filePath": "https://example.invalid/a\"b<c>"}]})
+    };
+    let many: Vec<Value> = (0..200).map(|i| comment(i, &format!("comment {i}: {nasty}"))).collect();
+    let body = json!({
+        "hooksId": nasty, "appKey": nasty, "event": nasty,
+        "hooks": [
+            {"hookId": "adv-quotes", "senderKey": nasty, "templateCode": nasty, "kakaoTemplateCode": nasty,
+             "status": "TSC04", "comments": [comment(1, nasty)], "updateDate": nasty},
+            {"hookId": "adv-long", "senderKey": "sk", "templateCode": "LONG", "status": "TSC04",
+             "comments": [comment(1, &long), comment(2, &long), comment(3, &long)]},
+            {"hookId": "adv-200", "senderKey": "sk", "templateCode": "MANY", "status": "TSC02", "comments": many},
+            {"hookId": "adv-approved", "senderKey": nasty, "templateCode": nasty, "status": "TSC03"},
+            {"hookId": "adv-result", "kakaoMessageType": nasty, "requestId": nasty, "recipientSeq": "7",
+             "requestDate": nasty, "createDate": null, "receiveDate": nasty, "recipientNo": "010-1234-5678",
+             "resultCode": nasty, "senderGroupingKey": nasty, "recipientGroupingKey": long},
+            {"hookId": "adv-unknown", "note": nasty, "long": long, "phone": "01012345678"}
+        ]
+    });
+    from_body("adversarial", &body.to_string())
+}
+
+/// One representative sample of a kind (for `send-test`).
+pub fn one_of(kind: HookKind) -> Option<Sample> {
+    let name = match kind {
+        HookKind::Template => "template_rejected#0",
+        HookKind::MessageResult => "message_results#1",
+        HookKind::Unknown => "unknown_event#0",
+    };
+    reference().into_iter().find(|s| s.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_cover_every_kind() {
+        let reference = reference();
+        for kind in [HookKind::Template, HookKind::MessageResult, HookKind::Unknown] {
+            assert!(reference.iter().any(|s| s.hook.kind() == kind), "{kind:?}");
+            assert_eq!(one_of(kind).unwrap().hook.kind(), kind);
+        }
+        // mixed.json has one malformed hook, which is not a sample.
+        assert_eq!(reference.iter().filter(|s| s.name.starts_with("mixed")).count(), 3);
+        assert_eq!(adversarial().len(), 6);
+    }
+}
