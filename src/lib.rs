@@ -7,3 +7,4 @@ pub mod destination;
 pub mod context;
 pub mod render;
 pub mod samples;
+pub mod config;

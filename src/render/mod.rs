@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use handlebars::Handlebars;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::destination::{self, DestinationKind, FallbackInfo, LimitError};
 use crate::text;
@@ -62,6 +63,8 @@ pub enum Origin {
 pub struct Renderer {
     registries: BTreeMap<DestinationKind, Handlebars<'static>>,
     origins: BTreeMap<(DestinationKind, String), Origin>,
+    /// Hash of the override files' paths and contents (built-ins are fixed per binary).
+    fingerprint: String,
 }
 
 impl std::fmt::Debug for Renderer {
@@ -96,6 +99,7 @@ impl Renderer {
         let mut errors = Vec::new();
         let mut registries = BTreeMap::new();
         let mut origins = BTreeMap::new();
+        let mut hasher = Sha256::new();
         for kind in DestinationKind::ALL {
             let mut reg = Handlebars::new();
             reg.set_strict_mode(true);
@@ -112,15 +116,25 @@ impl Renderer {
                 origins.insert((kind, name.to_string()), Origin::Builtin);
             }
             if let Some(dir) = dir {
-                load_overrides(&mut reg, &mut origins, kind, &dir.join(kind.as_str()), &mut errors);
+                let sub = dir.join(kind.as_str());
+                load_overrides(&mut reg, &mut origins, &mut hasher, kind, &sub, &mut errors);
             }
             registries.insert(kind, reg);
         }
         if errors.is_empty() {
-            Ok(Renderer { registries, origins })
+            let fingerprint = hex::encode(&hasher.finalize()[..6]);
+            Ok(Renderer {
+                registries,
+                origins,
+                fingerprint,
+            })
         } else {
             Err(errors)
         }
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     pub fn has(&self, kind: DestinationKind, name: &str) -> bool {
@@ -186,6 +200,7 @@ fn describe(e: &handlebars::RenderError) -> String {
 fn load_overrides(
     reg: &mut Handlebars<'static>,
     origins: &mut BTreeMap<(DestinationKind, String), Origin>,
+    hasher: &mut Sha256,
     kind: DestinationKind,
     dir: &Path,
     errors: &mut Vec<TemplateLoadError>,
@@ -213,6 +228,8 @@ fn load_overrides(
         let result = std::fs::read_to_string(&path)
             .map_err(|e| e.to_string())
             .and_then(|source| {
+                hasher.update(path.to_string_lossy().as_bytes());
+                hasher.update(source.as_bytes());
                 reg.register_template_string(&name, source)
                     .map_err(|e| e.to_string())
             });

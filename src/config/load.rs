@@ -1,0 +1,246 @@
+//! Loading: file text (or the built-in default) → `${VAR}` substitution → environment
+//! overrides (`BIZRELAY__SECTION__KEY`, through the `config` crate) → typed structs →
+//! templates → whole-config validation.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::{Config, ConfigError, Loaded, validate};
+use crate::render::Renderer;
+
+/// The config used when no file is given: listen on 127.0.0.1:8080, print to the console.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// Where the config comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    Builtin,
+    File { path: PathBuf, text: String },
+}
+
+impl ConfigSource {
+    /// Reads a file; a missing file is an error (never a silent fallback to the default).
+    pub fn read(path: &Path) -> Result<ConfigSource, ConfigError> {
+        std::fs::read_to_string(path)
+            .map(|text| ConfigSource::File {
+                path: path.to_path_buf(),
+                text,
+            })
+            .map_err(|e| ConfigError {
+                file: path.display().to_string(),
+                key: "(file)".into(),
+                reason: format!("cannot read: {e}"),
+            })
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            ConfigSource::Builtin => "built-in default".into(),
+            ConfigSource::File { path, .. } => path.display().to_string(),
+        }
+    }
+
+    fn text(&self) -> &str {
+        match self {
+            ConfigSource::Builtin => DEFAULT_CONFIG,
+            ConfigSource::File { text, .. } => text,
+        }
+    }
+
+    /// Folder that relative paths in the config are resolved against.
+    fn base_dir(&self) -> PathBuf {
+        match self {
+            ConfigSource::File { path, .. } => path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            ConfigSource::Builtin => PathBuf::new(),
+        }
+    }
+}
+
+/// Loads and validates a config. `env` is the process environment (or a test's map).
+pub fn load(source: &ConfigSource, env: &HashMap<String, String>) -> Result<Loaded, Vec<ConfigError>> {
+    let file = source.name();
+    let err = |key: &str, reason: String| ConfigError {
+        file: file.clone(),
+        key: key.to_string(),
+        reason,
+    };
+
+    let mut table: toml::Table = toml::from_str(source.text()).map_err(|e| {
+        let (line, col) = e
+            .span()
+            .map(|s| line_col(source.text(), s.start))
+            .unwrap_or((0, 0));
+        vec![err("(syntax)", format!("line {line}, column {col}: {}", e.message().trim()))]
+    })?;
+
+    let mut errors = Vec::new();
+    substitute_table(&mut table, "", env, &mut |key, reason| errors.push(err(key, reason)));
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let text = toml::to_string(&table).map_err(|e| vec![err("(file)", e.to_string())])?;
+
+    let layered = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("BIZRELAY")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("ingest.signatures")
+                .with_list_parse_key("ingest.app_keys")
+                .source(Some(env.clone().into_iter().collect())),
+        )
+        .build()
+        .map_err(|e| vec![err("(environment)", redact(&e.to_string()))])?;
+    let value: serde_json::Value = layered
+        .try_deserialize()
+        .map_err(|e| vec![err("(file)", redact(&e.to_string()))])?;
+    let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        vec![err(&path, redact(&e.inner().to_string()))]
+    })?;
+
+    if config.templates.dir.is_relative() {
+        config.templates.dir = source.base_dir().join(&config.templates.dir);
+    }
+    if config.store.path.is_relative() && matches!(source, ConfigSource::File { .. }) {
+        config.store.path = source.base_dir().join(&config.store.path);
+    }
+    let renderer = Renderer::load(Some(&config.templates.dir)).map_err(|errs| {
+        errs.into_iter()
+            .map(|e| ConfigError {
+                file: e.path,
+                key: "templates".into(),
+                reason: e.reason,
+            })
+            .collect::<Vec<_>>()
+    })?;
+
+    let (routes, mut warnings) = validate::validate(&file, &config, &renderer)?;
+    if !config.templates.dir.is_dir() && matches!(source, ConfigSource::File { .. }) {
+        warnings.push(format!(
+            "templates.dir {} does not exist: using the built-in templates only",
+            config.templates.dir.display()
+        ));
+    }
+
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(&config).unwrap_or_default());
+    hasher.update(renderer.fingerprint().as_bytes());
+    let hash = hex::encode(&hasher.finalize()[..6]);
+
+    Ok(Loaded {
+        config: Arc::new(config),
+        routes: Arc::new(routes),
+        renderer: Arc::new(renderer),
+        origin: file,
+        hash,
+        warnings,
+    })
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    (line, col)
+}
+
+/// serde's messages quote the offending value (`invalid type: string "https://…"`); a value
+/// may be a secret, so quoted text is replaced by `…`.
+fn redact(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut in_quote = false;
+    for c in message.chars() {
+        if c == '"' {
+            if in_quote {
+                out.push('…');
+            }
+            in_quote = !in_quote;
+            out.push(c);
+        } else if !in_quote {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Replaces `${VAR}` in every string value from `env`; `$${` is a literal `${`.
+fn substitute_table(
+    table: &mut toml::Table,
+    prefix: &str,
+    env: &HashMap<String, String>,
+    report: &mut dyn FnMut(&str, String),
+) {
+    for (key, value) in table.iter_mut() {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        substitute_value(value, &path, env, report);
+    }
+}
+
+fn substitute_value(
+    value: &mut toml::Value,
+    path: &str,
+    env: &HashMap<String, String>,
+    report: &mut dyn FnMut(&str, String),
+) {
+    match value {
+        toml::Value::String(s) => match expand(s, env) {
+            Ok(expanded) => *s = expanded,
+            Err(reason) => report(path, reason),
+        },
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                substitute_value(item, &format!("{path}[{i}]"), env, report);
+            }
+        }
+        toml::Value::Table(t) => substitute_table(t, path, env, report),
+        _ => {}
+    }
+}
+
+/// Expands `${NAME}`; an unset variable is an error naming it (never its would-be value).
+pub(crate) fn expand(s: &str, env: &HashMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find("${") {
+        if pos > 0 && rest[..pos].ends_with('$') {
+            out.push_str(&rest[..pos - 1]);
+            out.push_str("${");
+            rest = &rest[pos + 2..];
+            continue;
+        }
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "unterminated ${ in value".to_string())?;
+        let name = &after[..end];
+        let valid = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!("`${{{name}}}` is not a valid variable reference"));
+        }
+        match env.get(name) {
+            Some(v) => out.push_str(v),
+            None => return Err(format!("environment variable {name} is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,146 @@
+//! Whole-config checks that no single struct can make alone: routes against destinations and
+//! templates, URLs, names, numbers in range.
+
+use std::collections::BTreeSet;
+
+use super::{Config, ConfigError};
+use crate::destination::DestinationKind;
+use crate::render::Renderer;
+use crate::route::Route;
+
+/// Compiles the routes and checks everything; returns the routes and the warnings.
+pub(super) fn validate(
+    file: &str,
+    config: &Config,
+    renderer: &Renderer,
+) -> Result<(Vec<Route>, Vec<String>), Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut err = |key: String, reason: String| {
+        errors.push(ConfigError {
+            file: file.to_string(),
+            key,
+            reason,
+        })
+    };
+
+    if !config.server.path.starts_with('/') {
+        err("server.path".into(), "must start with /".into());
+    }
+    if config.server.max_body_bytes < 1024 {
+        err("server.max_body_bytes".into(), "must be at least 1024".into());
+    }
+    if config.admin.listen == Some(config.server.listen) {
+        err("admin.listen".into(), "must differ from server.listen".into());
+    }
+    if config.store.dedup_window.is_zero() {
+        err("store.dedup_window".into(), "must be longer than 0s".into());
+    }
+    if config.delivery.max_attempts == 0 {
+        err("delivery.max_attempts".into(), "must be at least 1".into());
+    }
+    let backoff = config.delivery.backoff;
+    if backoff.initial.is_zero() || backoff.initial > backoff.max {
+        err(
+            "delivery.backoff".into(),
+            "initial must be above 0s and at most max".into(),
+        );
+    }
+    if config.ingest.signatures.is_empty() {
+        warnings.push(
+            "ingest.signatures is empty: unsigned requests are accepted (set it to the signature registered in NHN's console)"
+                .to_string(),
+        );
+    }
+
+    for (name, dest) in &config.destinations {
+        let key = |k: &str| format!("destinations.{name}.{k}");
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            err(format!("destinations.{name}"), "names may use letters, digits, - _ . only".into());
+        }
+        match (&dest.url, dest.kind) {
+            (None, DestinationKind::Slack | DestinationKind::Teams) => {
+                err(key("url"), format!("a {} destination needs a url", dest.kind.as_str()));
+            }
+            (Some(url), DestinationKind::Slack | DestinationKind::Teams) => match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                    if u.scheme() == "http" && !is_local(&u) {
+                        warnings.push(format!("{}: plain http sends the webhook secret unencrypted", key("url")));
+                    }
+                }
+                // Never echo the URL: it is the credential.
+                _ => err(key("url"), "not a valid http(s) URL".into()),
+            },
+            (Some(_), DestinationKind::Console) => {
+                warnings.push(format!("{}: ignored for a console destination", key("url")));
+            }
+            (None, DestinationKind::Console) => {}
+        }
+        if let Some(r) = dest.rate_per_second
+            && !(r.is_finite() && r >= 0.0)
+        {
+            err(key("rate_per_second"), "must be a number ≥ 0 (0 = unlimited)".into());
+        }
+        if dest.burst == Some(0) {
+            err(key("burst"), "must be at least 1".into());
+        }
+        if dest.timeout.is_some_and(|t| t.is_zero()) {
+            err(key("timeout"), "must be longer than 0s".into());
+        }
+    }
+
+    let mut routes = Vec::new();
+    let mut names = BTreeSet::new();
+    let mut used = BTreeSet::new();
+    for (i, rc) in config.routes.iter().enumerate() {
+        if !names.insert(rc.name.clone()) {
+            err(format!("routes[{i}].name"), format!("`{}` is used by an earlier route", rc.name));
+        }
+        let route = match Route::compile(rc) {
+            Ok(r) => r,
+            Err(route_errors) => {
+                for e in route_errors {
+                    err(format!("routes[{i}] ({}).{}", e.route, e.key), e.reason);
+                }
+                continue;
+            }
+        };
+        for dest_name in &route.to {
+            used.insert(dest_name.clone());
+            let Some(dest) = config.destinations.get(dest_name) else {
+                err(
+                    format!("routes[{i}] ({}).to", route.name),
+                    format!("unknown destination `{dest_name}`"),
+                );
+                continue;
+            };
+            for template in route.templates_used() {
+                if !renderer.has(dest.kind, template) {
+                    err(
+                        format!("routes[{i}] ({}).template", route.name),
+                        format!("no {} template named `{template}` (for destination `{dest_name}`)", dest.kind.as_str()),
+                    );
+                }
+            }
+        }
+        routes.push(route);
+    }
+    for name in config.destinations.keys() {
+        if !used.contains(name) {
+            warnings.push(format!("destinations.{name}: no route sends anything here"));
+        }
+    }
+    if config.routes.is_empty() {
+        warnings.push("no routes: every hook is stored and then dropped as unrouted".into());
+    }
+
+    if errors.is_empty() {
+        Ok((routes, warnings))
+    } else {
+        Err(errors)
+    }
+}
+
+fn is_local(u: &url::Url) -> bool {
+    matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+}
