@@ -8,3 +8,5 @@ pub mod context;
 pub mod render;
 pub mod samples;
 pub mod config;
+pub mod digest;
+pub mod store;

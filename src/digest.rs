@@ -1,0 +1,197 @@
+//! Digests: group keys, window timing and the digest template context. Pure, no I/O; the
+//! store keeps group membership durable and the dispatcher decides when to flush.
+//!
+//! Timing (Alertmanager's model): a new group's first digest goes out `wait` after its first
+//! hook; hooks arriving later wait for the next digest, no sooner than `interval` after the
+//! previous one; a group with nothing new sends nothing, and a group idle for a whole
+//! `interval` after its last digest starts afresh (its `total` restarts).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::bizmessage::{self, Envelope, Hook, HookBody, Outcome};
+use crate::context::{self, Meta, hook_context};
+use crate::destination::DestinationKind;
+use crate::route::{GroupSpec, field};
+use crate::store::GroupTiming;
+
+/// The group a hook falls into: a JSON object of the group-by keys and their values (null
+/// when the hook lacks the field), in the order the route lists them.
+pub fn group_key(spec: &GroupSpec, envelope: &Envelope, hook: &Hook) -> String {
+    let mut map = Map::new();
+    for key in &spec.by {
+        let value = field(*key, envelope, hook).map_or(Value::Null, |v| Value::String(v.into_owned()));
+        map.insert(key.name().to_string(), value);
+    }
+    Value::Object(map).to_string()
+}
+
+/// Timing after a hook joins a group at `now`.
+pub fn on_join(existing: Option<GroupTiming>, now: i64, wait_ms: i64, interval_ms: i64) -> GroupTiming {
+    match existing {
+        Some(t) if t.pending > 0 => GroupTiming {
+            pending: t.pending + 1,
+            next_flush_at: Some(t.next_flush_at.unwrap_or(now + wait_ms)),
+            ..t
+        },
+        Some(t) if t.last_flush_at.is_some_and(|last| now - last < interval_ms) => GroupTiming {
+            pending: 1,
+            next_flush_at: t.last_flush_at.map(|last| last + interval_ms),
+            ..t
+        },
+        _ => GroupTiming {
+            started_at: now,
+            total: 0,
+            pending: 1,
+            last_flush_at: None,
+            next_flush_at: Some(now + wait_ms),
+        },
+    }
+}
+
+/// Timing after `flushed` members went out in a digest at `now`.
+pub fn on_flush(t: GroupTiming, flushed: i64, now: i64, interval_ms: i64) -> GroupTiming {
+    let pending = (t.pending - flushed).max(0);
+    GroupTiming {
+        total: t.total + flushed,
+        pending,
+        last_flush_at: Some(now),
+        next_flush_at: (pending > 0).then_some(now + interval_ms),
+        ..t
+    }
+}
+
+/// A group member, parsed.
+pub struct Member<'a> {
+    pub envelope: &'a Envelope,
+    pub hook: &'a Hook,
+    pub received_at: i64,
+}
+
+/// What a digest is about.
+pub struct DigestInput<'a> {
+    pub route: &'a str,
+    pub group_key: &'a str,
+    /// Members sent in earlier digests of this group.
+    pub total_before: i64,
+    pub max_items: usize,
+    pub mask_recipient: bool,
+    /// Members in this digest; `count` is `members.len() + unreadable`.
+    pub members: &'a [Member<'a>],
+    /// Members whose stored JSON could not be read back (counted, not described).
+    pub unreadable: usize,
+}
+
+fn tally<K: Ord>(items: impl Iterator<Item = K>) -> Vec<(K, usize)> {
+    let mut counts: BTreeMap<K, usize> = BTreeMap::new();
+    for k in items {
+        *counts.entry(k).or_default() += 1;
+    }
+    let mut v: Vec<(K, usize)> = counts.into_iter().collect();
+    // By count, descending; ties keep key order.
+    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v
+}
+
+fn result_of<'a>(m: &Member<'a>) -> Option<&'a bizmessage::ResultHook> {
+    match &m.hook.body {
+        HookBody::MessageResult(r) => Some(r),
+        _ => None,
+    }
+}
+
+/// The digest template context (destination fields are filled by [`for_destination`]).
+pub fn digest_context(input: &DigestInput<'_>) -> Value {
+    let members = input.members;
+    let count = members.len() + input.unreadable;
+    let codes = tally(members.iter().map(|m| result_of(m).and_then(|r| r.result_code.clone())));
+    let codes: Vec<Value> = codes
+        .into_iter()
+        .map(|(code, n)| {
+            let r = context::result_value(code.as_deref());
+            json!({"code": code, "count": n, "outcome": r["outcome"], "meaning_en": r["meaning_en"], "meaning_ko": r["meaning_ko"]})
+        })
+        .collect();
+    let types = tally(members.iter().map(|m| result_of(m).and_then(|r| r.kakao_message_type.clone())));
+    let types: Vec<Value> = types
+        .into_iter()
+        .map(|(t, n)| {
+            let label = t.as_deref().map(|t| bizmessage::message_type_label(t).unwrap_or(t).to_string());
+            json!({"type": t, "label": label, "count": n})
+        })
+        .collect();
+    let senders = tally(members.iter().map(|m| result_of(m).and_then(|r| r.sender_grouping_key.clone())));
+    let senders: Vec<Value> = senders
+        .into_iter()
+        .map(|(k, n)| json!({"key": k, "count": n}))
+        .collect();
+    let mut outcomes = json!({"success": 0, "uncertain": 0, "failure": 0});
+    for m in members {
+        let o = result_of(m).map_or(Outcome::Failure, |r| r.outcome());
+        outcomes[o.as_str()] = json!(outcomes[o.as_str()].as_u64().unwrap_or(0) + 1);
+    }
+    let samples: Vec<Value> = members
+        .iter()
+        .take(input.max_items)
+        .map(|m| {
+            hook_context(
+                m.envelope,
+                m.hook,
+                &Meta {
+                    route: input.route,
+                    destination: "",
+                    destination_type: DestinationKind::Console,
+                    received_at_ms: m.received_at,
+                    mask_recipient: input.mask_recipient,
+                },
+            )
+        })
+        .collect();
+    let group: Map<String, Value> = serde_json::from_str(input.group_key).unwrap_or_default();
+    let label = if group.is_empty() {
+        "all".to_string()
+    } else {
+        group
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("(none)")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let first = members.iter().map(|m| m.received_at).min();
+    let last = members.iter().map(|m| m.received_at).max();
+    json!({
+        "kind": "digest",
+        "route": input.route,
+        "destination": "",
+        "destination_type": "",
+        "group": group,
+        "group_label": label,
+        "count": count,
+        "total": input.total_before + count as i64,
+        "first_at": first.map(context::format_ms),
+        "last_at": last.map(context::format_ms),
+        "codes": codes,
+        "message_types": types,
+        "sender_grouping_keys": senders,
+        "outcomes": outcomes,
+        "omitted": count - samples.len(),
+        "samples": samples,
+    })
+}
+
+/// Fills the destination fields of a digest context (and of its samples).
+pub fn for_destination(mut ctx: Value, name: &str, kind: DestinationKind) -> Value {
+    ctx["destination"] = json!(name);
+    ctx["destination_type"] = json!(kind.as_str());
+    if let Some(samples) = ctx["samples"].as_array_mut() {
+        for s in samples {
+            s["destination"] = json!(name);
+            s["destination_type"] = json!(kind.as_str());
+        }
+    }
+    ctx
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,165 @@
+use super::*;
+use crate::bizmessage::{ResultHook, TemplateHook};
+use crate::destination::audit::violations;
+use crate::render::Renderer;
+use crate::route::MatchKey;
+use std::time::Duration;
+
+fn result(code: Option<&str>, kind: &str, sender: Option<&str>, seq: i64) -> Hook {
+    Hook {
+        hook_id: Some(format!("h-{seq}")),
+        body: HookBody::MessageResult(ResultHook {
+            kakao_message_type: Some(kind.into()),
+            request_id: Some("req-1".into()),
+            recipient_seq: Some(seq),
+            recipient_no: Some("01012345678".into()),
+            result_code: code.map(str::to_string),
+            sender_grouping_key: sender.map(str::to_string),
+            ..ResultHook::default()
+        }),
+    }
+}
+
+fn spec(by: &[MatchKey]) -> GroupSpec {
+    GroupSpec {
+        by: by.to_vec(),
+        wait: Duration::from_secs(30),
+        interval: Duration::from_secs(300),
+        max_items: 3,
+    }
+}
+
+#[test]
+fn group_keys_follow_the_by_list() {
+    let env = Envelope::default();
+    let h = result(Some("3019"), "ALIMTALK_NORMAL", None, 1);
+    assert_eq!(group_key(&spec(&[MatchKey::ResultCode]), &env, &h), r#"{"result_code":"3019"}"#);
+    assert_eq!(
+        group_key(&spec(&[MatchKey::ResultCode, MatchKey::MessageType]), &env, &h),
+        r#"{"result_code":"3019","message_type":"ALIMTALK_NORMAL"}"#
+    );
+    assert_eq!(group_key(&spec(&[]), &env, &h), "{}");
+    assert_eq!(
+        group_key(&spec(&[MatchKey::SenderGroupingKey]), &env, &h),
+        r#"{"sender_grouping_key":null}"#,
+        "a missing field is its own group"
+    );
+    let t = Hook {
+        hook_id: None,
+        body: HookBody::Template(TemplateHook {
+            template_code: "T".into(),
+            status: "TSC04".into(),
+            ..TemplateHook::default()
+        }),
+    };
+    assert_eq!(group_key(&spec(&[MatchKey::Kind, MatchKey::Status]), &env, &t), r#"{"kind":"template","status":"TSC04"}"#);
+}
+
+const WAIT: i64 = 30_000;
+const INTERVAL: i64 = 300_000;
+
+#[test]
+fn window_timing_with_a_controlled_clock() {
+    // First hook at t=0: digest due at wait.
+    let t = on_join(None, 0, WAIT, INTERVAL);
+    assert_eq!((t.started_at, t.pending, t.next_flush_at), (0, 1, Some(WAIT)));
+    // More hooks do not move the deadline.
+    let t = on_join(Some(t), 10_000, WAIT, INTERVAL);
+    let t = on_join(Some(t), 29_999, WAIT, INTERVAL);
+    assert_eq!((t.pending, t.next_flush_at), (3, Some(WAIT)));
+    // Flush at 30 s: nothing pending, nothing scheduled.
+    let t = on_flush(t, 3, WAIT, INTERVAL);
+    assert_eq!((t.total, t.pending, t.last_flush_at, t.next_flush_at), (3, 0, Some(WAIT), None));
+    // A hook 1 minute later waits for interval after the previous digest, not `wait`.
+    let t = on_join(Some(t), 90_000, WAIT, INTERVAL);
+    assert_eq!((t.pending, t.next_flush_at, t.started_at), (1, Some(WAIT + INTERVAL), 0));
+    // Members that arrive while the flush is being prepared stay for the next digest.
+    let t = on_join(Some(t), 100_000, WAIT, INTERVAL);
+    let t = on_flush(t, 1, WAIT + INTERVAL, INTERVAL);
+    assert_eq!((t.total, t.pending, t.next_flush_at), (4, 1, Some(WAIT + 2 * INTERVAL)));
+    let t = on_flush(t, 1, WAIT + 2 * INTERVAL, INTERVAL);
+    assert_eq!((t.total, t.pending, t.next_flush_at), (5, 0, None));
+    // Idle for a whole interval after the last digest: a new group, waiting `wait` again.
+    let later = WAIT + 3 * INTERVAL;
+    let t = on_join(Some(t), later, WAIT, INTERVAL);
+    assert_eq!((t.started_at, t.total, t.pending, t.next_flush_at), (later, 0, 1, Some(later + WAIT)));
+}
+
+fn ctx_for(hooks: &[Hook], total_before: i64, max_items: usize) -> Value {
+    let env = Envelope::default();
+    let members: Vec<Member<'_>> = hooks
+        .iter()
+        .enumerate()
+        .map(|(i, hook)| Member {
+            envelope: &env,
+            hook,
+            received_at: 1_795_830_000_000 + 1_000 * i as i64,
+        })
+        .collect();
+    digest_context(&DigestInput {
+        route: "failures",
+        group_key: r#"{"result_code":"3019"}"#,
+        total_before,
+        max_items,
+        mask_recipient: true,
+        members: &members,
+        unreadable: 0,
+    })
+}
+
+#[test]
+fn digest_context_counts_and_breaks_down() {
+    let hooks = vec![
+        result(Some("3019"), "ALIMTALK_NORMAL", Some("orders"), 1),
+        result(Some("3019"), "ALIMTALK_NORMAL", Some("orders"), 2),
+        result(Some("3016"), "FRIENDTALK_NORMAL", None, 3),
+        result(None, "ALIMTALK_NORMAL", Some("coupons"), 4),
+        result(Some("3019"), "ALIMTALK_MASS", Some("orders"), 5),
+    ];
+    let ctx = ctx_for(&hooks, 20, 3);
+    assert_eq!(ctx["count"], 5);
+    assert_eq!(ctx["total"], 25);
+    assert_eq!(ctx["omitted"], 2);
+    assert_eq!(ctx["samples"].as_array().unwrap().len(), 3);
+    assert_eq!(ctx["samples"][0]["recipientNo"], "010****5678");
+    assert_eq!(ctx["codes"][0]["code"], "3019");
+    assert_eq!(ctx["codes"][0]["count"], 3);
+    assert!(ctx["codes"][0]["meaning_ko"].as_str().unwrap().len() > 3);
+    let codes: Vec<usize> = ctx["codes"].as_array().unwrap().iter().map(|c| c["count"].as_u64().unwrap() as usize).collect();
+    assert_eq!(codes.iter().sum::<usize>(), 5);
+    assert_eq!(ctx["message_types"][0]["type"], "ALIMTALK_NORMAL");
+    assert_eq!(ctx["message_types"][0]["count"], 3);
+    assert_eq!(ctx["sender_grouping_keys"][0]["key"], "orders");
+    assert_eq!(ctx["group"]["result_code"], "3019");
+    assert_eq!(ctx["group_label"], "result_code=3019");
+    assert_eq!(ctx["first_at"], "2026-11-28 10:40:00");
+    assert_eq!(ctx["last_at"], "2026-11-28 10:40:04");
+    assert_eq!(ctx["outcomes"]["failure"], 5);
+    let ctx = for_destination(ctx, "ops", DestinationKind::Slack);
+    assert_eq!(ctx["destination"], "ops");
+    assert_eq!(ctx["samples"][2]["destination_type"], "slack");
+}
+
+#[test]
+fn digests_render_within_limits_even_with_hundreds_of_codes() {
+    let r = Renderer::builtin();
+    let hooks: Vec<Hook> = (0..600)
+        .map(|i| {
+            let code = format!("{}", 3000 + i % 300);
+            result(Some(&code), &format!("TYPE_{}", i % 40), Some(&format!("sender-<!channel>-{}", i % 70)), i as i64)
+        })
+        .collect();
+    let ctx = ctx_for(&hooks, 0, 50);
+    for kind in DestinationKind::ALL {
+        let body = r
+            .render(kind, "message_digest", &for_destination(ctx.clone(), "d", kind))
+            .unwrap_or_else(|e| panic!("{}: {e}", kind.as_str()));
+        let problems = violations(kind, &body);
+        assert!(problems.is_empty(), "{}: {problems:?}", kind.as_str());
+        assert!(body.contains("600"), "count shown in {}", kind.as_str());
+        assert!(!body.contains("01012345678"));
+        if kind == DestinationKind::Slack {
+            assert!(!body.contains("<!channel>"));
+        }
+    }
+}
