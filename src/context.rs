@@ -11,9 +11,7 @@
 use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value, json};
 
-use crate::bizmessage::{
-    self, Comment, Envelope, Hook, HookBody, ResultHook, TemplateHook, codes,
-};
+use crate::bizmessage::{self, Comment, Envelope, Hook, HookBody, ResultHook, TemplateHook, codes};
 use crate::destination::DestinationKind;
 use crate::mask::{mask_phone, mask_phone_like};
 
@@ -33,13 +31,18 @@ pub struct Meta<'a> {
 
 /// Korea Standard Time: NHN's dates carry no zone and are KST.
 pub fn kst() -> FixedOffset {
-    FixedOffset::east_opt(9 * 3600).unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"))
+    FixedOffset::east_opt(9 * 3600)
+        .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"))
 }
 
 /// Unix milliseconds as `yyyy-MM-dd HH:mm:ss` in KST, the format NHN uses.
 pub fn format_ms(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms)
-        .map(|t| t.with_timezone(&kst()).format("%Y-%m-%d %H:%M:%S").to_string())
+        .map(|t| {
+            t.with_timezone(&kst())
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -49,7 +52,10 @@ pub fn hook_context(envelope: &Envelope, hook: &Hook, meta: &Meta<'_>) -> Value 
     ctx.insert("kind".into(), json!(hook.kind().as_str()));
     ctx.insert("route".into(), json!(meta.route));
     ctx.insert("destination".into(), json!(meta.destination));
-    ctx.insert("destination_type".into(), json!(meta.destination_type.as_str()));
+    ctx.insert(
+        "destination_type".into(),
+        json!(meta.destination_type.as_str()),
+    );
     ctx.insert("received_at".into(), json!(format_ms(meta.received_at_ms)));
     ctx.insert("hooksId".into(), json!(envelope.hooks_id));
     ctx.insert("webhookConfigId".into(), json!(envelope.webhook_config_id));
@@ -140,7 +146,11 @@ pub fn result_value(code: Option<&str>) -> Value {
 
 fn result_fields(ctx: &mut Map<String, Value>, r: &ResultHook, mask: bool) {
     let masked = r.recipient_no.as_deref().map(mask_phone);
-    let shown = if mask { masked.clone() } else { r.recipient_no.clone() };
+    let shown = if mask {
+        masked.clone()
+    } else {
+        r.recipient_no.clone()
+    };
     ctx.insert("kakaoMessageType".into(), json!(r.kakao_message_type));
     ctx.insert(
         "message_type_label".into(),
@@ -160,7 +170,10 @@ fn result_fields(ctx: &mut Map<String, Value>, r: &ResultHook, mask: bool) {
     ctx.insert("resultCode".into(), json!(r.result_code));
     ctx.insert("result".into(), result_value(r.result_code.as_deref()));
     ctx.insert("senderGroupingKey".into(), json!(r.sender_grouping_key));
-    ctx.insert("recipientGroupingKey".into(), json!(r.recipient_grouping_key));
+    ctx.insert(
+        "recipientGroupingKey".into(),
+        json!(r.recipient_grouping_key),
+    );
     ctx.insert("isAddedChannel".into(), json!(r.is_added_channel));
     ctx.insert("link".into(), json!(r.links_self));
     ctx.insert(
@@ -185,7 +198,11 @@ fn unknown_fields(ctx: &mut Map<String, Value>, map: &Map<String, Value>, mask: 
 fn mask_value(v: &mut Value, is_recipient: bool) {
     match v {
         Value::String(s) => {
-            *s = if is_recipient { mask_phone(s) } else { mask_phone_like(s) };
+            *s = if is_recipient {
+                mask_phone(s)
+            } else {
+                mask_phone_like(s)
+            };
         }
         Value::Number(n) if is_recipient => *v = json!(mask_phone(&n.to_string())),
         Value::Array(items) => items.iter_mut().for_each(|i| mask_value(i, is_recipient)),
@@ -246,7 +263,12 @@ mod tests {
         assert_eq!(failed["recipientNo"], "010****5432");
         assert_eq!(failed["recipient_masked"], "010****5432");
         assert_eq!(failed["result"]["outcome"], "failure");
-        assert!(failed["result"]["meaning_en"].as_str().unwrap().contains("KakaoTalk"));
+        assert!(
+            failed["result"]["meaning_en"]
+                .as_str()
+                .unwrap()
+                .contains("KakaoTalk")
+        );
         assert_eq!(failed["receiveDate"], Value::Null);
         assert_eq!(failed["_links"], Value::Null);
         assert_eq!(failed["message_type_label"], "AlimTalk");
@@ -267,7 +289,10 @@ mod tests {
         assert_eq!(ctxs[2]["result"]["code"], Value::Null);
         assert_eq!(ctxs[2]["result"]["known"], false);
         assert_eq!(ctxs[3]["result"]["outcome"], "uncertain");
-        assert_eq!(result_value(Some("9090"))["meaning_en"], "Unknown result code");
+        assert_eq!(
+            result_value(Some("9090"))["meaning_en"],
+            "Unknown result code"
+        );
     }
 
     #[test]

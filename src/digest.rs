@@ -21,14 +21,20 @@ use crate::store::GroupTiming;
 pub fn group_key(spec: &GroupSpec, envelope: &Envelope, hook: &Hook) -> String {
     let mut map = Map::new();
     for key in &spec.by {
-        let value = field(*key, envelope, hook).map_or(Value::Null, |v| Value::String(v.into_owned()));
+        let value =
+            field(*key, envelope, hook).map_or(Value::Null, |v| Value::String(v.into_owned()));
         map.insert(key.name().to_string(), value);
     }
     Value::Object(map).to_string()
 }
 
 /// Timing after a hook joins a group at `now`.
-pub fn on_join(existing: Option<GroupTiming>, now: i64, wait_ms: i64, interval_ms: i64) -> GroupTiming {
+pub fn on_join(
+    existing: Option<GroupTiming>,
+    now: i64,
+    wait_ms: i64,
+    interval_ms: i64,
+) -> GroupTiming {
     match existing {
         Some(t) if t.pending > 0 => GroupTiming {
             pending: t.pending + 1,
@@ -90,7 +96,7 @@ fn tally<K: Ord>(items: impl Iterator<Item = K>) -> Vec<(K, usize)> {
     }
     let mut v: Vec<(K, usize)> = counts.into_iter().collect();
     // By count, descending; ties keep key order.
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|entry| std::cmp::Reverse(entry.1));
     v
 }
 
@@ -105,7 +111,11 @@ fn result_of<'a>(m: &Member<'a>) -> Option<&'a bizmessage::ResultHook> {
 pub fn digest_context(input: &DigestInput<'_>) -> Value {
     let members = input.members;
     let count = members.len() + input.unreadable;
-    let codes = tally(members.iter().map(|m| result_of(m).and_then(|r| r.result_code.clone())));
+    let codes = tally(
+        members
+            .iter()
+            .map(|m| result_of(m).and_then(|r| r.result_code.clone())),
+    );
     let codes: Vec<Value> = codes
         .into_iter()
         .map(|(code, n)| {
@@ -113,15 +123,25 @@ pub fn digest_context(input: &DigestInput<'_>) -> Value {
             json!({"code": code, "count": n, "outcome": r["outcome"], "meaning_en": r["meaning_en"], "meaning_ko": r["meaning_ko"]})
         })
         .collect();
-    let types = tally(members.iter().map(|m| result_of(m).and_then(|r| r.kakao_message_type.clone())));
+    let types = tally(
+        members
+            .iter()
+            .map(|m| result_of(m).and_then(|r| r.kakao_message_type.clone())),
+    );
     let types: Vec<Value> = types
         .into_iter()
         .map(|(t, n)| {
-            let label = t.as_deref().map(|t| bizmessage::message_type_label(t).unwrap_or(t).to_string());
+            let label = t
+                .as_deref()
+                .map(|t| bizmessage::message_type_label(t).unwrap_or(t).to_string());
             json!({"type": t, "label": label, "count": n})
         })
         .collect();
-    let senders = tally(members.iter().map(|m| result_of(m).and_then(|r| r.sender_grouping_key.clone())));
+    let senders = tally(
+        members
+            .iter()
+            .map(|m| result_of(m).and_then(|r| r.sender_grouping_key.clone())),
+    );
     let senders: Vec<Value> = senders
         .into_iter()
         .map(|(k, n)| json!({"key": k, "count": n}))

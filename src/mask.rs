@@ -39,7 +39,9 @@ pub fn mask_phone_like(text: &str) -> String {
         if starts_number && after_boundary {
             // Take the longest run of digits, spaces, dashes and a leading plus.
             let mut j = i + 1;
-            while j < bytes.len() && (bytes[j].is_ascii_digit() || bytes[j] == b'-' || bytes[j] == b' ') {
+            while j < bytes.len()
+                && (bytes[j].is_ascii_digit() || bytes[j] == b'-' || bytes[j] == b' ')
+            {
                 j += 1;
             }
             // Do not swallow a trailing separator.
@@ -105,15 +107,22 @@ mod tests {
 
     #[test]
     fn phone_like_text_is_masked_and_other_numbers_kept() {
-        let text = "call 010-1234-5678 or 01098765432, +82 10 1111 2222; order 20261128101455 seq 12";
+        let text =
+            "call 010-1234-5678 or 01098765432, +82 10 1111 2222; order 20261128101455 seq 12";
         let masked = mask_phone_like(text);
         assert!(!masked.contains("1234-5678"), "{masked}");
         assert!(!masked.contains("98765432"), "{masked}");
         assert!(!masked.contains("1111 2222"), "{masked}");
-        assert!(masked.contains("20261128101455"), "non-phone numbers stay: {masked}");
+        assert!(
+            masked.contains("20261128101455"),
+            "non-phone numbers stay: {masked}"
+        );
         assert!(masked.contains("seq 12"), "{masked}");
         assert_eq!(mask_phone_like("user-1001"), "user-1001");
-        assert_eq!(mask_phone_like("주문 01012345678 건"), "주문 010****5678 건");
+        assert_eq!(
+            mask_phone_like("주문 01012345678 건"),
+            "주문 010****5678 건"
+        );
         assert_eq!(mask_phone_like(""), "");
     }
 

@@ -247,7 +247,10 @@ impl Route {
         for (name, patterns) in &cfg.match_ {
             let key_path = format!("match.{name}");
             let Some(key) = MatchKey::parse(name) else {
-                errors.push(err(key_path, format!("unknown match key (known: {})", known_keys())));
+                errors.push(err(
+                    key_path,
+                    format!("unknown match key (known: {})", known_keys()),
+                ));
                 continue;
             };
             let patterns = patterns.clone().into_vec();
@@ -270,12 +273,15 @@ impl Route {
                         }
                         any_of.push(m);
                     }
-                    Err(e) => errors.push(err(key_path.clone(), format!("bad glob `{p}`: {}", e.kind()))),
+                    Err(e) => errors.push(err(
+                        key_path.clone(),
+                        format!("bad glob `{p}`: {}", e.kind()),
+                    )),
                 }
             }
             conditions.push(Condition { key, any_of });
         }
-        let group = cfg.group.as_ref().and_then(|g| {
+        let group = cfg.group.as_ref().map(|g| {
             let mut by = Vec::new();
             for name in &g.by {
                 match MatchKey::parse(name) {
@@ -290,14 +296,17 @@ impl Route {
                 errors.push(err("group.max_items".into(), "must be at least 1".into()));
             }
             if g.interval.is_zero() {
-                errors.push(err("group.interval".into(), "must be longer than 0s".into()));
+                errors.push(err(
+                    "group.interval".into(),
+                    "must be longer than 0s".into(),
+                ));
             }
-            Some(GroupSpec {
+            GroupSpec {
                 by,
                 wait: g.wait,
                 interval: g.interval,
                 max_items: g.max_items,
-            })
+            }
         });
         if !errors.is_empty() {
             return Err(errors);
@@ -337,12 +346,23 @@ impl Route {
         }
     }
 
-    /// The kinds of hook this route can ever match (to render only the relevant samples).
+    /// Whether this route can match hooks of `kind`: its `kind` condition allows it, and
+    /// every field it tests exists in that kind's shape (hooks of unknown shape are assumed
+    /// to be matched only by routes that ask for them or test no fields).
     pub fn may_match_kind(&self, kind: HookKind) -> bool {
-        self.conditions
-            .iter()
-            .filter(|c| c.key == MatchKey::Kind)
-            .all(|c| c.any_of.iter().any(|g| g.is_match(kind.as_str())))
+        self.conditions.iter().all(|c| match c.key {
+            MatchKey::Kind => c.any_of.iter().any(|g| g.is_match(kind.as_str())),
+            MatchKey::Event | MatchKey::AppKey => true,
+            MatchKey::SenderKey
+            | MatchKey::TemplateCode
+            | MatchKey::Status
+            | MatchKey::CommentStatus => kind == HookKind::Template,
+            MatchKey::MessageType
+            | MatchKey::ResultCode
+            | MatchKey::Outcome
+            | MatchKey::SenderGroupingKey
+            | MatchKey::RecipientGroupingKey => kind == HookKind::MessageResult,
+        })
     }
 }
 

@@ -15,12 +15,24 @@ pub struct Sample {
 }
 
 const FIXTURES: [(&str, &str); 6] = [
-    ("template_rejected", include_str!("../tests/fixtures/template_rejected.json")),
-    ("template_approved", include_str!("../tests/fixtures/template_approved.json")),
-    ("message_results", include_str!("../tests/fixtures/message_results.json")),
+    (
+        "template_rejected",
+        include_str!("../tests/fixtures/template_rejected.json"),
+    ),
+    (
+        "template_approved",
+        include_str!("../tests/fixtures/template_approved.json"),
+    ),
+    (
+        "message_results",
+        include_str!("../tests/fixtures/message_results.json"),
+    ),
     ("mixed", include_str!("../tests/fixtures/mixed.json")),
     ("quirks", include_str!("../tests/fixtures/quirks.json")),
-    ("unknown_event", include_str!("../tests/fixtures/unknown_event.json")),
+    (
+        "unknown_event",
+        include_str!("../tests/fixtures/unknown_event.json"),
+    ),
 ];
 
 fn from_body(name: &str, body: &str) -> Vec<Sample> {
@@ -57,7 +69,9 @@ pub fn adversarial() -> Vec<Sample> {
         json!({"id": i, "content": content, "userName": nasty, "createdAt": format!("2026-11-28 10:{:02}:{:02}", i / 60 % 60, i % 60),
                "status": "REJ", "attachment": [{"originalFileName": nasty, "filePath": "https://example.invalid/a\"b<c>"}]})
     };
-    let many: Vec<Value> = (0..200).map(|i| comment(i, &format!("comment {i}: {nasty}"))).collect();
+    let many: Vec<Value> = (0..200)
+        .map(|i| comment(i, &format!("comment {i}: {nasty}")))
+        .collect();
     let body = json!({
         "hooksId": nasty, "appKey": nasty, "event": nasty,
         "hooks": [
@@ -74,6 +88,33 @@ pub fn adversarial() -> Vec<Sample> {
         ]
     });
     from_body("adversarial", &body.to_string())
+}
+
+/// A failure storm: `n` result hooks spread over `codes` distinct result codes, message types
+/// and sender grouping keys (for digest checks).
+pub fn storm(n: usize, codes: usize) -> Vec<Sample> {
+    let envelope = Envelope {
+        event: Some("MESSAGE_RESULT_UPDATE".into()),
+        ..Envelope::default()
+    };
+    (0..n)
+        .filter_map(|i| {
+            let raw = json!({
+                "hookId": format!("storm-{i}"),
+                "kakaoMessageType": format!("ALIMTALK_TYPE_{}", i % 40),
+                "requestId": format!("2026112812{i:08}"),
+                "recipientSeq": i,
+                "recipientNo": format!("010{:08}", i),
+                "resultCode": format!("{}", 3000 + i % codes.max(1)),
+                "senderGroupingKey": format!("sender-<!here>-{}", i % 70),
+            });
+            parse_hook(&raw.to_string()).ok().map(|hook| Sample {
+                name: format!("storm#{i}"),
+                envelope: envelope.clone(),
+                hook,
+            })
+        })
+        .collect()
 }
 
 /// One representative sample of a kind (for `send-test`).
@@ -93,12 +134,29 @@ mod tests {
     #[test]
     fn samples_cover_every_kind() {
         let reference = reference();
-        for kind in [HookKind::Template, HookKind::MessageResult, HookKind::Unknown] {
+        for kind in [
+            HookKind::Template,
+            HookKind::MessageResult,
+            HookKind::Unknown,
+        ] {
             assert!(reference.iter().any(|s| s.hook.kind() == kind), "{kind:?}");
             assert_eq!(one_of(kind).unwrap().hook.kind(), kind);
         }
         // mixed.json has one malformed hook, which is not a sample.
-        assert_eq!(reference.iter().filter(|s| s.name.starts_with("mixed")).count(), 3);
+        assert_eq!(
+            reference
+                .iter()
+                .filter(|s| s.name.starts_with("mixed"))
+                .count(),
+            3
+        );
         assert_eq!(adversarial().len(), 6);
+        let storm = storm(50, 7);
+        assert_eq!(storm.len(), 50);
+        assert!(
+            storm
+                .iter()
+                .all(|s| s.hook.kind() == HookKind::MessageResult)
+        );
     }
 }

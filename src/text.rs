@@ -90,13 +90,17 @@ mod tests {
         for max in 1..12 {
             let t = truncate("x&amp;y&lt;z long text", max);
             assert!(t.chars().count() <= max, "{t}");
-            assert!(!t.contains("&a…") && !t.contains("&am…") && !t.contains("&l…"), "{t}");
+            assert!(
+                !t.contains("&a…") && !t.contains("&am…") && !t.contains("&l…"),
+                "{t}"
+            );
         }
     }
 
     #[test]
     fn json_escaping_produces_valid_string_literals() {
-        let nasty = "quote\" back\\slash\nnew\rline\ttab \u{1} \u{7f} \u{2028} }} <!channel> 한국어 👍";
+        let nasty =
+            "quote\" back\\slash\nnew\rline\ttab \u{1} \u{7f} \u{2028} }} <!channel> 한국어 👍";
         let literal = format!("\"{}\"", json_string_escape(nasty));
         let back: String = serde_json::from_str(&literal).unwrap();
         assert_eq!(back, nasty);

@@ -58,10 +58,12 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
+    type Case = (Option<&'static [u8]>, Result<(), VerifyError>);
+
     #[test]
     fn signature_table() {
         let accepted = list(&["s3cret-one", "s3cret-two"]);
-        let cases: &[(Option<&[u8]>, Result<(), VerifyError>)] = &[
+        let cases: &[Case] = &[
             (Some(b"s3cret-one"), Ok(())),
             (Some(b"s3cret-two"), Ok(())),
             (None, Err(VerifyError::MissingSignature)),
@@ -97,7 +99,10 @@ mod tests {
             verify_app_key(Some("other"), &allowed),
             Err(VerifyError::AppKeyNotAllowed)
         );
-        assert_eq!(verify_app_key(None, &allowed), Err(VerifyError::AppKeyNotAllowed));
+        assert_eq!(
+            verify_app_key(None, &allowed),
+            Err(VerifyError::AppKeyNotAllowed)
+        );
         assert_eq!(verify_app_key(None, &[]), Ok(()));
     }
 }

@@ -122,7 +122,11 @@ mod tests {
             assert_eq!(code.code.len(), 4, "{}", code.code);
         }
         let c = lookup("3019").expect("3019 is documented");
-        assert!(c.meaning_en.to_lowercase().contains("kakaotalk"), "{}", c.meaning_en);
+        assert!(
+            c.meaning_en.to_lowercase().contains("kakaotalk"),
+            "{}",
+            c.meaning_en
+        );
         assert!(lookup(" 3016 ").is_some(), "lookup trims whitespace");
     }
 

@@ -222,7 +222,8 @@ mod tests {
             comment(None, "c"),
         ];
         assert_eq!(hook.newest_comment().unwrap().content.as_deref(), Some("b"));
-        hook.comments.push(comment(Some("2026-11-28 09:30:00"), "d"));
+        hook.comments
+            .push(comment(Some("2026-11-28 09:30:00"), "d"));
         assert_eq!(hook.newest_comment().unwrap().content.as_deref(), Some("d"));
     }
 

@@ -105,7 +105,11 @@ fn describe(e: &serde_json::Error) -> String {
         serde_json::error::Category::Data
             if !msg.starts_with("duplicate field") && !msg.starts_with("missing field") =>
         {
-            format!("unexpected value at line {} column {}", e.line(), e.column())
+            format!(
+                "unexpected value at line {} column {}",
+                e.line(),
+                e.column()
+            )
         }
         _ => msg,
     }
@@ -192,10 +196,7 @@ pub fn parse_hook(raw: &str) -> Result<Hook, HookError> {
             recipient_no: string_field("recipientNo", h.recipient_no)?,
             result_code: string_field("resultCode", h.result_code)?,
             sender_grouping_key: string_field("senderGroupingKey", h.sender_grouping_key)?,
-            recipient_grouping_key: string_field(
-                "recipientGroupingKey",
-                h.recipient_grouping_key,
-            )?,
+            recipient_grouping_key: string_field("recipientGroupingKey", h.recipient_grouping_key)?,
             links_self: links_field(h.links),
             is_added_channel: bool_field(h.is_added_channel)?,
         })

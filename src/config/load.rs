@@ -53,17 +53,19 @@ impl ConfigSource {
     /// Folder that relative paths in the config are resolved against.
     fn base_dir(&self) -> PathBuf {
         match self {
-            ConfigSource::File { path, .. } => path
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default(),
+            ConfigSource::File { path, .. } => {
+                path.parent().map(Path::to_path_buf).unwrap_or_default()
+            }
             ConfigSource::Builtin => PathBuf::new(),
         }
     }
 }
 
 /// Loads and validates a config. `env` is the process environment (or a test's map).
-pub fn load(source: &ConfigSource, env: &HashMap<String, String>) -> Result<Loaded, Vec<ConfigError>> {
+pub fn load(
+    source: &ConfigSource,
+    env: &HashMap<String, String>,
+) -> Result<Loaded, Vec<ConfigError>> {
     let file = source.name();
     let err = |key: &str, reason: String| ConfigError {
         file: file.clone(),
@@ -76,11 +78,16 @@ pub fn load(source: &ConfigSource, env: &HashMap<String, String>) -> Result<Load
             .span()
             .map(|s| line_col(source.text(), s.start))
             .unwrap_or((0, 0));
-        vec![err("(syntax)", format!("line {line}, column {col}: {}", e.message().trim()))]
+        vec![err(
+            "(syntax)",
+            format!("line {line}, column {col}: {}", e.message().trim()),
+        )]
     })?;
 
     let mut errors = Vec::new();
-    substitute_table(&mut table, "", env, &mut |key, reason| errors.push(err(key, reason)));
+    substitute_table(&mut table, "", env, &mut |key, reason| {
+        errors.push(err(key, reason))
+    });
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -149,7 +156,10 @@ pub fn load(source: &ConfigSource, env: &HashMap<String, String>) -> Result<Load
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, col)
 }
 
@@ -227,8 +237,7 @@ pub(crate) fn expand(s: &str, env: &HashMap<String, String>) -> Result<String, S
             .find('}')
             .ok_or_else(|| "unterminated ${ in value".to_string())?;
         let name = &after[..end];
-        let valid = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             return Err(format!("`${{{name}}}` is not a valid variable reference"));
         }

@@ -28,10 +28,16 @@ pub(super) fn validate(
         err("server.path".into(), "must start with /".into());
     }
     if config.server.max_body_bytes < 1024 {
-        err("server.max_body_bytes".into(), "must be at least 1024".into());
+        err(
+            "server.max_body_bytes".into(),
+            "must be at least 1024".into(),
+        );
     }
     if config.admin.listen == Some(config.server.listen) {
-        err("admin.listen".into(), "must differ from server.listen".into());
+        err(
+            "admin.listen".into(),
+            "must differ from server.listen".into(),
+        );
     }
     if config.store.dedup_window.is_zero() {
         err("store.dedup_window".into(), "must be longer than 0s".into());
@@ -55,22 +61,37 @@ pub(super) fn validate(
 
     for (name, dest) in &config.destinations {
         let key = |k: &str| format!("destinations.{name}.{k}");
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            err(format!("destinations.{name}"), "names may use letters, digits, - _ . only".into());
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            err(
+                format!("destinations.{name}"),
+                "names may use letters, digits, - _ . only".into(),
+            );
         }
         match (&dest.url, dest.kind) {
             (None, DestinationKind::Slack | DestinationKind::Teams) => {
-                err(key("url"), format!("a {} destination needs a url", dest.kind.as_str()));
+                err(
+                    key("url"),
+                    format!("a {} destination needs a url", dest.kind.as_str()),
+                );
             }
-            (Some(url), DestinationKind::Slack | DestinationKind::Teams) => match url::Url::parse(url) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
-                    if u.scheme() == "http" && !is_local(&u) {
-                        warnings.push(format!("{}: plain http sends the webhook secret unencrypted", key("url")));
+            (Some(url), DestinationKind::Slack | DestinationKind::Teams) => {
+                match url::Url::parse(url) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                        if u.scheme() == "http" && !is_local(&u) {
+                            warnings.push(format!(
+                                "{}: plain http sends the webhook secret unencrypted",
+                                key("url")
+                            ));
+                        }
                     }
+                    // Never echo the URL: it is the credential.
+                    _ => err(key("url"), "not a valid http(s) URL".into()),
                 }
-                // Never echo the URL: it is the credential.
-                _ => err(key("url"), "not a valid http(s) URL".into()),
-            },
+            }
             (Some(_), DestinationKind::Console) => {
                 warnings.push(format!("{}: ignored for a console destination", key("url")));
             }
@@ -79,7 +100,10 @@ pub(super) fn validate(
         if let Some(r) = dest.rate_per_second
             && !(r.is_finite() && r >= 0.0)
         {
-            err(key("rate_per_second"), "must be a number ≥ 0 (0 = unlimited)".into());
+            err(
+                key("rate_per_second"),
+                "must be a number ≥ 0 (0 = unlimited)".into(),
+            );
         }
         if dest.burst == Some(0) {
             err(key("burst"), "must be at least 1".into());
@@ -94,7 +118,10 @@ pub(super) fn validate(
     let mut used = BTreeSet::new();
     for (i, rc) in config.routes.iter().enumerate() {
         if !names.insert(rc.name.clone()) {
-            err(format!("routes[{i}].name"), format!("`{}` is used by an earlier route", rc.name));
+            err(
+                format!("routes[{i}].name"),
+                format!("`{}` is used by an earlier route", rc.name),
+            );
         }
         let route = match Route::compile(rc) {
             Ok(r) => r,
@@ -118,7 +145,10 @@ pub(super) fn validate(
                 if !renderer.has(dest.kind, template) {
                     err(
                         format!("routes[{i}] ({}).template", route.name),
-                        format!("no {} template named `{template}` (for destination `{dest_name}`)", dest.kind.as_str()),
+                        format!(
+                            "no {} template named `{template}` (for destination `{dest_name}`)",
+                            dest.kind.as_str()
+                        ),
                     );
                 }
             }

@@ -30,32 +30,58 @@ fn slack_violations(v: &Value) -> Vec<String> {
     let mut out = Vec::new();
     match v.get("text").and_then(Value::as_str) {
         Some(t) if !t.trim().is_empty() && t.chars().count() <= slack::MAX_TOP_TEXT => {}
-        _ => out.push(format!("`text` must be 1..={} characters", slack::MAX_TOP_TEXT)),
+        _ => out.push(format!(
+            "`text` must be 1..={} characters",
+            slack::MAX_TOP_TEXT
+        )),
     }
-    let blocks = v.get("blocks").and_then(Value::as_array).cloned().unwrap_or_default();
+    let blocks = v
+        .get("blocks")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if blocks.len() > slack::MAX_BLOCKS {
-        out.push(format!("{} blocks (max {})", blocks.len(), slack::MAX_BLOCKS));
+        out.push(format!(
+            "{} blocks (max {})",
+            blocks.len(),
+            slack::MAX_BLOCKS
+        ));
     }
     let mut total = 0;
     for (i, b) in blocks.iter().enumerate() {
         let kind = b.get("type").and_then(Value::as_str).unwrap_or("");
         if kind == "header" && chars(&b["text"]["text"]) > slack::MAX_HEADER {
-            out.push(format!("block {i}: header over {} characters", slack::MAX_HEADER));
+            out.push(format!(
+                "block {i}: header over {} characters",
+                slack::MAX_HEADER
+            ));
         }
         if let Some(fields) = b.get("fields").and_then(Value::as_array) {
             if fields.len() > slack::MAX_FIELDS {
-                out.push(format!("block {i}: {} fields (max {})", fields.len(), slack::MAX_FIELDS));
+                out.push(format!(
+                    "block {i}: {} fields (max {})",
+                    fields.len(),
+                    slack::MAX_FIELDS
+                ));
             }
             for f in fields {
                 if chars(&f["text"]) > slack::MAX_FIELD_TEXT {
-                    out.push(format!("block {i}: field over {} characters", slack::MAX_FIELD_TEXT));
+                    out.push(format!(
+                        "block {i}: field over {} characters",
+                        slack::MAX_FIELD_TEXT
+                    ));
                 }
             }
         }
         if kind == "context"
-            && b.get("elements").and_then(Value::as_array).is_some_and(|e| e.len() > slack::MAX_CONTEXT_ELEMENTS)
+            && b.get("elements")
+                .and_then(Value::as_array)
+                .is_some_and(|e| e.len() > slack::MAX_CONTEXT_ELEMENTS)
         {
-            out.push(format!("block {i}: more than {} context elements", slack::MAX_CONTEXT_ELEMENTS));
+            out.push(format!(
+                "block {i}: more than {} context elements",
+                slack::MAX_CONTEXT_ELEMENTS
+            ));
         }
         walk_text_objects(b, &mut |t| {
             let n = t.chars().count();
@@ -64,18 +90,27 @@ fn slack_violations(v: &Value) -> Vec<String> {
                 out.push(format!("block {i}: empty text object"));
             }
             if n > slack::MAX_TEXT {
-                out.push(format!("block {i}: text object over {} characters", slack::MAX_TEXT));
+                out.push(format!(
+                    "block {i}: text object over {} characters",
+                    slack::MAX_TEXT
+                ));
             }
         });
     }
     if total > slack::BLOCK_TEXT_BUDGET {
-        out.push(format!("{total} characters of block text (budget {})", slack::BLOCK_TEXT_BUDGET));
+        out.push(format!(
+            "{total} characters of block text (budget {})",
+            slack::BLOCK_TEXT_BUDGET
+        ));
     }
     out
 }
 
 fn walk_text_objects(v: &Value, f: &mut dyn FnMut(&str)) {
-    let is_text = matches!(v.get("type").and_then(Value::as_str), Some("plain_text" | "mrkdwn"));
+    let is_text = matches!(
+        v.get("type").and_then(Value::as_str),
+        Some("plain_text" | "mrkdwn")
+    );
     if is_text && let Some(t) = v.get("text").and_then(Value::as_str) {
         f(t);
         return;
@@ -95,9 +130,16 @@ fn teams_violations(v: &Value, bytes: usize) -> Vec<String> {
     if v.get("type").and_then(Value::as_str) != Some("message") {
         out.push("`type` is not \"message\"".into());
     }
-    let attachments = v.get("attachments").and_then(Value::as_array).cloned().unwrap_or_default();
+    let attachments = v
+        .get("attachments")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if attachments.len() != 1 {
-        out.push(format!("{} attachments (exactly 1 expected)", attachments.len()));
+        out.push(format!(
+            "{} attachments (exactly 1 expected)",
+            attachments.len()
+        ));
         return out;
     }
     let a = &attachments[0];
@@ -110,7 +152,9 @@ fn teams_violations(v: &Value, bytes: usize) -> Vec<String> {
     }
     match card.get("version").and_then(Value::as_str) {
         Some("1.0" | "1.1" | "1.2" | "1.3" | "1.4") => {}
-        other => out.push(format!("card version {other:?} (Workflows display at most 1.4)")),
+        other => out.push(format!(
+            "card version {other:?} (Workflows display at most 1.4)"
+        )),
     }
     walk_elements(card.get("body").unwrap_or(&Value::Null), &mut out);
     out
@@ -160,10 +204,43 @@ mod tests {
                 "content": {"type": "AdaptiveCard", "version": version, "body": [el]}}]})
             .to_string()
         };
-        assert!(violations(DestinationKind::Teams, &card("1.4", json!({"type": "TextBlock", "text": "x", "wrap": true}))).is_empty());
-        assert_eq!(violations(DestinationKind::Teams, &card("1.5", json!({"type": "TextBlock", "text": "x", "wrap": true}))).len(), 1);
-        assert_eq!(violations(DestinationKind::Teams, &card("1.4", json!({"type": "Table"}))).len(), 1);
-        assert_eq!(violations(DestinationKind::Teams, &card("1.4", json!({"type": "TextBlock", "text": "x"}))).len(), 1);
+        assert!(
+            violations(
+                DestinationKind::Teams,
+                &card(
+                    "1.4",
+                    json!({"type": "TextBlock", "text": "x", "wrap": true})
+                )
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            violations(
+                DestinationKind::Teams,
+                &card(
+                    "1.5",
+                    json!({"type": "TextBlock", "text": "x", "wrap": true})
+                )
+            )
+            .len(),
+            1
+        );
+        assert_eq!(
+            violations(
+                DestinationKind::Teams,
+                &card("1.4", json!({"type": "Table"}))
+            )
+            .len(),
+            1
+        );
+        assert_eq!(
+            violations(
+                DestinationKind::Teams,
+                &card("1.4", json!({"type": "TextBlock", "text": "x"}))
+            )
+            .len(),
+            1
+        );
         assert_eq!(violations(DestinationKind::Teams, "nope").len(), 1);
     }
 }

@@ -60,7 +60,12 @@ pub fn fit(kind: DestinationKind, rendered: &str) -> Result<String, LimitError> 
         DestinationKind::Console => Ok(console::fit(rendered)),
         DestinationKind::Slack | DestinationKind::Teams => {
             let mut value: serde_json::Value = serde_json::from_str(rendered).map_err(|e| {
-                LimitError::NotJson(format!("{} at line {} column {}", category(&e), e.line(), e.column()))
+                LimitError::NotJson(format!(
+                    "{} at line {} column {}",
+                    category(&e),
+                    e.line(),
+                    e.column()
+                ))
             })?;
             if kind == DestinationKind::Slack {
                 slack::fit(&mut value)?;
@@ -120,11 +125,7 @@ pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// Classifies an HTTP answer. `status` is `None` when no answer came (timeout, connection
 /// error). Pure and table-tested.
-pub fn classify(
-    status: Option<u16>,
-    retry_after: Option<&str>,
-    now: SystemTime,
-) -> Verdict {
+pub fn classify(status: Option<u16>, retry_after: Option<&str>, now: SystemTime) -> Verdict {
     let Some(status) = status else {
         return Verdict::Retry;
     };
@@ -170,7 +171,11 @@ mod tests {
             (Some(200), None, Verdict::Delivered),
             (Some(202), None, Verdict::Delivered),
             (Some(204), None, Verdict::Delivered),
-            (Some(429), Some("2"), Verdict::Throttled(Duration::from_secs(2))),
+            (
+                Some(429),
+                Some("2"),
+                Verdict::Throttled(Duration::from_secs(2)),
+            ),
             (Some(429), None, Verdict::Throttled(DEFAULT_RETRY_AFTER)),
             (Some(408), None, Verdict::Retry),
             (Some(500), None, Verdict::Retry),

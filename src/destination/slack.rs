@@ -42,7 +42,9 @@ pub fn fit(body: &mut Value) -> Result<(), LimitError> {
         Some(Value::String(t)) if !t.trim().is_empty() => truncate(t, MAX_TOP_TEXT),
         Some(Value::String(_)) | None => first_block_text(obj.get("blocks"))
             .map(|t| truncate(&t, 300))
-            .ok_or_else(|| LimitError::Shape("Slack body has neither `text` nor any block text".into()))?,
+            .ok_or_else(|| {
+                LimitError::Shape("Slack body has neither `text` nor any block text".into())
+            })?,
         Some(_) => return Err(LimitError::Shape("Slack `text` must be a string".into())),
     };
     obj.insert("text".into(), Value::String(text));
@@ -69,7 +71,11 @@ fn fit_blocks(blocks: &mut Vec<Value>) {
 }
 
 fn fit_block(block: &mut Value) {
-    let kind = block.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+    let kind = block
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     match kind.as_str() {
         "header" => {
             if let Some(t) = block.get_mut("text") {
@@ -226,9 +232,15 @@ mod tests {
         assert!(header.ends_with('…'));
         let section_text = body["blocks"][1]["text"]["text"].as_str().unwrap();
         assert_eq!(section_text.chars().count(), MAX_TEXT);
-        assert_eq!(body["blocks"][2]["fields"].as_array().unwrap().len(), MAX_FIELDS);
+        assert_eq!(
+            body["blocks"][2]["fields"].as_array().unwrap().len(),
+            MAX_FIELDS
+        );
         assert_eq!(body["blocks"][2]["fields"][9]["text"], "… 5 more fields");
-        assert_eq!(body["blocks"][3]["elements"].as_array().unwrap().len(), MAX_CONTEXT_ELEMENTS);
+        assert_eq!(
+            body["blocks"][3]["elements"].as_array().unwrap().len(),
+            MAX_CONTEXT_ELEMENTS
+        );
     }
 
     #[test]
@@ -238,7 +250,10 @@ mod tests {
         fit(&mut body).unwrap();
         let blocks = body["blocks"].as_array().unwrap();
         assert_eq!(blocks.len(), MAX_BLOCKS);
-        assert_eq!(blocks[49]["elements"][0]["text"], "… 71 more blocks not shown");
+        assert_eq!(
+            blocks[49]["elements"][0]["text"],
+            "… 71 more blocks not shown"
+        );
     }
 
     #[test]
@@ -275,6 +290,11 @@ mod tests {
         });
         let v: Value = serde_json::from_str(&body).unwrap();
         assert!(!body.contains("<!channel>"));
-        assert!(v["blocks"][0]["text"]["text"].as_str().unwrap().contains("h-1 \"quoted\""));
+        assert!(
+            v["blocks"][0]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("h-1 \"quoted\"")
+        );
     }
 }

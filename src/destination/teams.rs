@@ -37,7 +37,9 @@ fn check_shape(body: &Value) -> Result<(), LimitError> {
     }
     let a = &attachments[0];
     if a.get("contentType").and_then(Value::as_str) != Some(CARD_CONTENT_TYPE) {
-        return Err(shape(&format!("attachment contentType must be {CARD_CONTENT_TYPE}")));
+        return Err(shape(&format!(
+            "attachment contentType must be {CARD_CONTENT_TYPE}"
+        )));
     }
     let card = a
         .get("content")
@@ -218,7 +220,10 @@ mod tests {
         let cases = [
             (json!({"type": "other"}), "`type` must be"),
             (json!({"type": "message", "attachments": []}), "exactly one"),
-            (json!({"type": "message", "attachments": [{"contentType": "text/plain"}]}), "contentType"),
+            (
+                json!({"type": "message", "attachments": [{"contentType": "text/plain"}]}),
+                "contentType",
+            ),
         ];
         for (mut body, want) in cases {
             let err = fit(&mut body).unwrap_err().to_string();
@@ -226,7 +231,12 @@ mod tests {
         }
         let mut newer = card(vec![]);
         newer["attachments"][0]["content"]["version"] = json!("1.5");
-        assert!(fit(&mut newer).unwrap_err().to_string().contains("newer than 1.4"));
+        assert!(
+            fit(&mut newer)
+                .unwrap_err()
+                .to_string()
+                .contains("newer than 1.4")
+        );
         let mut older = card(vec![]);
         older["attachments"][0]["content"]["version"] = json!("1.2");
         assert!(fit(&mut older).is_ok());
@@ -240,8 +250,16 @@ mod tests {
         ]);
         fit(&mut body).unwrap();
         assert!(size(&body) <= MAX_BYTES);
-        assert_eq!(body["attachments"][0]["content"]["body"][0]["text"], "short");
-        assert!(body["attachments"][0]["content"]["body"][1]["text"].as_str().unwrap().ends_with('…'));
+        assert_eq!(
+            body["attachments"][0]["content"]["body"][0]["text"],
+            "short"
+        );
+        assert!(
+            body["attachments"][0]["content"]["body"][1]["text"]
+                .as_str()
+                .unwrap()
+                .ends_with('…')
+        );
     }
 
     #[test]
@@ -252,8 +270,15 @@ mod tests {
         let mut body = card(vec![json!({"type": "Container", "items": items})]);
         fit(&mut body).unwrap();
         assert!(size(&body) <= MAX_BYTES);
-        let top = body["attachments"][0]["content"]["body"].as_array().unwrap();
-        assert!(top.last().unwrap()["text"].as_str().unwrap().contains("more items not shown"));
+        let top = body["attachments"][0]["content"]["body"]
+            .as_array()
+            .unwrap();
+        assert!(
+            top.last().unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .contains("more items not shown")
+        );
     }
 
     #[test]

@@ -33,9 +33,16 @@ fn spec(by: &[MatchKey]) -> GroupSpec {
 fn group_keys_follow_the_by_list() {
     let env = Envelope::default();
     let h = result(Some("3019"), "ALIMTALK_NORMAL", None, 1);
-    assert_eq!(group_key(&spec(&[MatchKey::ResultCode]), &env, &h), r#"{"result_code":"3019"}"#);
     assert_eq!(
-        group_key(&spec(&[MatchKey::ResultCode, MatchKey::MessageType]), &env, &h),
+        group_key(&spec(&[MatchKey::ResultCode]), &env, &h),
+        r#"{"result_code":"3019"}"#
+    );
+    assert_eq!(
+        group_key(
+            &spec(&[MatchKey::ResultCode, MatchKey::MessageType]),
+            &env,
+            &h
+        ),
         r#"{"result_code":"3019","message_type":"ALIMTALK_NORMAL"}"#
     );
     assert_eq!(group_key(&spec(&[]), &env, &h), "{}");
@@ -52,7 +59,10 @@ fn group_keys_follow_the_by_list() {
             ..TemplateHook::default()
         }),
     };
-    assert_eq!(group_key(&spec(&[MatchKey::Kind, MatchKey::Status]), &env, &t), r#"{"kind":"template","status":"TSC04"}"#);
+    assert_eq!(
+        group_key(&spec(&[MatchKey::Kind, MatchKey::Status]), &env, &t),
+        r#"{"kind":"template","status":"TSC04"}"#
+    );
 }
 
 const WAIT: i64 = 30_000;
@@ -62,27 +72,42 @@ const INTERVAL: i64 = 300_000;
 fn window_timing_with_a_controlled_clock() {
     // First hook at t=0: digest due at wait.
     let t = on_join(None, 0, WAIT, INTERVAL);
-    assert_eq!((t.started_at, t.pending, t.next_flush_at), (0, 1, Some(WAIT)));
+    assert_eq!(
+        (t.started_at, t.pending, t.next_flush_at),
+        (0, 1, Some(WAIT))
+    );
     // More hooks do not move the deadline.
     let t = on_join(Some(t), 10_000, WAIT, INTERVAL);
     let t = on_join(Some(t), 29_999, WAIT, INTERVAL);
     assert_eq!((t.pending, t.next_flush_at), (3, Some(WAIT)));
     // Flush at 30 s: nothing pending, nothing scheduled.
     let t = on_flush(t, 3, WAIT, INTERVAL);
-    assert_eq!((t.total, t.pending, t.last_flush_at, t.next_flush_at), (3, 0, Some(WAIT), None));
+    assert_eq!(
+        (t.total, t.pending, t.last_flush_at, t.next_flush_at),
+        (3, 0, Some(WAIT), None)
+    );
     // A hook 1 minute later waits for interval after the previous digest, not `wait`.
     let t = on_join(Some(t), 90_000, WAIT, INTERVAL);
-    assert_eq!((t.pending, t.next_flush_at, t.started_at), (1, Some(WAIT + INTERVAL), 0));
+    assert_eq!(
+        (t.pending, t.next_flush_at, t.started_at),
+        (1, Some(WAIT + INTERVAL), 0)
+    );
     // Members that arrive while the flush is being prepared stay for the next digest.
     let t = on_join(Some(t), 100_000, WAIT, INTERVAL);
     let t = on_flush(t, 1, WAIT + INTERVAL, INTERVAL);
-    assert_eq!((t.total, t.pending, t.next_flush_at), (4, 1, Some(WAIT + 2 * INTERVAL)));
+    assert_eq!(
+        (t.total, t.pending, t.next_flush_at),
+        (4, 1, Some(WAIT + 2 * INTERVAL))
+    );
     let t = on_flush(t, 1, WAIT + 2 * INTERVAL, INTERVAL);
     assert_eq!((t.total, t.pending, t.next_flush_at), (5, 0, None));
     // Idle for a whole interval after the last digest: a new group, waiting `wait` again.
     let later = WAIT + 3 * INTERVAL;
     let t = on_join(Some(t), later, WAIT, INTERVAL);
-    assert_eq!((t.started_at, t.total, t.pending, t.next_flush_at), (later, 0, 1, Some(later + WAIT)));
+    assert_eq!(
+        (t.started_at, t.total, t.pending, t.next_flush_at),
+        (later, 0, 1, Some(later + WAIT))
+    );
 }
 
 fn ctx_for(hooks: &[Hook], total_before: i64, max_items: usize) -> Value {
@@ -125,7 +150,12 @@ fn digest_context_counts_and_breaks_down() {
     assert_eq!(ctx["codes"][0]["code"], "3019");
     assert_eq!(ctx["codes"][0]["count"], 3);
     assert!(ctx["codes"][0]["meaning_ko"].as_str().unwrap().len() > 3);
-    let codes: Vec<usize> = ctx["codes"].as_array().unwrap().iter().map(|c| c["count"].as_u64().unwrap() as usize).collect();
+    let codes: Vec<usize> = ctx["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["count"].as_u64().unwrap() as usize)
+        .collect();
     assert_eq!(codes.iter().sum::<usize>(), 5);
     assert_eq!(ctx["message_types"][0]["type"], "ALIMTALK_NORMAL");
     assert_eq!(ctx["message_types"][0]["count"], 3);
@@ -146,13 +176,22 @@ fn digests_render_within_limits_even_with_hundreds_of_codes() {
     let hooks: Vec<Hook> = (0..600)
         .map(|i| {
             let code = format!("{}", 3000 + i % 300);
-            result(Some(&code), &format!("TYPE_{}", i % 40), Some(&format!("sender-<!channel>-{}", i % 70)), i as i64)
+            result(
+                Some(&code),
+                &format!("TYPE_{}", i % 40),
+                Some(&format!("sender-<!channel>-{}", i % 70)),
+                i as i64,
+            )
         })
         .collect();
     let ctx = ctx_for(&hooks, 0, 50);
     for kind in DestinationKind::ALL {
         let body = r
-            .render(kind, "message_digest", &for_destination(ctx.clone(), "d", kind))
+            .render(
+                kind,
+                "message_digest",
+                &for_destination(ctx.clone(), "d", kind),
+            )
             .unwrap_or_else(|e| panic!("{}: {e}", kind.as_str()));
         let problems = violations(kind, &body);
         assert!(problems.is_empty(), "{}: {problems:?}", kind.as_str());

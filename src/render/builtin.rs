@@ -14,10 +14,22 @@ pub const BUILTIN_NAMES: [&str; 4] = [
 macro_rules! builtins {
     ($kind:literal) => {
         [
-            ("template_status", include_str!(concat!("../../templates/", $kind, "/template_status.hbs"))),
-            ("message_result", include_str!(concat!("../../templates/", $kind, "/message_result.hbs"))),
-            ("unknown_event", include_str!(concat!("../../templates/", $kind, "/unknown_event.hbs"))),
-            ("message_digest", include_str!(concat!("../../templates/", $kind, "/message_digest.hbs"))),
+            (
+                "template_status",
+                include_str!(concat!("../../templates/", $kind, "/template_status.hbs")),
+            ),
+            (
+                "message_result",
+                include_str!(concat!("../../templates/", $kind, "/message_result.hbs")),
+            ),
+            (
+                "unknown_event",
+                include_str!(concat!("../../templates/", $kind, "/unknown_event.hbs")),
+            ),
+            (
+                "message_digest",
+                include_str!(concat!("../../templates/", $kind, "/message_digest.hbs")),
+            ),
         ]
     };
 }

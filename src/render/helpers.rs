@@ -145,7 +145,8 @@ mod tests {
     #[test]
     fn helpers_render_labels_meanings_dates_and_defaults() {
         let r = reg(DestinationKind::Console);
-        let ctx = json!({"s": "TSC04", "c": "3019", "d": "2026-11-28 09:30:01", "n": null, "x": "TSC77"});
+        let ctx =
+            json!({"s": "TSC04", "c": "3019", "d": "2026-11-28 09:30:01", "n": null, "x": "TSC77"});
         let out = |t: &str| r.render_template(t, &ctx).unwrap();
         assert_eq!(out("{{status_label s}}"), "Rejected");
         assert_eq!(out("{{status_label s lang=\"ko\"}}"), "반려");
@@ -158,16 +159,24 @@ mod tests {
         assert_eq!(out("{{default s \"none\"}}"), "TSC04");
         assert_eq!(out("{{truncate s 3}}"), "TS…");
         assert_eq!(out("{{mask_phone \"01012345678\"}}"), "010****5678");
-        assert_eq!(r.render_template("{{indent t 2}}", &json!({"t": "a\nb"})).unwrap(), "a\n  b");
+        assert_eq!(
+            r.render_template("{{indent t 2}}", &json!({"t": "a\nb"}))
+                .unwrap(),
+            "a\n  b"
+        );
     }
 
     #[test]
     fn json_helper_writes_values_and_escapes_for_slack() {
         let ctx = json!({"v": {"a": "<!channel> & \"q\"", "n": [1, null]}});
-        let slack = reg(DestinationKind::Slack).render_template("{{json v}}", &ctx).unwrap();
+        let slack = reg(DestinationKind::Slack)
+            .render_template("{{json v}}", &ctx)
+            .unwrap();
         let back: Value = serde_json::from_str(&slack).unwrap();
         assert_eq!(back["a"], "&lt;!channel&gt; &amp; \"q\"");
-        let teams = reg(DestinationKind::Teams).render_template("{{json v}}", &ctx).unwrap();
+        let teams = reg(DestinationKind::Teams)
+            .render_template("{{json v}}", &ctx)
+            .unwrap();
         let back: Value = serde_json::from_str(&teams).unwrap();
         assert_eq!(back["a"], "<!channel> & \"q\"");
     }
@@ -176,8 +185,15 @@ mod tests {
     fn strict_mode_catches_misspelt_variables() {
         let r = reg(DestinationKind::Slack);
         assert!(r.render_template("{{json nope}}", &json!({})).is_err());
-        assert!(r.render_template("{{truncate nope 3}}", &json!({})).is_err());
+        assert!(
+            r.render_template("{{truncate nope 3}}", &json!({}))
+                .is_err()
+        );
         assert!(r.render_template("{{nope}}", &json!({})).is_err());
-        assert_eq!(r.render_template("{{#if nope}}x{{/if}}", &json!({})).unwrap(), "");
+        assert_eq!(
+            r.render_template("{{#if nope}}x{{/if}}", &json!({}))
+                .unwrap(),
+            ""
+        );
     }
 }

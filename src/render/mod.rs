@@ -69,7 +69,9 @@ pub struct Renderer {
 
 impl std::fmt::Debug for Renderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Renderer").field("templates", &self.origins).finish()
+        f.debug_struct("Renderer")
+            .field("templates", &self.origins)
+            .finish()
     }
 }
 
@@ -147,7 +149,12 @@ impl Renderer {
     }
 
     /// Renders, parses and fits one body.
-    pub fn render(&self, kind: DestinationKind, name: &str, ctx: &Value) -> Result<String, RenderError> {
+    pub fn render(
+        &self,
+        kind: DestinationKind,
+        name: &str,
+        ctx: &Value,
+    ) -> Result<String, RenderError> {
         let reg = self
             .registries
             .get(&kind)
@@ -222,7 +229,11 @@ fn load_overrides(
         .collect();
     paths.sort();
     for path in paths {
-        let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
+        let Some(name) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_string)
+        else {
             continue;
         };
         let result = std::fs::read_to_string(&path)

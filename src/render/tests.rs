@@ -34,8 +34,17 @@ fn every_builtin_renders_every_sample_within_limits() {
         for sample in &all {
             let body = render_sample(&r, kind, sample);
             let problems = violations(kind, &body);
-            assert!(problems.is_empty(), "{} {}: {problems:?}\n{body}", kind.as_str(), sample.name);
-            assert!(!body.contains("01012345678") && !body.contains("1234-5678"), "{}", sample.name);
+            assert!(
+                problems.is_empty(),
+                "{} {}: {problems:?}\n{body}",
+                kind.as_str(),
+                sample.name
+            );
+            assert!(
+                !body.contains("01012345678") && !body.contains("1234-5678"),
+                "{}",
+                sample.name
+            );
         }
     }
 }
@@ -49,7 +58,9 @@ fn untrusted_text_cannot_break_json_or_ping_the_channel() {
         .unwrap();
     let slack = render_sample(&r, DestinationKind::Slack, &sample);
     let v: Value = serde_json::from_str(&slack).unwrap();
-    assert!(!slack.contains("<!channel>") && !slack.contains("<@U123>") && !slack.contains("<http"));
+    assert!(
+        !slack.contains("<!channel>") && !slack.contains("<@U123>") && !slack.contains("<http")
+    );
     let comment = v["blocks"]
         .as_array()
         .unwrap()
@@ -61,17 +72,32 @@ fn untrusted_text_cannot_break_json_or_ping_the_channel() {
     assert!(comment.contains("&lt;!channel&gt;"), "{comment}");
     assert!(comment.contains("new line"), "{comment}");
     assert!(comment.contains("}} {{x}}"), "{comment}");
-    assert!(comment.contains("한국어") && comment.contains("👍🏽"), "{comment}");
-    assert!(!comment.contains('\u{1b}') || comment.contains('\u{1b}'), "escape survives as JSON");
+    assert!(
+        comment.contains("한국어") && comment.contains("👍🏽"),
+        "{comment}"
+    );
+    assert!(
+        !comment.contains('\u{1b}') || comment.contains('\u{1b}'),
+        "escape survives as JSON"
+    );
 
     let teams = render_sample(&r, DestinationKind::Teams, &sample);
     let v: Value = serde_json::from_str(&teams).unwrap();
     let text = v.to_string();
-    assert!(text.contains("He said \\\"no\\\""), "quotes round-trip in Teams");
-    assert!(text.contains("<!channel>"), "Teams text is not Slack-escaped");
+    assert!(
+        text.contains("He said \\\"no\\\""),
+        "quotes round-trip in Teams"
+    );
+    assert!(
+        text.contains("<!channel>"),
+        "Teams text is not Slack-escaped"
+    );
 
     let console = render_sample(&r, DestinationKind::Console, &sample);
-    assert!(!console.contains('\u{1b}'), "no terminal escapes on the console");
+    assert!(
+        !console.contains('\u{1b}'),
+        "no terminal escapes on the console"
+    );
 }
 
 #[test]
@@ -98,7 +124,12 @@ fn rejection_shows_every_comment_detail() {
         assert!(slack.contains(want), "slack lacks {want}: {slack}");
     }
     let teams = render_sample(&r, DestinationKind::Teams, &sample);
-    for want in ["ORDER_SHIPPED_V2", "카카오 검수자", "guide.png", "\"version\":\"1.4\""] {
+    for want in [
+        "ORDER_SHIPPED_V2",
+        "카카오 검수자",
+        "guide.png",
+        "\"version\":\"1.4\"",
+    ] {
         assert!(teams.contains(want), "teams lacks {want}: {teams}");
     }
 }
@@ -110,10 +141,16 @@ fn approval_is_one_clear_line_plus_codes() {
         .into_iter()
         .find(|s| s.name == "template_approved#0")
         .unwrap();
-    let v: Value = serde_json::from_str(&render_sample(&r, DestinationKind::Slack, &sample)).unwrap();
+    let v: Value =
+        serde_json::from_str(&render_sample(&r, DestinationKind::Slack, &sample)).unwrap();
     let blocks = v["blocks"].as_array().unwrap();
     assert_eq!(blocks.len(), 2, "{v}");
-    assert!(blocks[0]["text"]["text"].as_str().unwrap().contains("ORDER_SHIPPED_V3* was approved"));
+    assert!(
+        blocks[0]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("ORDER_SHIPPED_V3* was approved")
+    );
     assert!(blocks[1].to_string().contains("KA01TP2611281100"));
 }
 
@@ -121,10 +158,26 @@ fn approval_is_one_clear_line_plus_codes() {
 fn failure_shows_code_meaning_and_masked_recipient() {
     let r = Renderer::builtin();
     let sample = samples::one_of(crate::bizmessage::HookKind::MessageResult).unwrap();
-    for kind in [DestinationKind::Slack, DestinationKind::Teams, DestinationKind::Console] {
+    for kind in [
+        DestinationKind::Slack,
+        DestinationKind::Teams,
+        DestinationKind::Console,
+    ] {
         let body = render_sample(&r, kind, &sample);
-        for want in ["3019", "ALIMTALK_NORMAL", "20261128101455aBcD1234", "010****5432", "order-service", "user-1002", "2026-11-28 10:14:55 KST"] {
-            assert!(body.contains(want), "{} lacks {want}: {body}", kind.as_str());
+        for want in [
+            "3019",
+            "ALIMTALK_NORMAL",
+            "20261128101455aBcD1234",
+            "010****5432",
+            "order-service",
+            "user-1002",
+            "2026-11-28 10:14:55 KST",
+        ] {
+            assert!(
+                body.contains(want),
+                "{} lacks {want}: {body}",
+                kind.as_str()
+            );
         }
         assert!(body.contains("KakaoTalk"), "meaning in {}", kind.as_str());
         assert!(!body.contains("01098765432"));
@@ -169,8 +222,16 @@ fn a_broken_template_file_is_a_load_error_naming_the_file() {
 fn runtime_failures_fall_back_to_a_plain_message() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("slack")).unwrap();
-    std::fs::write(dir.path().join("slack/typo.hbs"), r#"{"text": "{{resutCode}}"}"#).unwrap();
-    std::fs::write(dir.path().join("slack/notjson.hbs"), r#"{"text": {{resultCode}}"#).unwrap();
+    std::fs::write(
+        dir.path().join("slack/typo.hbs"),
+        r#"{"text": "{{resutCode}}"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("slack/notjson.hbs"),
+        r#"{"text": {{resultCode}}"#,
+    )
+    .unwrap();
     let r = Renderer::load(Some(dir.path())).unwrap();
     let sample = samples::one_of(crate::bizmessage::HookKind::MessageResult).unwrap();
     let c = ctx(&sample, DestinationKind::Slack);

@@ -125,10 +125,30 @@ fn routing_table() {
     let env = envelope("MESSAGE_RESULT_UPDATE", "Xk2abcDEF9tq");
     let other_app = envelope("MESSAGE_RESULT_UPDATE", "OTHER");
     let cases: Vec<(&str, &Envelope, Hook, Vec<&str>)> = vec![
-        ("approved", &env, template("T1", "TSC03", None), vec!["decisions"]),
-        ("rejected", &env, template("T1", "TSC04", Some("REJ")), vec!["decisions"]),
-        ("requested falls through", &env, template("T1", "TSC01", None), vec!["catch-all"]),
-        ("inquiry", &env, template("T1", "TSC02", Some("INQ")), vec!["inquiries"]),
+        (
+            "approved",
+            &env,
+            template("T1", "TSC03", None),
+            vec!["decisions"],
+        ),
+        (
+            "rejected",
+            &env,
+            template("T1", "TSC04", Some("REJ")),
+            vec!["decisions"],
+        ),
+        (
+            "requested falls through",
+            &env,
+            template("T1", "TSC01", None),
+            vec!["catch-all"],
+        ),
+        (
+            "inquiry",
+            &env,
+            template("T1", "TSC02", Some("INQ")),
+            vec!["inquiries"],
+        ),
         (
             "alimtalk failure continues to the next match",
             &env,
@@ -165,10 +185,18 @@ fn routing_table() {
             result("FRIENDTALK_NORMAL", Some("3016"), None),
             vec!["catch-all"],
         ),
-        ("unknown", &env, unknown(serde_json::json!({"x": 1})), vec!["unknown"]),
+        (
+            "unknown",
+            &env,
+            unknown(serde_json::json!({"x": 1})),
+            vec!["unknown"],
+        ),
     ];
     for (name, env, hook, want) in cases {
-        let got: Vec<&str> = route(&rules, env, &hook).iter().map(|r| r.name.as_str()).collect();
+        let got: Vec<&str> = route(&rules, env, &hook)
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
         assert_eq!(got, want, "{name}");
     }
 }
@@ -243,13 +271,22 @@ fn compile_errors_name_route_and_key() {
             .collect()
     };
     let errs = bad("[[routes]]\nname = \"r1\"\nto = \"x\"\n[routes.match]\ncolour = \"red\"\n");
-    assert!(errs[0].starts_with("route `r1`: match.colour: unknown match key"), "{errs:?}");
+    assert!(
+        errs[0].starts_with("route `r1`: match.colour: unknown match key"),
+        "{errs:?}"
+    );
 
     let errs = bad("[[routes]]\nname = \"r2\"\nto = \"x\"\n[routes.match]\nstatus = \"TSC[0\"\n");
-    assert!(errs[0].starts_with("route `r2`: match.status: bad glob `TSC[0`"), "{errs:?}");
+    assert!(
+        errs[0].starts_with("route `r2`: match.status: bad glob `TSC[0`"),
+        "{errs:?}"
+    );
 
     let errs = bad("[[routes]]\nname = \"r3\"\nto = \"x\"\n[routes.match]\nkind = \"templates\"\n");
-    assert!(errs[0].contains("match.kind: `templates` matches none of"), "{errs:?}");
+    assert!(
+        errs[0].contains("match.kind: `templates` matches none of"),
+        "{errs:?}"
+    );
 
     let errs = bad("[[routes]]\nname = \"r4\"\nto = []\n");
     assert_eq!(errs, vec!["route `r4`: to: names no destination"]);
@@ -258,7 +295,10 @@ fn compile_errors_name_route_and_key() {
         "[[routes]]\nname = \"r5\"\nto = \"x\"\n[routes.group]\nby = [\"result_code\", \"colour\"]\nmax_items = 0\n",
     );
     assert_eq!(errs.len(), 2, "{errs:?}");
-    assert!(errs[0].contains("group.by: unknown key `colour`"), "{errs:?}");
+    assert!(
+        errs[0].contains("group.by: unknown key `colour`"),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -281,10 +321,16 @@ wait = "10s"
 "#,
     );
     assert_eq!(rules[0].template_for(HookKind::Template), "template_status");
-    assert_eq!(rules[0].template_for(HookKind::MessageResult), "message_result");
+    assert_eq!(
+        rules[0].template_for(HookKind::MessageResult),
+        "message_result"
+    );
     assert_eq!(rules[0].template_for(HookKind::Unknown), "unknown_event");
     assert_eq!(rules[1].template_for(HookKind::Unknown), "custom");
-    assert_eq!(rules[2].template_for(HookKind::MessageResult), "message_digest");
+    assert_eq!(
+        rules[2].template_for(HookKind::MessageResult),
+        "message_digest"
+    );
     let g = rules[2].group.as_ref().unwrap();
     assert_eq!(g.by, vec![MatchKey::ResultCode]);
     assert_eq!(g.wait, Duration::from_secs(10));
@@ -297,4 +343,49 @@ fn match_key_names_round_trip() {
     for k in MatchKey::ALL {
         assert_eq!(MatchKey::parse(k.name()), Some(k));
     }
+}
+
+#[test]
+fn kinds_a_route_can_match() {
+    let rules = rules(
+        r#"
+[[routes]]
+name = "t"
+to = "x"
+[routes.match]
+status = "TSC04"
+[[routes]]
+name = "r"
+to = "x"
+[routes.match]
+outcome = "failure"
+[[routes]]
+name = "u"
+to = "x"
+[routes.match]
+kind = ["unknown", "template"]
+[[routes]]
+name = "all"
+to = "x"
+[routes.match]
+event = "*"
+"#,
+    );
+    let kinds = |r: &Route| -> Vec<HookKind> {
+        [
+            HookKind::Template,
+            HookKind::MessageResult,
+            HookKind::Unknown,
+        ]
+        .into_iter()
+        .filter(|k| r.may_match_kind(*k))
+        .collect()
+    };
+    assert_eq!(kinds(&rules[0]), vec![HookKind::Template]);
+    assert_eq!(kinds(&rules[1]), vec![HookKind::MessageResult]);
+    assert_eq!(
+        kinds(&rules[2]),
+        vec![HookKind::Template, HookKind::Unknown]
+    );
+    assert_eq!(kinds(&rules[3]).len(), 3);
 }

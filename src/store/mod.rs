@@ -68,11 +68,13 @@ pub struct NewRejected {
     pub raw: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IngestOutcome {
     pub accepted: usize,
     pub duplicates: usize,
     pub rejected: usize,
+    /// Per hook of the POST (in order): true when stored, false when a duplicate.
+    pub fresh: Vec<bool>,
 }
 
 /// A stored hook on its way to routing.
@@ -179,9 +181,21 @@ pub struct Delivery {
 /// What one attempt to post came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
-    Delivered { status: u16, at: i64 },
-    Retry { status: Option<u16>, error: String, at: i64, next_at: i64 },
-    Dead { status: Option<u16>, reason: String, at: i64 },
+    Delivered {
+        status: u16,
+        at: i64,
+    },
+    Retry {
+        status: Option<u16>,
+        error: String,
+        at: i64,
+        next_at: i64,
+    },
+    Dead {
+        status: Option<u16>,
+        reason: String,
+        at: i64,
+    },
 }
 
 /// A delivery that will not be retried by itself.
@@ -250,25 +264,45 @@ pub trait Store: Send + Sync + 'static {
     async fn next_flush_at(&self) -> Result<Option<i64>, StoreError>;
     async fn commit_flush(&self, flush: Flush) -> Result<(), StoreError>;
     /// Open groups of a route (for `bizrelay route`, metrics).
-    async fn group_timing(&self, route: &str, group_key: &str) -> Result<Option<GroupTiming>, StoreError>;
+    async fn group_timing(
+        &self,
+        route: &str,
+        group_key: &str,
+    ) -> Result<Option<GroupTiming>, StoreError>;
 
     /// Pending deliveries of a destination due at `now`, in arrival order.
-    async fn due_deliveries(&self, destination: &str, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError>;
+    async fn due_deliveries(
+        &self,
+        destination: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError>;
     /// When the destination's next pending delivery falls due.
     async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError>;
     async fn record_attempt(&self, id: i64, attempt: Attempt) -> Result<(), StoreError>;
 
     async fn dead_letters(&self, destination: Option<&str>) -> Result<Vec<DeadLetter>, StoreError>;
     /// The dead letters a selection names, with what they were rendered from.
-    async fn dead_sources(&self, selection: &Selection) -> Result<Vec<(DeadLetter, DeadSource)>, StoreError>;
+    async fn dead_sources(
+        &self,
+        selection: &Selection,
+    ) -> Result<Vec<(DeadLetter, DeadSource)>, StoreError>;
     /// Puts dead letters back in the queue (optionally with a new payload); returns how many.
-    async fn requeue(&self, items: Vec<(i64, Option<String>)>, now: i64) -> Result<usize, StoreError>;
+    async fn requeue(
+        &self,
+        items: Vec<(i64, Option<String>)>,
+        now: i64,
+    ) -> Result<usize, StoreError>;
     async fn purge(&self, selection: &Selection) -> Result<usize, StoreError>;
 
     async fn queue_stats(&self) -> Result<Vec<QueueStat>, StoreError>;
     /// Deletes dedup keys older than `seen_before` and delivered rows older than
     /// `delivered_before`, and what nothing references any more.
-    async fn prune(&self, seen_before: i64, delivered_before: i64) -> Result<PruneStats, StoreError>;
+    async fn prune(
+        &self,
+        seen_before: i64,
+        delivered_before: i64,
+    ) -> Result<PruneStats, StoreError>;
     /// A write round trip: proves the store is writable.
     async fn ping(&self) -> Result<(), StoreError>;
 }

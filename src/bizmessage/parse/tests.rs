@@ -15,9 +15,15 @@ fn fixture(name: &str) -> String {
 fn envelope_fields_are_read() {
     let body = fixture("template_rejected.json");
     let post = parse_post(body.as_bytes()).unwrap();
-    assert_eq!(post.envelope.hooks_id.as_deref(), Some("20261128093015123abcdEFGH"));
+    assert_eq!(
+        post.envelope.hooks_id.as_deref(),
+        Some("20261128093015123abcdEFGH")
+    );
     assert_eq!(post.envelope.app_key.as_deref(), Some("Xk2abcDEF9tq"));
-    assert_eq!(post.envelope.event.as_deref(), Some("TEMPLATE_STATUS_UPDATE"));
+    assert_eq!(
+        post.envelope.event.as_deref(),
+        Some("TEMPLATE_STATUS_UPDATE")
+    );
     assert_eq!(post.envelope.webhook_config_id.as_deref(), Some("wcf-8d2k"));
     assert_eq!(post.hooks.len(), 1);
 }
@@ -35,9 +41,16 @@ fn template_hook_with_comment_and_attachment() {
     assert_eq!(t.status, "TSC04");
     assert_eq!(t.comments.len(), 1);
     let c = &t.comments[0];
-    assert_eq!(c.id.as_deref(), Some("48213"), "integer id becomes a string");
+    assert_eq!(
+        c.id.as_deref(),
+        Some("48213"),
+        "integer id becomes a string"
+    );
     assert!(c.content.as_deref().unwrap().contains('\n'));
-    assert_eq!(c.attachments[0].original_file_name.as_deref(), Some("guide.png"));
+    assert_eq!(
+        c.attachments[0].original_file_name.as_deref(),
+        Some("guide.png")
+    );
     assert_eq!(c.status.as_deref(), Some("REJ"));
 }
 
@@ -89,14 +102,21 @@ fn every_documented_quirk_is_accepted() {
         panic!()
     };
     assert_eq!(r.recipient_seq, Some(12), "numeric string seq");
-    assert_eq!(r.kakao_message_type.as_deref(), Some("FRIENDTALK_UPGRADE_WIDE"));
+    assert_eq!(
+        r.kakao_message_type.as_deref(),
+        Some("FRIENDTALK_UPGRADE_WIDE")
+    );
     assert_eq!(r.result_code, None, "null result code");
     assert_eq!(r.is_added_channel, Some(true));
 
     let HookBody::MessageResult(r) = &hooks[3].body else {
         panic!()
     };
-    assert_eq!(r.request_id.as_deref(), Some("20261128130000"), "number for string");
+    assert_eq!(
+        r.request_id.as_deref(),
+        Some("20261128130000"),
+        "number for string"
+    );
     assert_eq!(r.result_code.as_deref(), Some("3005"));
 }
 
@@ -160,8 +180,14 @@ fn malformed_hooks_are_rejected_one_by_one() {
     assert_eq!(errs[0], "hook is not a JSON object");
     assert_eq!(errs[3], "hook is not a JSON object");
     assert_eq!(errs[4], "field `status`: expected a string or a number");
-    assert_eq!(errs[5], "field `comments`: expected an array of comment objects");
-    assert_eq!(errs[6], "field `comments`: expected an array of comment objects");
+    assert_eq!(
+        errs[5],
+        "field `comments`: expected an array of comment objects"
+    );
+    assert_eq!(
+        errs[6],
+        "field `comments`: expected an array of comment objects"
+    );
     assert_eq!(errs[7], "field `isAddedChannel`: expected a boolean");
     assert_eq!(errs[8], "field `hookId`: expected a string or a number");
     assert_eq!(errs[9], "field `resultCode`: expected a string or a number");
@@ -182,11 +208,23 @@ fn envelope_errors() {
     assert_eq!(parse_post(b"").unwrap_err(), ParseError::Empty);
     assert_eq!(parse_post(b"   ").unwrap_err(), ParseError::Empty);
     assert_eq!(parse_post(b"[1,2]").unwrap_err(), ParseError::NotAnObject);
-    assert_eq!(parse_post(b"\"hooks\"").unwrap_err(), ParseError::NotAnObject);
+    assert_eq!(
+        parse_post(b"\"hooks\"").unwrap_err(),
+        ParseError::NotAnObject
+    );
     assert_eq!(parse_post(b"{}").unwrap_err(), ParseError::MissingHooks);
-    assert_eq!(parse_post(br#"{"hooks":null}"#).unwrap_err(), ParseError::MissingHooks);
-    assert_eq!(parse_post(br#"{"hooks":{}}"#).unwrap_err(), ParseError::HooksNotArray);
-    assert_eq!(parse_post(br#"{"hooks":"[]"}"#).unwrap_err(), ParseError::HooksNotArray);
+    assert_eq!(
+        parse_post(br#"{"hooks":null}"#).unwrap_err(),
+        ParseError::MissingHooks
+    );
+    assert_eq!(
+        parse_post(br#"{"hooks":{}}"#).unwrap_err(),
+        ParseError::HooksNotArray
+    );
+    assert_eq!(
+        parse_post(br#"{"hooks":"[]"}"#).unwrap_err(),
+        ParseError::HooksNotArray
+    );
     assert_eq!(parse_post(b"\xff\xfe{}").unwrap_err(), ParseError::NotUtf8);
     assert!(matches!(
         parse_post(br#"{"hooks":[{"a":1}"#).unwrap_err(),
@@ -216,10 +254,16 @@ fn deep_nesting_neither_crashes_nor_hides_the_hook() {
     // itself is fine.
     let body = format!(r#"{{"hooks":[{{"requestId":"r","extra":{deep}}}]}}"#);
     let post = parse_post(body.as_bytes()).unwrap();
-    assert_eq!(parse_hook(post.hooks[0].get()).unwrap().kind(), HookKind::MessageResult);
+    assert_eq!(
+        parse_hook(post.hooks[0].get()).unwrap().kind(),
+        HookKind::MessageResult
+    );
     // An unknown hook is kept whole, so its depth is bounded by serde_json's recursion limit.
     let unknown = format!(r#"{{"other":{deep}}}"#);
     assert!(matches!(parse_hook(&unknown), Err(HookError::Syntax(_))));
     // As the whole body, it is a syntax error (recursion limit), not a stack overflow.
-    assert!(matches!(parse_post(deep.as_bytes()), Err(ParseError::NotAnObject | ParseError::Syntax(_))));
+    assert!(matches!(
+        parse_post(deep.as_bytes()),
+        Err(ParseError::NotAnObject | ParseError::Syntax(_))
+    ));
 }

@@ -3,7 +3,10 @@ use crate::config::SyncMode;
 use std::time::Duration;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn file(text: &str) -> ConfigSource {
@@ -53,11 +56,17 @@ fn builtin_default_loads() {
     assert_eq!(loaded.config.server.max_body_bytes, 1024 * 1024);
     assert!(loaded.config.ingest.signatures.is_empty());
     assert_eq!(loaded.config.store.sync, SyncMode::Full);
-    assert_eq!(loaded.config.store.dedup_window, Duration::from_secs(7 * 86400));
+    assert_eq!(
+        loaded.config.store.dedup_window,
+        Duration::from_secs(7 * 86400)
+    );
     assert_eq!(loaded.config.delivery.max_attempts, 20);
     assert!(loaded.config.privacy.mask_recipient);
     assert_eq!(loaded.routes.len(), 3);
-    assert!(loaded.routes[1].group.is_some(), "failures are grouped by default");
+    assert!(
+        loaded.routes[1].group.is_some(),
+        "failures are grouped by default"
+    );
     assert_eq!(loaded.origin, "built-in default");
     assert!(loaded.warnings.iter().any(|w| w.contains("unsigned")));
 }
@@ -84,7 +93,10 @@ fn env_overrides_apply_to_the_builtin_default_too() {
 fn variables_are_substituted_and_paths_resolved() {
     let loaded = load(
         &file(GOOD),
-        &env(&[("SIG", "s3cret"), ("SLACK_URL", "https://hooks.slack.com/services/T/B/X")]),
+        &env(&[
+            ("SIG", "s3cret"),
+            ("SLACK_URL", "https://hooks.slack.com/services/T/B/X"),
+        ]),
     )
     .unwrap();
     let c = &loaded.config;
@@ -106,7 +118,9 @@ fn unset_variable_names_the_key_and_variable() {
     let errs = errors(GOOD, &[("SIG", "x")]);
     assert_eq!(
         errs,
-        vec!["/nonexistent/bizrelay.toml: destinations.ops-slack.url: environment variable SLACK_URL is not set"]
+        vec![
+            "/nonexistent/bizrelay.toml: destinations.ops-slack.url: environment variable SLACK_URL is not set"
+        ]
     );
 }
 
@@ -124,10 +138,22 @@ fn expand_rules() {
 fn errors_name_file_key_and_reason() {
     let cases: Vec<(&str, &str)> = vec![
         ("[server]\nlisten = \"nope\"\n", "server.listen: "),
-        ("[server]\nlistne = \"127.0.0.1:1\"\n", "server.listne: unknown field `listne`"),
-        ("[store]\nsync = \"sometimes\"\n", "store.sync: unknown variant"),
-        ("[store]\ndedup_window = \"a week\"\n", "store.dedup_window: "),
-        ("[server]\npath = \"hooks\"\n", "server.path: must start with /"),
+        (
+            "[server]\nlistne = \"127.0.0.1:1\"\n",
+            "server.listne: unknown field `listne`",
+        ),
+        (
+            "[store]\nsync = \"sometimes\"\n",
+            "store.sync: unknown variant",
+        ),
+        (
+            "[store]\ndedup_window = \"a week\"\n",
+            "store.dedup_window: ",
+        ),
+        (
+            "[server]\npath = \"hooks\"\n",
+            "server.path: must start with /",
+        ),
         (
             "[destinations.x]\ntype = \"slack\"\n",
             "destinations.x.url: a slack destination needs a url",
@@ -161,7 +187,8 @@ fn errors_name_file_key_and_reason() {
     for (text, want) in cases {
         let errs = errors(text, &[]);
         assert!(
-            errs.iter().any(|e| e.starts_with("/nonexistent/bizrelay.toml: ") && e.contains(want)),
+            errs.iter()
+                .any(|e| e.starts_with("/nonexistent/bizrelay.toml: ") && e.contains(want)),
             "{text:?}: wanted {want:?} in {errs:?}"
         );
     }
@@ -171,7 +198,10 @@ fn errors_name_file_key_and_reason() {
 fn errors_never_show_secret_values() {
     let secret = "https://hooks.slack.com/services/T000/B000/SECRETSECRET";
     let texts = [
-        format!("[destinations.x]\ntype = \"slack\"\nurl = \"{}\"\n", "not a url SECRETSECRET"),
+        format!(
+            "[destinations.x]\ntype = \"slack\"\nurl = \"{}\"\n",
+            "not a url SECRETSECRET"
+        ),
         format!("[server]\nmax_body_bytes = \"{secret}\"\n"),
         format!("[destinations.x]\ntype = \"slack\"\nurl = \"{secret}\"\nburst = \"{secret}\"\n"),
         format!("[admin]\nlisten = \"{secret}\"\n"),
@@ -188,7 +218,10 @@ fn errors_never_show_secret_values() {
 fn missing_file_is_an_error_not_the_default() {
     let e = ConfigSource::read(Path::new("/nonexistent/config.toml")).unwrap_err();
     assert_eq!(e.key, "(file)");
-    assert!(e.to_string().starts_with("/nonexistent/config.toml: (file): cannot read"));
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/config.toml: (file): cannot read")
+    );
 }
 
 #[test]
@@ -218,15 +251,27 @@ fn hash_changes_with_config_and_templates() {
 fn example_config_is_valid() {
     let text = include_str!("../../../config.toml.example");
     let vars = env(&[
-        ("SLACK_OPS_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/X"),
-        ("SLACK_ALERTS_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/Y"),
-        ("TEAMS_WORKFLOW_URL", "https://prod.example.invalid/workflows/z"),
+        (
+            "SLACK_OPS_WEBHOOK_URL",
+            "https://hooks.slack.com/services/T/B/X",
+        ),
+        (
+            "SLACK_ALERTS_WEBHOOK_URL",
+            "https://hooks.slack.com/services/T/B/Y",
+        ),
+        (
+            "TEAMS_WORKFLOW_URL",
+            "https://prod.example.invalid/workflows/z",
+        ),
         ("BIZRELAY_SIGNATURE", "sig"),
         ("BIZRELAY_ADMIN_TOKEN", "token"),
     ]);
     let loaded = load(
         &ConfigSource::File {
-            path: PathBuf::from(format!("{}/config.toml.example", env!("CARGO_MANIFEST_DIR"))),
+            path: PathBuf::from(format!(
+                "{}/config.toml.example",
+                env!("CARGO_MANIFEST_DIR")
+            )),
             text: text.into(),
         },
         &vars,

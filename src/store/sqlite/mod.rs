@@ -78,14 +78,18 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
 fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -103,7 +107,11 @@ fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection, StoreError
 
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path`, with its folder.
-    pub fn open(path: &Path, sync: SyncMode, dedup_window: Duration) -> Result<SqliteStore, StoreError> {
+    pub fn open(
+        path: &Path,
+        sync: SyncMode,
+        dedup_window: Duration,
+    ) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
                 path: dir.display().to_string(),
@@ -221,12 +229,21 @@ impl Store for SqliteStore {
         self.write(move |c| sql::commit_flush(c, &flush)).await
     }
 
-    async fn group_timing(&self, route: &str, group_key: &str) -> Result<Option<GroupTiming>, StoreError> {
+    async fn group_timing(
+        &self,
+        route: &str,
+        group_key: &str,
+    ) -> Result<Option<GroupTiming>, StoreError> {
         let (route, key) = (route.to_string(), group_key.to_string());
         self.read(move |c| sql::group_timing(c, &route, &key)).await
     }
 
-    async fn due_deliveries(&self, destination: &str, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+    async fn due_deliveries(
+        &self,
+        destination: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
         let destination = destination.to_string();
         self.read(move |c| sql::due_deliveries(c, &destination, now, limit))
             .await
@@ -238,7 +255,8 @@ impl Store for SqliteStore {
     }
 
     async fn record_attempt(&self, id: i64, attempt: Attempt) -> Result<(), StoreError> {
-        self.write(move |c| sql::record_attempt(c, id, &attempt)).await
+        self.write(move |c| sql::record_attempt(c, id, &attempt))
+            .await
     }
 
     async fn dead_letters(&self, destination: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
@@ -247,12 +265,19 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn dead_sources(&self, selection: &Selection) -> Result<Vec<(DeadLetter, DeadSource)>, StoreError> {
+    async fn dead_sources(
+        &self,
+        selection: &Selection,
+    ) -> Result<Vec<(DeadLetter, DeadSource)>, StoreError> {
         let selection = selection.clone();
         self.read(move |c| sql::dead_sources(c, &selection)).await
     }
 
-    async fn requeue(&self, items: Vec<(i64, Option<String>)>, now: i64) -> Result<usize, StoreError> {
+    async fn requeue(
+        &self,
+        items: Vec<(i64, Option<String>)>,
+        now: i64,
+    ) -> Result<usize, StoreError> {
         self.write(move |c| sql::requeue(c, &items, now)).await
     }
 
@@ -265,7 +290,11 @@ impl Store for SqliteStore {
         self.read(sql::queue_stats).await
     }
 
-    async fn prune(&self, seen_before: i64, delivered_before: i64) -> Result<PruneStats, StoreError> {
+    async fn prune(
+        &self,
+        seen_before: i64,
+        delivered_before: i64,
+    ) -> Result<PruneStats, StoreError> {
         self.write(move |c| sql::prune(c, seen_before, delivered_before))
             .await
     }

@@ -18,7 +18,11 @@ pub(super) const PRUNE_CHUNK: usize = 5000;
 pub(super) fn init_schema(c: &Connection) -> Result<(), StoreError> {
     c.execute_batch(include_str!("schema.sql"))?;
     let found: Option<String> = c
-        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?;
     match found.map(|v| v.parse::<i64>()) {
         None => {
@@ -34,13 +38,21 @@ pub(super) fn init_schema(c: &Connection) -> Result<(), StoreError> {
             });
         }
         Some(Ok(_)) => {}
-        Some(Err(_)) => return Err(StoreError::Corrupt("meta.schema_version is not a number".into())),
+        Some(Err(_)) => {
+            return Err(StoreError::Corrupt(
+                "meta.schema_version is not a number".into(),
+            ));
+        }
     }
     Ok(())
 }
 
 fn cursor(c: &Connection) -> Result<i64, StoreError> {
-    let v: String = c.query_row("SELECT value FROM meta WHERE key = 'dispatch_cursor'", [], |r| r.get(0))?;
+    let v: String = c.query_row(
+        "SELECT value FROM meta WHERE key = 'dispatch_cursor'",
+        [],
+        |r| r.get(0),
+    )?;
     v.parse()
         .map_err(|_| StoreError::Corrupt("meta.dispatch_cursor is not a number".into()))
 }
@@ -56,7 +68,11 @@ fn clip(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-pub(super) fn ingest(c: &Connection, post: &NewPost, dedup_cutoff: i64) -> Result<IngestOutcome, StoreError> {
+pub(super) fn ingest(
+    c: &Connection,
+    post: &NewPost,
+    dedup_cutoff: i64,
+) -> Result<IngestOutcome, StoreError> {
     let mut out = IngestOutcome {
         rejected: post.rejected.len(),
         ..IngestOutcome::default()
@@ -87,8 +103,10 @@ pub(super) fn ingest(c: &Connection, post: &NewPost, dedup_cutoff: i64) -> Resul
     for h in &post.hooks {
         if seen.execute(params![h.dedup_key, post.received_at, dedup_cutoff])? == 0 {
             out.duplicates += 1;
+            out.fresh.push(false);
             continue;
         }
+        out.fresh.push(true);
         let pid = match post_id {
             Some(id) => id,
             None => {
@@ -153,7 +171,11 @@ pub(super) fn undispatched(c: &Connection, limit: usize) -> Result<Vec<StoredHoo
     hooks_from(&mut rows)
 }
 
-fn insert_delivery(c: &Connection, d: &NewDelivery, digest_id: Option<i64>) -> Result<(), StoreError> {
+fn insert_delivery(
+    c: &Connection,
+    d: &NewDelivery,
+    digest_id: Option<i64>,
+) -> Result<(), StoreError> {
     c.prepare_cached(
         "INSERT INTO deliveries (v, destination, route, template, hook_row, digest_id, hook_id, payload,
                                  state, attempts, created_at, received_at, next_attempt_at)
@@ -184,7 +206,11 @@ fn timing_from(r: &Row<'_>) -> rusqlite::Result<GroupTiming> {
     })
 }
 
-pub(super) fn group_timing(c: &Connection, route: &str, key: &str) -> Result<Option<GroupTiming>, StoreError> {
+pub(super) fn group_timing(
+    c: &Connection,
+    route: &str,
+    key: &str,
+) -> Result<Option<GroupTiming>, StoreError> {
     Ok(c.prepare_cached(
         "SELECT started_at, total, pending, last_flush_at, next_flush_at FROM groups
          WHERE route = ?1 AND group_key = ?2",
@@ -193,7 +219,13 @@ pub(super) fn group_timing(c: &Connection, route: &str, key: &str) -> Result<Opt
     .optional()?)
 }
 
-fn save_timing(c: &Connection, route: &str, key: &str, t: &GroupTiming, settings: Option<&str>) -> Result<(), StoreError> {
+fn save_timing(
+    c: &Connection,
+    route: &str,
+    key: &str,
+    t: &GroupTiming,
+    settings: Option<&str>,
+) -> Result<(), StoreError> {
     c.prepare_cached(
         "INSERT INTO groups (route, group_key, started_at, total, pending, last_flush_at, next_flush_at, settings)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, COALESCE(?8, '{}'))
@@ -234,8 +266,14 @@ pub(super) fn commit_dispatch(c: &Connection, batch: &DispatchBatch) -> Result<(
             continue;
         }
         let existing = group_timing(c, &m.route, &m.group_key)?;
-        let timing = digest::on_join(existing, m.joined_at, m.settings.wait_ms, m.settings.interval_ms);
-        let settings = serde_json::to_string(&m.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let timing = digest::on_join(
+            existing,
+            m.joined_at,
+            m.settings.wait_ms,
+            m.settings.interval_ms,
+        );
+        let settings =
+            serde_json::to_string(&m.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         save_timing(c, &m.route, &m.group_key, &timing, Some(&settings))?;
     }
     c.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'dispatch_cursor'")?
@@ -251,7 +289,11 @@ pub(super) fn next_flush_at(c: &Connection) -> Result<Option<i64>, StoreError> {
     )?)
 }
 
-pub(super) fn due_groups(c: &Connection, now: i64, limit: usize) -> Result<Vec<DueGroup>, StoreError> {
+pub(super) fn due_groups(
+    c: &Connection,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<DueGroup>, StoreError> {
     let mut stmt = c.prepare_cached(
         "SELECT route, group_key, settings, started_at, total FROM groups
          WHERE pending > 0 AND next_flush_at <= ?1 ORDER BY next_flush_at LIMIT ?2",
@@ -268,8 +310,9 @@ pub(super) fn due_groups(c: &Connection, now: i64, limit: usize) -> Result<Vec<D
     ))?;
     let mut out = Vec::new();
     for (route, group_key, settings, started_at, total_before) in heads {
-        let settings: GroupSettings = serde_json::from_str(&settings)
-            .map_err(|e| StoreError::Corrupt(format!("settings of group {route}/{group_key}: {e}")))?;
+        let settings: GroupSettings = serde_json::from_str(&settings).map_err(|e| {
+            StoreError::Corrupt(format!("settings of group {route}/{group_key}: {e}"))
+        })?;
         let mut rows = members.query(params![route, group_key])?;
         let members = hooks_from(&mut rows)?;
         out.push(DueGroup {
@@ -286,7 +329,10 @@ pub(super) fn due_groups(c: &Connection, now: i64, limit: usize) -> Result<Vec<D
 
 pub(super) fn commit_flush(c: &Connection, flush: &Flush) -> Result<(), StoreError> {
     let Some(timing) = group_timing(c, &flush.route, &flush.group_key)? else {
-        return Err(StoreError::Corrupt(format!("no group {}/{}", flush.route, flush.group_key)));
+        return Err(StoreError::Corrupt(format!(
+            "no group {}/{}",
+            flush.route, flush.group_key
+        )));
     };
     let interval: i64 = c.query_row(
         "SELECT COALESCE(json_extract(settings, '$.interval_ms'), 0) FROM groups WHERE route = ?1 AND group_key = ?2",
@@ -335,7 +381,12 @@ fn delivery_from(r: &Row<'_>) -> rusqlite::Result<Delivery> {
     })
 }
 
-pub(super) fn due_deliveries(c: &Connection, destination: &str, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+pub(super) fn due_deliveries(
+    c: &Connection,
+    destination: &str,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<Delivery>, StoreError> {
     let mut stmt = c.prepare_cached(
         "SELECT id, destination, route, hook_id, payload, attempts, created_at, received_at
          FROM deliveries WHERE destination = ?1 AND state = 'pending' AND next_attempt_at <= ?2
@@ -399,7 +450,10 @@ fn dead_from(r: &Row<'_>) -> rusqlite::Result<(DeadLetter, Option<i64>, Option<i
     ))
 }
 
-pub(super) fn dead_letters(c: &Connection, destination: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
+pub(super) fn dead_letters(
+    c: &Connection,
+    destination: Option<&str>,
+) -> Result<Vec<DeadLetter>, StoreError> {
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {DEAD_COLUMNS} FROM deliveries WHERE state = 'dead' AND (?1 IS NULL OR destination = ?1) ORDER BY id"
     ))?;
@@ -425,7 +479,10 @@ fn selection_filter(selection: &Selection) -> (String, Vec<rusqlite::types::Valu
     }
 }
 
-pub(super) fn dead_sources(c: &Connection, selection: &Selection) -> Result<Vec<(DeadLetter, DeadSource)>, StoreError> {
+pub(super) fn dead_sources(
+    c: &Connection,
+    selection: &Selection,
+) -> Result<Vec<(DeadLetter, DeadSource)>, StoreError> {
     let (filter, args) = selection_filter(selection);
     let mut stmt = c.prepare(&format!(
         "SELECT {DEAD_COLUMNS} FROM deliveries WHERE state = 'dead' AND {filter} ORDER BY id"
@@ -445,9 +502,11 @@ pub(super) fn dead_sources(c: &Connection, selection: &Selection) -> Result<Vec<
                 None => DeadSource::Gone,
             }
         } else if let Some(id) = digest_id {
-            c.query_row("SELECT context FROM digests WHERE id = ?1", [id], |r| r.get(0))
-                .optional()?
-                .map_or(DeadSource::Gone, |context| DeadSource::Digest { context })
+            c.query_row("SELECT context FROM digests WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .map_or(DeadSource::Gone, |context| DeadSource::Digest { context })
         } else {
             DeadSource::Gone
         };
@@ -456,7 +515,11 @@ pub(super) fn dead_sources(c: &Connection, selection: &Selection) -> Result<Vec<
     Ok(out)
 }
 
-pub(super) fn requeue(c: &Connection, items: &[(i64, Option<String>)], now: i64) -> Result<usize, StoreError> {
+pub(super) fn requeue(
+    c: &Connection,
+    items: &[(i64, Option<String>)],
+    now: i64,
+) -> Result<usize, StoreError> {
     let mut stmt = c.prepare_cached(
         "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?2, created_at = ?2,
                 reason = NULL, last_status = NULL, payload = COALESCE(?3, payload)
@@ -494,7 +557,11 @@ pub(super) fn queue_stats(c: &Connection) -> Result<Vec<QueueStat>, StoreError> 
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub(super) fn prune(c: &Connection, seen_before: i64, delivered_before: i64) -> Result<PruneStats, StoreError> {
+pub(super) fn prune(
+    c: &Connection,
+    seen_before: i64,
+    delivered_before: i64,
+) -> Result<PruneStats, StoreError> {
     let chunk = PRUNE_CHUNK as i64;
     let cursor = cursor(c)?;
     let seen = c.execute(

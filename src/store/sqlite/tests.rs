@@ -4,7 +4,12 @@ use crate::bizmessage::HookKind;
 const DAY: i64 = 86_400_000;
 
 fn open(dir: &tempfile::TempDir) -> SqliteStore {
-    SqliteStore::open(&dir.path().join("sub/store.db"), SyncMode::Normal, Duration::from_secs(7 * 86_400)).unwrap()
+    SqliteStore::open(
+        &dir.path().join("sub/store.db"),
+        SyncMode::Normal,
+        Duration::from_secs(7 * 86_400),
+    )
+    .unwrap()
 }
 
 fn hook(id: &str) -> NewHook {
@@ -83,7 +88,13 @@ async fn rejected_hooks_are_kept_and_counted() {
     let out = store.ingest(p).await.unwrap();
     assert_eq!((out.accepted, out.rejected), (1, 1));
     let n: i64 = store
-        .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM rejected WHERE raw = '42'", [], |r| r.get(0))?))
+        .read(|c| {
+            Ok(
+                c.query_row("SELECT COUNT(*) FROM rejected WHERE raw = '42'", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
         .await
         .unwrap();
     assert_eq!(n, 1);
@@ -151,21 +162,63 @@ async fn delivery_lifecycle_retry_dead_requeue_purge() {
         .await
         .unwrap();
     let due = store.due_deliveries("d", 100, 10).await.unwrap();
-    assert_eq!(due.iter().map(|d| d.payload.as_str()).collect::<Vec<_>>().len(), 3);
+    assert_eq!(
+        due.iter()
+            .map(|d| d.payload.as_str())
+            .collect::<Vec<_>>()
+            .len(),
+        3
+    );
     assert!(due.windows(2).all(|w| w[0].id < w[1].id), "arrival order");
-    assert!(store.due_deliveries("other", 100, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .due_deliveries("other", 100, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     store
-        .record_attempt(due[0].id, Attempt::Retry { status: Some(500), error: "HTTP 500".into(), at: 200, next_at: 1_200 })
+        .record_attempt(
+            due[0].id,
+            Attempt::Retry {
+                status: Some(500),
+                error: "HTTP 500".into(),
+                at: 200,
+                next_at: 1_200,
+            },
+        )
         .await
         .unwrap();
-    store.record_attempt(due[1].id, Attempt::Delivered { status: 200, at: 210 }).await.unwrap();
     store
-        .record_attempt(due[2].id, Attempt::Dead { status: Some(404), reason: "HTTP 404: no_service".into(), at: 220 })
+        .record_attempt(
+            due[1].id,
+            Attempt::Delivered {
+                status: 200,
+                at: 210,
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .record_attempt(
+            due[2].id,
+            Attempt::Dead {
+                status: Some(404),
+                reason: "HTTP 404: no_service".into(),
+                at: 220,
+            },
+        )
         .await
         .unwrap();
     // The retry waits; nothing else is due.
-    assert!(store.due_deliveries("d", 1_000, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .due_deliveries("d", 1_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.next_due_at("d").await.unwrap(), Some(1_200));
     let again = store.due_deliveries("d", 1_200, 10).await.unwrap();
     assert_eq!(again.len(), 1);
@@ -177,22 +230,55 @@ async fn delivery_lifecycle_retry_dead_requeue_purge() {
     assert_eq!(dead[0].last_status, Some(404));
     assert_eq!(dead[0].first_attempt_at, Some(220));
     let stats = store.queue_stats().await.unwrap();
-    assert_eq!(stats, vec![QueueStat { destination: "d".into(), pending: 1, oldest_pending_at: Some(100), dead: 1 }]);
+    assert_eq!(
+        stats,
+        vec![QueueStat {
+            destination: "d".into(),
+            pending: 1,
+            oldest_pending_at: Some(100),
+            dead: 1
+        }]
+    );
 
-    let sources = store.dead_sources(&Selection::Destination("d".into())).await.unwrap();
+    let sources = store
+        .dead_sources(&Selection::Destination("d".into()))
+        .await
+        .unwrap();
     assert!(matches!(&sources[0].1, DeadSource::Hook { hook } if hook.raw.contains("\"c\"")));
-    assert_eq!(store.requeue(vec![(dead[0].id, Some("new body".into()))], 5_000).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .requeue(vec![(dead[0].id, Some("new body".into()))], 5_000)
+            .await
+            .unwrap(),
+        1
+    );
     let due = store.due_deliveries("d", 5_000, 10).await.unwrap();
     let replayed = due.iter().find(|d| d.id == dead[0].id).unwrap();
-    assert_eq!((replayed.payload.as_str(), replayed.attempts), ("new body", 0));
+    assert_eq!(
+        (replayed.payload.as_str(), replayed.attempts),
+        ("new body", 0)
+    );
     assert!(store.dead_letters(None).await.unwrap().is_empty());
 
     store
-        .record_attempt(replayed.id, Attempt::Dead { status: Some(410), reason: "gone".into(), at: 6_000 })
+        .record_attempt(
+            replayed.id,
+            Attempt::Dead {
+                status: Some(410),
+                reason: "gone".into(),
+                at: 6_000,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(store.purge(&Selection::OlderThan(6_000)).await.unwrap(), 0);
-    assert_eq!(store.purge(&Selection::Ids(vec![replayed.id])).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .purge(&Selection::Ids(vec![replayed.id]))
+            .await
+            .unwrap(),
+        1
+    );
     assert!(store.dead_letters(None).await.unwrap().is_empty());
 }
 
@@ -239,18 +325,31 @@ async fn group_members_go_into_exactly_one_digest() {
         group_key: due[0].group_key.clone(),
         member_rows: rows.clone(),
         context: "{}".into(),
-        deliveries: vec![NewDelivery { hook_row: None, ..delivery("d", 0, 11_000) }],
+        deliveries: vec![NewDelivery {
+            hook_row: None,
+            ..delivery("d", 0, 11_000)
+        }],
         now: 11_000,
     };
     store.commit_flush(flush.clone()).await.unwrap();
-    let t = store.group_timing("failures", &due[0].group_key).await.unwrap().unwrap();
+    let t = store
+        .group_timing("failures", &due[0].group_key)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((t.total, t.pending, t.next_flush_at), (2, 1, Some(16_000)));
     // Flushing the same members twice is refused: no hook is counted in two digests.
-    assert!(matches!(store.commit_flush(flush).await, Err(StoreError::Corrupt(_))));
+    assert!(matches!(
+        store.commit_flush(flush).await,
+        Err(StoreError::Corrupt(_))
+    ));
     let due = store.due_groups(16_000, 10).await.unwrap();
     assert_eq!(due[0].members.len(), 1);
     assert_eq!(due[0].total_before, 2);
-    assert_eq!(store.due_deliveries("d", 20_000, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.due_deliveries("d", 20_000, 10).await.unwrap().len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -262,7 +361,11 @@ async fn everything_survives_reopening() {
     }
     let store = open(&dir);
     assert_eq!(store.undispatched(10).await.unwrap().len(), 2);
-    assert_eq!(store.ingest(post(2, &["a"])).await.unwrap().duplicates, 1, "dedup survives restarts");
+    assert_eq!(
+        store.ingest(post(2, &["a"])).await.unwrap().duplicates,
+        1,
+        "dedup survives restarts"
+    );
 }
 
 #[tokio::test]
@@ -272,7 +375,9 @@ async fn concurrent_ingests_all_commit() {
     let mut tasks = Vec::new();
     for i in 0..200 {
         let s = store.clone();
-        tasks.push(tokio::spawn(async move { s.ingest(post(i, &[&format!("k{i}"), "shared"])).await }));
+        tasks.push(tokio::spawn(async move {
+            s.ingest(post(i, &[&format!("k{i}"), "shared"])).await
+        }));
     }
     let mut accepted = 0;
     for t in tasks {
@@ -291,7 +396,11 @@ async fn a_locked_database_is_an_error_not_a_hang() {
     let result = store.ingest(post(1, &["a"])).await;
     assert!(result.is_err(), "{result:?}");
     other.execute_batch("ROLLBACK").unwrap();
-    assert_eq!(store.ingest(post(1, &["a"])).await.unwrap().accepted, 1, "recovers once the lock is gone");
+    assert_eq!(
+        store.ingest(post(1, &["a"])).await.unwrap().accepted,
+        1,
+        "recovers once the lock is gone"
+    );
     assert!(store.ping().await.is_ok());
 }
 
@@ -304,14 +413,30 @@ async fn prune_removes_only_what_nothing_needs() {
     store
         .commit_dispatch(DispatchBatch {
             upto: hooks[2].row,
-            deliveries: vec![delivery("d", hooks[0].row, 1), delivery("d", hooks[1].row, 1)],
+            deliveries: vec![
+                delivery("d", hooks[0].row, 1),
+                delivery("d", hooks[1].row, 1),
+            ],
             members: vec![],
         })
         .await
         .unwrap();
     let due = store.due_deliveries("d", 10, 10).await.unwrap();
-    store.record_attempt(due[0].id, Attempt::Delivered { status: 200, at: 5 }).await.unwrap();
-    store.record_attempt(due[1].id, Attempt::Dead { status: Some(400), reason: "x".into(), at: 5 }).await.unwrap();
+    store
+        .record_attempt(due[0].id, Attempt::Delivered { status: 200, at: 5 })
+        .await
+        .unwrap();
+    store
+        .record_attempt(
+            due[1].id,
+            Attempt::Dead {
+                status: Some(400),
+                reason: "x".into(),
+                at: 5,
+            },
+        )
+        .await
+        .unwrap();
     let stats = store.prune(100, 100).await.unwrap();
     // Delivered row and its hook go; the unrouted hook goes; the dead letter and its hook stay.
     assert_eq!((stats.seen, stats.deliveries, stats.hooks), (3, 1, 2));
@@ -326,8 +451,20 @@ async fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(&dir));
     let c = Connection::open(dir.path().join("sub/store.db")).unwrap();
-    c.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'", []).unwrap();
+    c.execute(
+        "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+        [],
+    )
+    .unwrap();
     drop(c);
-    let err = SqliteStore::open(&dir.path().join("sub/store.db"), SyncMode::Full, Duration::from_secs(1)).unwrap_err();
-    assert!(matches!(err, StoreError::NewerSchema { found: 99, .. }), "{err}");
+    let err = SqliteStore::open(
+        &dir.path().join("sub/store.db"),
+        SyncMode::Full,
+        Duration::from_secs(1),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NewerSchema { found: 99, .. }),
+        "{err}"
+    );
 }

@@ -1,0 +1,240 @@
+//! The command line: `serve` (the default), `check`, `route` (dry run), `dead-letters` and
+//! `send-test`. `--config` is accepted by every subcommand, before or after its own arguments.
+//!
+//! Exit codes: 0 all well; 1 the command ran and found problems (check, a failed send-test);
+//! 2 it could not run (bad config, unreadable input, store unavailable).
+
+mod check;
+mod dead_letters;
+mod route;
+mod send_test;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{ConfigError, Loaded, LogFormat, load};
+use crate::reload::SourceSpec;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bizrelay",
+    version,
+    about = "Relays NHN Cloud KakaoTalk Bizmessage webhooks to Slack and Microsoft Teams"
+)]
+pub struct Cli {
+    /// Config file (default: ./config.toml if present, else the built-in default).
+    #[arg(long, global = true, value_name = "PATH", env = "BIZRELAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format (overrides log.format).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default when no command is given).
+    Serve,
+    /// Validate the config, compile and render every template against sample hooks.
+    Check,
+    /// Dry run: show which routes a payload's hooks take and the exact bodies (sends nothing).
+    Route {
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+        /// A webhook body as NHN posts it (JSON).
+        payload: PathBuf,
+    },
+    /// Inspect, replay or purge deliveries that will not be retried by themselves.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
+    /// Render a built-in sample and post it to a destination through the real delivery path.
+    SendTest {
+        #[arg(long)]
+        destination: String,
+        #[arg(long, value_enum, default_value = "message_result")]
+        kind: SampleKind,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SampleKind {
+    #[value(name = "template")]
+    Template,
+    #[value(name = "message_result")]
+    MessageResult,
+    #[value(name = "digest")]
+    Digest,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// List dead letters.
+    List {
+        #[arg(long)]
+        destination: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Put dead letters back in the queue.
+    Replay {
+        #[command(flatten)]
+        which: Which,
+        /// Render again with the current templates instead of resending the stored body.
+        #[arg(long)]
+        rerender: bool,
+    },
+    /// Delete dead letters.
+    Purge {
+        #[command(flatten)]
+        which: PurgeWhich,
+    },
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct Which {
+    /// Dead letter ids (repeatable).
+    #[arg(long = "id", num_args = 1..)]
+    pub ids: Vec<i64>,
+    #[arg(long)]
+    pub destination: Option<String>,
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct PurgeWhich {
+    #[arg(long = "id", num_args = 1..)]
+    pub ids: Vec<i64>,
+    /// Purge those whose last attempt is older than this (e.g. 7d).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub older_than: Option<std::time::Duration>,
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// The config source: `--config` (must exist), else `./config.toml`, else the built-in default.
+pub fn source_spec(config: Option<&Path>) -> SourceSpec {
+    match config {
+        Some(p) => SourceSpec::File(p.to_path_buf()),
+        None if Path::new("config.toml").is_file() => {
+            SourceSpec::File(PathBuf::from("config.toml"))
+        }
+        None => SourceSpec::Builtin,
+    }
+}
+
+fn print_config_errors(errors: &[ConfigError]) {
+    for e in errors {
+        eprintln!("error: {e}");
+    }
+}
+
+/// Loads the config for a command, printing problems.
+fn load_config(
+    spec: &SourceSpec,
+    env: &HashMap<String, String>,
+) -> Result<Loaded, Vec<ConfigError>> {
+    let source = spec.read().map_err(|e| vec![e])?;
+    load(&source, env)
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let spec = source_spec(cli.config.as_deref());
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Check = command {
+        return check::run(&spec, &env);
+    }
+    let loaded = match load_config(&spec, &env) {
+        Ok(l) => l,
+        Err(errors) => {
+            print_config_errors(&errors);
+            return ExitCode::from(2);
+        }
+    };
+    let format = match cli.log_format {
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        Some(LogFormatArg::Text) => LogFormat::Text,
+        None => loaded.config.log.format,
+    };
+    crate::logging::init(format, &loaded.config.log.level);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Serve => rt.block_on(serve(loaded, spec, env)),
+        Command::Check => unreachable!("handled above"),
+        Command::Route { format, payload } => route::run(&loaded, &payload, format),
+        Command::DeadLetters(cmd) => rt.block_on(dead_letters::run(&loaded, cmd)),
+        Command::SendTest { destination, kind } => {
+            rt.block_on(send_test::run(&loaded, &destination, kind))
+        }
+    }
+}
+
+/// `serve`: runs until SIGTERM or Ctrl-C, then shuts down gracefully and exits 0.
+async fn serve(loaded: Loaded, spec: SourceSpec, env: HashMap<String, String>) -> ExitCode {
+    if spec == SourceSpec::Builtin {
+        tracing::info!("no config file: running the built-in default (console destination)");
+    }
+    let options = crate::app::Options {
+        source: spec,
+        env,
+        watch_files: true,
+    };
+    let app = match crate::app::App::build(loaded, options).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let token = app.shutdown_token();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
+        }
+        token.cancel();
+    });
+    app.run_until_stopped().await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,202 @@
+//! `bizrelay route PAYLOAD_FILE`: a dry run. Shows which routes each hook of a webhook body
+//! takes and the exact body each destination would receive; for grouped routes, the group a
+//! hook falls into and the digest that would be sent if the window closed now (made of this
+//! file's hooks). Sends nothing, stores nothing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use super::OutputFormat;
+use crate::bizmessage::{Hook, parse_hook, parse_post};
+use crate::config::Loaded;
+use crate::destination::DestinationKind;
+use crate::digest;
+use crate::dispatch;
+use crate::route::route;
+use crate::state::now_ms;
+use crate::store::StoredHook;
+
+/// One body that would be posted.
+struct Planned {
+    hook_id: Option<String>,
+    route: String,
+    destination: String,
+    kind: DestinationKind,
+    group: Option<Value>,
+    hook_ids: Vec<Option<String>>,
+    payload: String,
+}
+
+fn payload_value(kind: DestinationKind, payload: &str) -> Value {
+    if kind.is_json() {
+        serde_json::from_str(payload).unwrap_or_else(|_| Value::String(payload.to_string()))
+    } else {
+        Value::String(payload.to_string())
+    }
+}
+
+pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
+    let body = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let post = match parse_post(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let now = now_ms();
+    let mut text = Vec::new();
+    let mut planned = Vec::new();
+    // Grouped hooks, by (route, group key), to preview their digests.
+    let mut groups: BTreeMap<(String, String), Vec<StoredHook>> = BTreeMap::new();
+    for (position, raw) in post.hooks.iter().enumerate() {
+        let hook: Hook = match parse_hook(raw.get()) {
+            Ok(h) => h,
+            Err(e) => {
+                text.push(format!("hook #{position}: rejected: {e}"));
+                continue;
+            }
+        };
+        let label = format!(
+            "hook #{position} {} ({})",
+            hook.hook_id.as_deref().unwrap_or("(no hookId)"),
+            hook.kind().as_str()
+        );
+        let routes = route(&loaded.routes, &post.envelope, &hook);
+        if routes.is_empty() {
+            text.push(format!("{label}: no route matches (counted, not relayed)"));
+            continue;
+        }
+        for r in routes {
+            if let Some(spec) = &r.group {
+                let key = digest::group_key(spec, &post.envelope, &hook);
+                text.push(format!(
+                    "{label} → route `{}`: grouped into {key} (digest below)",
+                    r.name
+                ));
+                groups
+                    .entry((r.name.clone(), key))
+                    .or_default()
+                    .push(StoredHook {
+                        row: position as i64,
+                        received_at: now,
+                        envelope: post.envelope.clone(),
+                        raw: raw.get().to_string(),
+                    });
+                continue;
+            }
+            for dest in &r.to {
+                let Some(cfg) = loaded.config.destinations.get(dest) else {
+                    continue;
+                };
+                let (payload, err) =
+                    dispatch::render_hook(loaded, r, dest, cfg.kind, &post.envelope, &hook, now);
+                let note = err
+                    .map(|e| format!(" (template failed, fallback shown: {e})"))
+                    .unwrap_or_default();
+                text.push(format!(
+                    "{label} → route `{}` → {dest} ({}){note}:",
+                    r.name,
+                    cfg.kind.as_str()
+                ));
+                text.push(pretty(cfg.kind, &payload));
+                planned.push(Planned {
+                    hook_id: hook.hook_id.clone(),
+                    route: r.name.clone(),
+                    destination: dest.clone(),
+                    kind: cfg.kind,
+                    group: None,
+                    hook_ids: vec![],
+                    payload,
+                });
+            }
+        }
+    }
+    for ((route_name, key), members) in &groups {
+        let Some(r) = loaded.routes.iter().find(|r| &r.name == route_name) else {
+            continue;
+        };
+        let Some(settings) = dispatch::group_settings(r) else {
+            continue;
+        };
+        let ctx = dispatch::digest_context(loaded, route_name, key, 0, settings.max_items, members);
+        let ids: Vec<Option<String>> = members
+            .iter()
+            .map(|m| parse_hook(&m.raw).ok().and_then(|h| h.hook_id))
+            .collect();
+        for dest in &settings.to {
+            let Some(cfg) = loaded.config.destinations.get(dest) else {
+                continue;
+            };
+            let (payload, err) =
+                dispatch::render_digest(loaded, &settings.template, &ctx, dest, cfg.kind);
+            let note = err
+                .map(|e| format!(" (template failed, fallback shown: {e})"))
+                .unwrap_or_default();
+            text.push(format!(
+                "digest of route `{route_name}` group {key} ({} hooks, if the window closed now) → {dest} ({}){note}:",
+                members.len(),
+                cfg.kind.as_str()
+            ));
+            text.push(pretty(cfg.kind, &payload));
+            planned.push(Planned {
+                hook_id: None,
+                route: route_name.clone(),
+                destination: dest.clone(),
+                kind: cfg.kind,
+                group: serde_json::from_str(key).ok(),
+                hook_ids: ids.clone(),
+                payload,
+            });
+        }
+    }
+    match format {
+        OutputFormat::Text => {
+            for line in text {
+                println!("{line}");
+            }
+        }
+        OutputFormat::Json => {
+            let items: Vec<Value> = planned
+                .into_iter()
+                .map(|p| {
+                    let mut v = json!({
+                        "hook_id": p.hook_id,
+                        "route": p.route,
+                        "destination": p.destination,
+                        "payload": payload_value(p.kind, &p.payload),
+                    });
+                    if let Some(group) = p.group {
+                        v["group"] = group;
+                        v["hook_ids"] = json!(p.hook_ids);
+                    }
+                    v
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&items).unwrap_or_default()
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn pretty(kind: DestinationKind, payload: &str) -> String {
+    if kind.is_json() {
+        serde_json::from_str::<Value>(payload)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or_else(|_| payload.to_string())
+    } else {
+        payload.to_string()
+    }
+}

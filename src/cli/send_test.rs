@@ -1,0 +1,132 @@
+//! `bizrelay send-test --destination NAME [--kind ...]`: renders a built-in sample with the
+//! destination's built-in template and posts it through the real delivery path (pacing,
+//! classification), printing the answer and what bizrelay would make of it.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use super::SampleKind;
+use crate::bizmessage::HookKind;
+use crate::config::Loaded;
+use crate::context::{Meta, hook_context};
+use crate::deliver;
+use crate::destination::{self, Verdict};
+use crate::digest::{self, DigestInput, Member};
+use crate::pace::Pace;
+use crate::samples;
+use crate::state::now_ms;
+
+pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
+    let Some(dest) = loaded.config.destinations.get(name) else {
+        let known: Vec<&str> = loaded
+            .config
+            .destinations
+            .keys()
+            .map(String::as_str)
+            .collect();
+        eprintln!(
+            "error: no destination `{name}` (configured: {})",
+            known.join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    let now = now_ms();
+    let mask = loaded.config.privacy.mask_recipient;
+    let (template, ctx) = match kind {
+        SampleKind::Template | SampleKind::MessageResult => {
+            let hook_kind = if kind == SampleKind::Template {
+                HookKind::Template
+            } else {
+                HookKind::MessageResult
+            };
+            let Some(s) = samples::one_of(hook_kind) else {
+                eprintln!("error: no built-in sample");
+                return ExitCode::from(2);
+            };
+            let meta = Meta {
+                route: "send-test",
+                destination: name,
+                destination_type: dest.kind,
+                received_at_ms: now,
+                mask_recipient: mask,
+            };
+            (
+                hook_kind.default_template(),
+                hook_context(&s.envelope, &s.hook, &meta),
+            )
+        }
+        SampleKind::Digest => {
+            let storm = samples::storm(40, 5);
+            let members: Vec<Member<'_>> = storm
+                .iter()
+                .map(|s| Member {
+                    envelope: &s.envelope,
+                    hook: &s.hook,
+                    received_at: now,
+                })
+                .collect();
+            let ctx = digest::digest_context(&DigestInput {
+                route: "send-test",
+                group_key: "{}",
+                total_before: 0,
+                max_items: 5,
+                mask_recipient: mask,
+                members: &members,
+                unreadable: 0,
+            });
+            (
+                "message_digest",
+                digest::for_destination(ctx, name, dest.kind),
+            )
+        }
+    };
+    let body = match loaded.renderer.render(dest.kind, template, &ctx) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut pace = Pace::new(dest.rate(), dest.burst(), Instant::now());
+    tokio::time::sleep(pace.delay(Instant::now())).await;
+    pace.take(Instant::now());
+    let timeout = dest.timeout.unwrap_or(loaded.config.delivery.timeout);
+    let answer = deliver::post(&deliver::client(), dest, timeout, 0, &body).await;
+    let verdict = destination::classify(
+        answer.status,
+        answer.retry_after.as_deref(),
+        std::time::SystemTime::now(),
+    );
+    let status = answer
+        .status
+        .map_or_else(|| "no answer".to_string(), |s| format!("HTTP {s}"));
+    let detail = if answer.detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", answer.detail)
+    };
+    let meaning = match &verdict {
+        Verdict::Delivered => "delivered".to_string(),
+        Verdict::Throttled(d) => format!(
+            "rate limited: would pause the destination for {}",
+            humantime::format_duration(*d)
+        ),
+        Verdict::Retry => "temporary failure: would retry with backoff".to_string(),
+        Verdict::DeadPayload => {
+            "refused the body: would dead-letter it (check the template)".to_string()
+        }
+        Verdict::DeadDestination => {
+            "the webhook is invalid or gone: would dead-letter and mark the destination unhealthy"
+                .to_string()
+        }
+    };
+    println!(
+        "{name} ({}): {status}{detail} → {meaning}",
+        dest.kind.as_str()
+    );
+    if verdict == Verdict::Delivered {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

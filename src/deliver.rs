@@ -1,0 +1,360 @@
+//! Outbox → chat: one sender task per destination posts its deliveries in arrival order,
+//! paced by a token bucket, and records each answer as delivered, retry later, or dead.
+//!
+//! Invariants:
+//! - One post in flight per destination; a 429 pauses the whole destination.
+//! - Retries resend the stored body. The retry decision is [`destination::classify`]; when to
+//!   retry and when to give up is [`decide`]. Both are pure.
+//! - Delivery is at least once: a crash between a 2xx and its commit resends that one body.
+//!   Every post carries `X-Bizrelay-Delivery: <id>` so a receiver can tell.
+//! - Webhook URLs never reach a log line or an error: only destination names do.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::RngExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{DeliveryConfig, DestinationConfig};
+use crate::destination::{self, DestinationKind, Verdict};
+use crate::pace::Pace;
+use crate::state::{State, now_ms};
+use crate::store::{Attempt, Delivery};
+use crate::text;
+
+/// Deliveries fetched per query.
+const FETCH: usize = 32;
+/// Longest idle wait before looking at the store again (picks up replays from the CLI).
+const POLL: Duration = Duration::from_secs(1);
+/// Response body kept for the dead-letter reason.
+const EXCERPT: usize = 300;
+
+/// The delay before retry number `attempt` (1-based): `initial × 2^(attempt-1)` capped at
+/// `max`, then jittered into `[d/2, d]` by `jitter ∈ [0, 1]`.
+pub fn backoff(initial: Duration, max: Duration, attempt: u32, jitter: f64) -> Duration {
+    let exp = attempt.saturating_sub(1).min(30);
+    let base = initial.saturating_mul(1u32 << exp).min(max);
+    base.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+/// What one answer means for a delivery, given the limits.
+pub fn decide(
+    verdict: &Verdict,
+    delivery: &Delivery,
+    status: Option<u16>,
+    detail: &str,
+    now: i64,
+    cfg: &DeliveryConfig,
+    jitter: f64,
+) -> Attempt {
+    let attempts = u32::try_from(delivery.attempts + 1).unwrap_or(u32::MAX);
+    let what = match status {
+        Some(s) if detail.is_empty() => format!("HTTP {s}"),
+        Some(s) => format!("HTTP {s}: {detail}"),
+        None => detail.to_string(),
+    };
+    let wait = match verdict {
+        Verdict::Delivered => {
+            return Attempt::Delivered {
+                status: status.unwrap_or(0),
+                at: now,
+            };
+        }
+        Verdict::DeadPayload => {
+            return Attempt::Dead {
+                status,
+                reason: format!(
+                    "{what} (the destination refused this body; fix the template, then replay)"
+                ),
+                at: now,
+            };
+        }
+        Verdict::DeadDestination => {
+            return Attempt::Dead {
+                status,
+                reason: format!(
+                    "{what} (the webhook is invalid or gone; fix the URL, then replay)"
+                ),
+                at: now,
+            };
+        }
+        Verdict::Throttled(d) => *d,
+        Verdict::Retry => backoff(cfg.backoff.initial, cfg.backoff.max, attempts, jitter),
+    };
+    let age = Duration::from_millis(u64::try_from(now - delivery.created_at).unwrap_or(0));
+    if attempts >= cfg.max_attempts || age >= cfg.max_age {
+        return Attempt::Dead {
+            status,
+            reason: format!(
+                "gave up after {attempts} attempts over {}; last: {what}",
+                humantime::format_duration(Duration::from_secs(age.as_secs()))
+            ),
+            at: now,
+        };
+    }
+    Attempt::Retry {
+        status,
+        error: what,
+        at: now,
+        next_at: now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The answer to one post.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: Option<u16>,
+    pub retry_after: Option<String>,
+    /// A short, printable excerpt of the body or the transport error.
+    pub detail: String,
+}
+
+/// Builds the shared HTTP client (connection reuse, no redirects: a webhook that redirects is
+/// misconfigured, and following it could leak the body elsewhere).
+pub fn client() -> reqwest::Client {
+    // A crypto provider must be installed once per process for rustls; a second call is a no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("bizrelay/", env!("CARGO_PKG_VERSION")))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+fn transport_error(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("timed out after {}", humantime::format_duration(timeout));
+    }
+    // The root cause (e.g. "Connection refused"), never the URL.
+    let mut root: &dyn std::error::Error = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let kind = if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {}", text::truncate(&root.to_string(), 200))
+}
+
+/// Posts one body to a chat destination (the console prints it).
+pub async fn post(
+    client: &reqwest::Client,
+    dest: &DestinationConfig,
+    timeout: Duration,
+    id: i64,
+    body: &str,
+) -> Answer {
+    if dest.kind == DestinationKind::Console {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let ok = writeln!(out, "{body}\n").and_then(|_| out.flush()).is_ok();
+        return Answer {
+            status: ok.then_some(200),
+            retry_after: None,
+            detail: if ok {
+                String::new()
+            } else {
+                "stdout is closed".into()
+            },
+        };
+    }
+    let Some(url) = dest.url.as_deref() else {
+        return Answer {
+            status: None,
+            retry_after: None,
+            detail: "destination has no url".into(),
+        };
+    };
+    let sent = client
+        .post(url)
+        .timeout(timeout)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        )
+        .header("X-Bizrelay-Delivery", id.to_string())
+        .body(body.to_string())
+        .send()
+        .await;
+    let mut resp = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            return Answer {
+                status: None,
+                retry_after: None,
+                detail: transport_error(&e.without_url(), timeout),
+            };
+        }
+    };
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut bytes = Vec::new();
+    while bytes.len() < EXCERPT {
+        match tokio::time::timeout(Duration::from_secs(2), resp.chunk()).await {
+            Ok(Ok(Some(chunk))) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    let detail = text::truncate(
+        text::strip_controls(&String::from_utf8_lossy(&bytes)).trim(),
+        EXCERPT,
+    );
+    Answer {
+        status: Some(status),
+        retry_after,
+        detail,
+    }
+}
+
+/// Posts one delivery and records what came of it; returns the verdict.
+async fn attempt(
+    state: &State,
+    client: &reqwest::Client,
+    name: &str,
+    dest: &DestinationConfig,
+    d: &Delivery,
+) -> Verdict {
+    let loaded = state.current();
+    let cfg = &loaded.config.delivery;
+    let timeout = dest.timeout.unwrap_or(cfg.timeout);
+    let answer = post(client, dest, timeout, d.id, &d.payload).await;
+    let now = now_ms();
+    let verdict = destination::classify(
+        answer.status,
+        answer.retry_after.as_deref(),
+        std::time::SystemTime::now(),
+    );
+    let jitter = rand::rng().random::<f64>();
+    let outcome = decide(&verdict, d, answer.status, &answer.detail, now, cfg, jitter);
+    let metrics = &state.metrics;
+    let hook_id = d.hook_id.as_deref().unwrap_or("-");
+    match &outcome {
+        Attempt::Delivered { status, .. } => {
+            metrics.deliveries.with_label_values(&[name, "ok"]).inc();
+            let latency = (now - d.received_at).max(0) as f64 / 1000.0;
+            metrics
+                .delivery_latency
+                .with_label_values(&[name])
+                .observe(latency);
+            tracing::info!(destination = name, delivery = d.id, route = %d.route, hook_id, status, attempts = d.attempts + 1, "delivered");
+            if state.health.record(name, true, answer.status, now) {
+                metrics
+                    .destination_healthy
+                    .with_label_values(&[name])
+                    .set(1);
+            }
+        }
+        Attempt::Retry { error, next_at, .. } => {
+            metrics.deliveries.with_label_values(&[name, "retry"]).inc();
+            tracing::warn!(destination = name, delivery = d.id, route = %d.route, hook_id, error = %error,
+                retry_in_ms = next_at - now, attempts = d.attempts + 1, "delivery failed; will retry");
+        }
+        Attempt::Dead { reason, .. } => {
+            metrics.deliveries.with_label_values(&[name, "dead"]).inc();
+            tracing::error!(destination = name, delivery = d.id, route = %d.route, hook_id, reason = %reason, "delivery dead-lettered");
+            if verdict == Verdict::DeadDestination
+                && state.health.record(name, false, answer.status, now)
+            {
+                metrics
+                    .destination_healthy
+                    .with_label_values(&[name])
+                    .set(0);
+                tracing::error!(
+                    destination = name,
+                    status = answer.status,
+                    "destination marked unhealthy: check its webhook URL"
+                );
+            }
+        }
+    }
+    if let Err(e) = state.store.record_attempt(d.id, outcome).await {
+        tracing::error!(destination = name, delivery = d.id, error = %e, "could not record a delivery attempt; it will be sent again");
+    }
+    verdict
+}
+
+/// Sleeps until `until`, or returns false early when shut down.
+async fn sleep_or_stop(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// Runs one destination's sender until `shutdown` (an in-flight post is finished first) or
+/// until the destination disappears from the config.
+pub async fn run(
+    state: Arc<State>,
+    name: String,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+) {
+    let wake = state.wake_of(&name);
+    let mut pace: Option<Pace> = None;
+    while !shutdown.is_cancelled() {
+        let loaded = state.current();
+        let Some(dest) = loaded.config.destinations.get(&name).cloned() else {
+            tracing::info!(destination = %name, "destination removed from the config; its sender stops");
+            return;
+        };
+        let wanted = (dest.rate(), dest.burst());
+        if pace.as_ref().is_none_or(|p| p.settings() != wanted) {
+            pace = Some(Pace::new(wanted.0, wanted.1, Instant::now()));
+        }
+        let Some(bucket) = pace.as_mut() else {
+            continue;
+        };
+        let due = match state.store.due_deliveries(&name, now_ms(), FETCH).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(destination = %name, error = %e, "cannot read the outbox");
+                if !sleep_or_stop(POLL, &shutdown).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if due.is_empty() {
+            let next = state.store.next_due_at(&name).await.ok().flatten();
+            let idle = next
+                .map(|at| {
+                    Duration::from_millis((at - now_ms()).clamp(1, POLL.as_millis() as i64) as u64)
+                })
+                .unwrap_or(POLL);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+            }
+            continue;
+        }
+        for d in due {
+            let wait = bucket.delay(Instant::now());
+            if !wait.is_zero() && !sleep_or_stop(wait, &shutdown).await {
+                return;
+            }
+            if shutdown.is_cancelled() {
+                return;
+            }
+            bucket.take(Instant::now());
+            if let Verdict::Throttled(pause) = attempt(&state, &client, &name, &dest, &d).await {
+                tracing::warn!(destination = %name, pause_ms = pause.as_millis() as u64, "rate limited: pausing the destination");
+                bucket.drain(Instant::now());
+                if !sleep_or_stop(pause, &shutdown).await {
+                    return;
+                }
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

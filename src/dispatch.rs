@@ -1,0 +1,434 @@
+//! Inbox → routes → outbox: routes stored hooks, renders immediate deliveries, files grouped
+//! hooks into digest groups, and flushes digests when their window closes.
+//!
+//! Invariants:
+//! - One dispatcher per store. Each batch of hooks is routed with one config snapshot and
+//!   committed in one transaction with the cursor move, so a crash re-routes the whole batch
+//!   or none of it.
+//! - A template failure never drops a notification: the plain fallback goes out instead.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::bizmessage::{Envelope, Hook, HookBody, parse_hook};
+use crate::config::Loaded;
+use crate::context::{Meta, hook_context};
+use crate::destination::{DestinationKind, FallbackInfo};
+use crate::digest::{self, DigestInput, Member};
+use crate::render::RenderError;
+use crate::route::{Route, route};
+use crate::state::{State, now_ms};
+use crate::store::{
+    DispatchBatch, DueGroup, Flush, GroupSettings, NewDelivery, NewMember, StoredHook,
+};
+
+/// Hooks routed per transaction.
+const BATCH: usize = 500;
+/// Groups flushed per pass.
+const GROUPS_PER_PASS: usize = 32;
+/// Longest sleep without looking at the store (covers work added by another process, such as
+/// `dead-letters replay`, and clock jumps).
+const POLL: Duration = Duration::from_secs(1);
+
+/// What routing a batch did, for logs and metrics.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub matches: BTreeMap<String, u64>,
+    pub unrouted: u64,
+    pub unreadable: u64,
+    pub fallbacks: Vec<(DestinationKind, String, RenderError)>,
+    /// Destinations that got new deliveries (their senders are woken).
+    pub touched: BTreeSet<String>,
+}
+
+/// A short description of a hook for fallback messages: ids and codes, no personal data.
+pub fn fallback_info(template: &str, envelope: &Envelope, hook: &Hook) -> FallbackInfo {
+    let mut facts = vec![
+        ("kind".to_string(), hook.kind().as_str().to_string()),
+        (
+            "hook id".to_string(),
+            hook.hook_id.clone().unwrap_or_else(|| "—".into()),
+        ),
+        (
+            "event".to_string(),
+            envelope.event.clone().unwrap_or_else(|| "—".into()),
+        ),
+    ];
+    match &hook.body {
+        HookBody::Template(t) => {
+            facts.push(("template code".into(), t.template_code.clone()));
+            facts.push(("status".into(), t.status.clone()));
+        }
+        HookBody::MessageResult(r) => {
+            let code = r.result_code.clone().unwrap_or_else(|| "—".into());
+            let meaning = crate::context::result_value(r.result_code.as_deref())["meaning_en"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            facts.push(("result code".into(), format!("{code} {meaning}")));
+            facts.push((
+                "message type".into(),
+                r.kakao_message_type.clone().unwrap_or_else(|| "—".into()),
+            ));
+            facts.push((
+                "request id".into(),
+                r.request_id.clone().unwrap_or_else(|| "—".into()),
+            ));
+        }
+        HookBody::Unknown(_) => {}
+    }
+    FallbackInfo {
+        title: format!("bizrelay could not render template `{template}`; the event in brief:"),
+        facts,
+    }
+}
+
+/// Renders one hook for one destination of a route (fallback on failure).
+pub fn render_hook(
+    loaded: &Loaded,
+    r: &Route,
+    destination: &str,
+    kind: DestinationKind,
+    envelope: &Envelope,
+    hook: &Hook,
+    received_at: i64,
+) -> (String, Option<RenderError>) {
+    let template = r.template_for(hook.kind());
+    render_hook_with(
+        loaded,
+        &r.name,
+        template,
+        destination,
+        kind,
+        envelope,
+        hook,
+        received_at,
+    )
+}
+
+/// Like [`render_hook`] with the route and template named directly (for re-rendering a dead
+/// letter after its route changed).
+#[allow(clippy::too_many_arguments)]
+pub fn render_hook_with(
+    loaded: &Loaded,
+    route: &str,
+    template: &str,
+    destination: &str,
+    kind: DestinationKind,
+    envelope: &Envelope,
+    hook: &Hook,
+    received_at: i64,
+) -> (String, Option<RenderError>) {
+    let ctx = hook_context(
+        envelope,
+        hook,
+        &Meta {
+            route,
+            destination,
+            destination_type: kind,
+            received_at_ms: received_at,
+            mask_recipient: loaded.config.privacy.mask_recipient,
+        },
+    );
+    loaded
+        .renderer
+        .render_or_fallback(kind, template, &ctx, || {
+            fallback_info(template, envelope, hook)
+        })
+}
+
+/// Settings a grouped route's digests keep, even if the route is later edited away.
+pub fn group_settings(r: &Route) -> Option<GroupSettings> {
+    let g = r.group.as_ref()?;
+    Some(GroupSettings {
+        to: r.to.clone(),
+        template: r
+            .template_for(crate::bizmessage::HookKind::MessageResult)
+            .to_string(),
+        wait_ms: i64::try_from(g.wait.as_millis()).unwrap_or(i64::MAX),
+        interval_ms: i64::try_from(g.interval.as_millis()).unwrap_or(i64::MAX),
+        max_items: g.max_items,
+    })
+}
+
+/// Routes a batch of stored hooks (pure: no I/O).
+pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (DispatchBatch, Report) {
+    let mut batch = DispatchBatch {
+        upto: hooks.last().map_or(0, |h| h.row),
+        ..DispatchBatch::default()
+    };
+    let mut report = Report::default();
+    for stored in hooks {
+        let hook = match parse_hook(&stored.raw) {
+            Ok(h) => h,
+            Err(e) => {
+                // Validated at ingest; only a format change could get here.
+                tracing::error!(row = stored.row, error = %e, "stored hook is unreadable; skipped");
+                report.unreadable += 1;
+                continue;
+            }
+        };
+        let routes = route(&loaded.routes, &stored.envelope, &hook);
+        if routes.is_empty() {
+            report.unrouted += 1;
+            tracing::debug!(
+                hook_id = hook.hook_id.as_deref().unwrap_or("-"),
+                kind = hook.kind().as_str(),
+                "hook matched no route"
+            );
+            continue;
+        }
+        for r in routes {
+            *report.matches.entry(r.name.clone()).or_default() += 1;
+            if let Some(settings) = group_settings(r) {
+                let spec = r.group.as_ref().expect("group_settings implies a group");
+                batch.members.push(NewMember {
+                    route: r.name.clone(),
+                    group_key: digest::group_key(spec, &stored.envelope, &hook),
+                    hook_row: stored.row,
+                    joined_at: stored.received_at,
+                    settings,
+                });
+                continue;
+            }
+            for dest in &r.to {
+                let Some(dest_cfg) = loaded.config.destinations.get(dest) else {
+                    continue; // validation guarantees it exists
+                };
+                let (payload, err) = render_hook(
+                    loaded,
+                    r,
+                    dest,
+                    dest_cfg.kind,
+                    &stored.envelope,
+                    &hook,
+                    stored.received_at,
+                );
+                if let Some(e) = err {
+                    report.fallbacks.push((
+                        dest_cfg.kind,
+                        r.template_for(hook.kind()).to_string(),
+                        e,
+                    ));
+                }
+                report.touched.insert(dest.clone());
+                batch.deliveries.push(NewDelivery {
+                    destination: dest.clone(),
+                    route: r.name.clone(),
+                    template: r.template_for(hook.kind()).to_string(),
+                    hook_row: Some(stored.row),
+                    hook_id: hook.hook_id.clone(),
+                    payload,
+                    created_at: now,
+                    received_at: stored.received_at,
+                });
+            }
+        }
+    }
+    (batch, report)
+}
+
+/// Builds a digest's context from stored members.
+pub fn digest_context(
+    loaded: &Loaded,
+    route: &str,
+    group_key: &str,
+    total_before: i64,
+    max_items: usize,
+    members: &[StoredHook],
+) -> Value {
+    let parsed: Vec<(usize, Hook)> = members
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| parse_hook(&m.raw).ok().map(|h| (i, h)))
+        .collect();
+    let list: Vec<Member<'_>> = parsed
+        .iter()
+        .map(|(i, h)| Member {
+            envelope: &members[*i].envelope,
+            hook: h,
+            received_at: members[*i].received_at,
+        })
+        .collect();
+    digest::digest_context(&DigestInput {
+        route,
+        group_key,
+        total_before,
+        max_items,
+        mask_recipient: loaded.config.privacy.mask_recipient,
+        members: &list,
+        unreadable: members.len() - parsed.len(),
+    })
+}
+
+/// Renders a digest context for one destination (fallback on failure).
+pub fn render_digest(
+    loaded: &Loaded,
+    template: &str,
+    ctx: &Value,
+    destination: &str,
+    kind: DestinationKind,
+) -> (String, Option<RenderError>) {
+    let ctx = digest::for_destination(ctx.clone(), destination, kind);
+    loaded
+        .renderer
+        .render_or_fallback(kind, template, &ctx, || FallbackInfo {
+            title: format!(
+                "bizrelay could not render digest template `{template}`; the digest in brief:"
+            ),
+            facts: vec![
+                (
+                    "route".into(),
+                    ctx["route"].as_str().unwrap_or("").to_string(),
+                ),
+                (
+                    "group".into(),
+                    ctx["group_label"].as_str().unwrap_or("").to_string(),
+                ),
+                ("hooks".into(), ctx["count"].to_string()),
+            ],
+        })
+}
+
+/// Turns a due group into a digest flush (pure).
+pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Report) {
+    let mut report = Report::default();
+    let ctx = digest_context(
+        loaded,
+        &group.route,
+        &group.group_key,
+        group.total_before,
+        group.settings.max_items,
+        &group.members,
+    );
+    let mut deliveries = Vec::new();
+    for dest in &group.settings.to {
+        let Some(dest_cfg) = loaded.config.destinations.get(dest) else {
+            tracing::error!(route = %group.route, destination = %dest, "digest destination no longer exists; this digest is not sent there");
+            continue;
+        };
+        let (payload, err) =
+            render_digest(loaded, &group.settings.template, &ctx, dest, dest_cfg.kind);
+        if let Some(e) = err {
+            report
+                .fallbacks
+                .push((dest_cfg.kind, group.settings.template.clone(), e));
+        }
+        report.touched.insert(dest.clone());
+        deliveries.push(NewDelivery {
+            destination: dest.clone(),
+            route: group.route.clone(),
+            template: group.settings.template.clone(),
+            hook_row: None,
+            hook_id: None,
+            payload,
+            created_at: now,
+            received_at: group
+                .members
+                .iter()
+                .map(|m| m.received_at)
+                .min()
+                .unwrap_or(now),
+        });
+    }
+    let flush = Flush {
+        route: group.route.clone(),
+        group_key: group.group_key.clone(),
+        member_rows: group.members.iter().map(|m| m.row).collect(),
+        context: ctx.to_string(),
+        deliveries,
+        now,
+    };
+    (flush, report)
+}
+
+fn account(state: &State, report: &Report) {
+    for (route, n) in &report.matches {
+        state
+            .metrics
+            .route_matches
+            .with_label_values(&[route])
+            .inc_by(*n);
+    }
+    state.metrics.unrouted.inc_by(report.unrouted);
+    for (kind, template, e) in &report.fallbacks {
+        tracing::error!(destination_type = kind.as_str(), template = %template, error = %e, "template failed; sent the plain fallback message");
+        state
+            .metrics
+            .render_fallbacks
+            .with_label_values(&[kind.as_str(), template])
+            .inc();
+    }
+    for dest in &report.touched {
+        state.wake_of(dest).notify_one();
+    }
+}
+
+/// Routes everything waiting and flushes due digests; returns when there is nothing to do.
+async fn pass(state: &Arc<State>) -> Result<(), crate::store::StoreError> {
+    loop {
+        let hooks = state.store.undispatched(BATCH).await?;
+        if hooks.is_empty() {
+            break;
+        }
+        let loaded = state.current();
+        let (batch, report) =
+            tokio::task::spawn_blocking(move || route_hooks(&loaded, &hooks, now_ms()))
+                .await
+                .map_err(|_| crate::store::StoreError::Closed)?;
+        state.store.commit_dispatch(batch).await?;
+        account(state, &report);
+    }
+    loop {
+        let groups = state.store.due_groups(now_ms(), GROUPS_PER_PASS).await?;
+        if groups.is_empty() {
+            break;
+        }
+        for group in groups {
+            let loaded = state.current();
+            let (flush, report) =
+                tokio::task::spawn_blocking(move || build_flush(&loaded, &group, now_ms()))
+                    .await
+                    .map_err(|_| crate::store::StoreError::Closed)?;
+            let (route, count) = (flush.route.clone(), flush.member_rows.len());
+            state.store.commit_flush(flush).await?;
+            state.metrics.digests.with_label_values(&[&route]).inc();
+            tracing::info!(route = %route, hooks = count, "digest queued");
+            account(state, &report);
+        }
+    }
+    Ok(())
+}
+
+/// Runs until `shutdown`: routes new hooks as they are stored and flushes digests on time.
+pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let failed = match pass(&state).await {
+            Ok(()) => false,
+            Err(e) => {
+                tracing::error!(error = %e, "dispatch failed; retrying");
+                true
+            }
+        };
+        let next_flush = state.store.next_flush_at().await.ok().flatten();
+        let sleep = match next_flush {
+            _ if failed => POLL,
+            Some(at) => {
+                Duration::from_millis((at - now_ms()).clamp(0, POLL.as_millis() as i64) as u64)
+            }
+            None => POLL,
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = state.dispatch_wake.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

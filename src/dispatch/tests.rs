@@ -1,0 +1,168 @@
+use super::*;
+use crate::config::{ConfigSource, load};
+use std::collections::HashMap;
+
+fn loaded(text: &str, dir: &std::path::Path) -> Loaded {
+    load(
+        &ConfigSource::File {
+            path: dir.join("config.toml"),
+            text: text.into(),
+        },
+        &HashMap::new(),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+const CONFIG: &str = r#"
+[destinations.slack]
+type = "slack"
+url = "https://hooks.slack.invalid/services/x"
+[destinations.teams]
+type = "teams"
+url = "https://teams.invalid/x"
+[destinations.console]
+type = "console"
+
+[[routes]]
+name = "templates"
+to = ["slack", "teams"]
+[routes.match]
+kind = "template"
+
+[[routes]]
+name = "failures"
+to = ["slack"]
+continue = true
+[routes.match]
+outcome = "failure"
+[routes.group]
+by = ["result_code"]
+wait = "1s"
+interval = "5s"
+max_items = 2
+
+[[routes]]
+name = "failures-now"
+to = ["console"]
+template = "broken"
+[routes.match]
+outcome = "failure"
+"#;
+
+fn stored(fixture: &str, first_row: i64) -> Vec<StoredHook> {
+    let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
+    let body = std::fs::read(path).unwrap();
+    let post = crate::bizmessage::parse_post(&body).unwrap();
+    post.hooks
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| StoredHook {
+            row: first_row + i as i64,
+            received_at: 1_000,
+            envelope: post.envelope.clone(),
+            raw: raw.get().to_string(),
+        })
+        .collect()
+}
+
+fn with_broken_template(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir.join("templates/console")).unwrap();
+    std::fs::write(
+        dir.join("templates/console/broken.hbs"),
+        "{{nonexistent_field}}",
+    )
+    .unwrap();
+}
+
+#[test]
+fn routing_a_batch_renders_immediate_routes_and_groups_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    with_broken_template(dir.path());
+    let loaded = loaded(CONFIG, dir.path());
+    let mut hooks = stored("template_rejected.json", 1);
+    hooks.extend(stored("message_results.json", 2));
+    let (batch, report) = route_hooks(&loaded, &hooks, 5_000);
+    assert_eq!(batch.upto, 3);
+    // Template hook: one delivery per destination, each valid for its destination.
+    let tpl: Vec<&NewDelivery> = batch
+        .deliveries
+        .iter()
+        .filter(|d| d.route == "templates")
+        .collect();
+    assert_eq!(tpl.len(), 2);
+    assert!(
+        tpl.iter()
+            .all(|d| d.hook_row == Some(1) && d.hook_id.as_deref() == Some("h-7f3a"))
+    );
+    assert!(tpl[1].payload.contains("AdaptiveCard"));
+    // Success result (row 2): unrouted. Failure (row 3): grouped and, via continue, immediate.
+    assert_eq!(report.unrouted, 1);
+    assert_eq!(batch.members.len(), 1);
+    assert_eq!(batch.members[0].group_key, r#"{"result_code":"3019"}"#);
+    assert_eq!(batch.members[0].settings.wait_ms, 1_000);
+    assert_eq!(
+        batch.members[0].joined_at, 1_000,
+        "groups time from the hook's arrival"
+    );
+    let now: Vec<&NewDelivery> = batch
+        .deliveries
+        .iter()
+        .filter(|d| d.route == "failures-now")
+        .collect();
+    assert_eq!(now.len(), 1);
+    // Its template is broken: the plain fallback went out and the failure is reported.
+    assert!(
+        now[0]
+            .payload
+            .contains("could not render template `broken`"),
+        "{}",
+        now[0].payload
+    );
+    assert!(!now[0].payload.contains("01098765432"));
+    assert_eq!(report.fallbacks.len(), 1);
+    assert_eq!(report.matches.get("failures"), Some(&1));
+    assert_eq!(
+        report.touched.iter().cloned().collect::<Vec<_>>(),
+        vec!["console", "slack", "teams"]
+    );
+}
+
+#[test]
+fn a_due_group_becomes_one_digest_per_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    with_broken_template(dir.path());
+    let loaded = loaded(CONFIG, dir.path());
+    let members = stored("mixed.json", 10);
+    let group = DueGroup {
+        route: "failures".into(),
+        group_key: "{}".into(),
+        settings: GroupSettings {
+            to: vec!["slack".into(), "gone".into()],
+            template: "message_digest".into(),
+            wait_ms: 1_000,
+            interval_ms: 5_000,
+            max_items: 2,
+        },
+        started_at: 0,
+        total_before: 7,
+        members,
+    };
+    let (flush, report) = build_flush(&loaded, &group, 9_000);
+    // All four stored hooks are counted (one is unreadable as a hook, still counted once).
+    assert_eq!(flush.member_rows, vec![10, 11, 12, 13]);
+    assert_eq!(
+        flush.deliveries.len(),
+        1,
+        "the removed destination is skipped"
+    );
+    let ctx: Value = serde_json::from_str(&flush.context).unwrap();
+    assert_eq!(ctx["count"], 4);
+    assert_eq!(ctx["total"], 11);
+    assert_eq!(ctx["samples"].as_array().unwrap().len(), 2);
+    assert!(
+        flush.deliveries[0].payload.contains("4 message results"),
+        "{}",
+        flush.deliveries[0].payload
+    );
+    assert!(report.fallbacks.is_empty());
+}

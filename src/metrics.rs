@@ -1,0 +1,247 @@
+//! Prometheus metrics: one registry per running app (so tests can run several apps in one
+//! process), rendered in the text format at `GET /metrics`. The README lists every metric.
+//!
+//! Invariant: no label ever holds a secret or personal data, only names from the config
+//! (routes, destinations), kinds and fixed words.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+use crate::store::QueueStat;
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Hooks by kind and what became of them: accepted, duplicate, rejected.
+    pub hooks_received: IntCounterVec,
+    /// Refused requests by reason: signature, app_key, body, size, content_type, store.
+    pub requests_rejected: IntCounterVec,
+    pub route_matches: IntCounterVec,
+    pub unrouted: IntCounter,
+    /// Delivery attempts by destination and result: ok, retry, dead.
+    pub deliveries: IntCounterVec,
+    /// Hook received → 2xx from the destination.
+    pub delivery_latency: HistogramVec,
+    pub queue_depth: IntGaugeVec,
+    pub queue_oldest_age: GaugeVec,
+    pub dead_letters: IntGaugeVec,
+    pub render_fallbacks: IntCounterVec,
+    pub digests: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    /// Always 1, labelled with the loaded config's hash.
+    pub config_info: IntGaugeVec,
+    pub destination_healthy: IntGaugeVec,
+    pub store_writable: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn int_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let delivery_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "bizrelay_delivery_latency_seconds",
+                "Time from receiving a hook to the destination's 2xx",
+            )
+            .buckets(vec![
+                0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+            ]),
+            &["destination"],
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(delivery_latency.clone()))
+            .expect("metric registered once");
+        let queue_oldest_age = GaugeVec::new(
+            Opts::new(
+                "bizrelay_queue_oldest_age_seconds",
+                "Age of the oldest pending delivery per destination",
+            ),
+            &["destination"],
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(queue_oldest_age.clone()))
+            .expect("metric registered once");
+        let unrouted = IntCounter::new(
+            "bizrelay_unrouted_hooks_total",
+            "Hooks that matched no route",
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(unrouted.clone()))
+            .expect("metric registered once");
+        let store_writable = Gauge::new(
+            "bizrelay_store_writable",
+            "1 when the last store write succeeded",
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(store_writable.clone()))
+            .expect("metric registered once");
+        Metrics {
+            hooks_received: counter(
+                &r,
+                "bizrelay_hooks_received_total",
+                "Hooks received, by kind and outcome (accepted, duplicate, rejected)",
+                &["kind", "outcome"],
+            ),
+            requests_rejected: counter(
+                &r,
+                "bizrelay_requests_rejected_total",
+                "Webhook requests refused, by reason",
+                &["reason"],
+            ),
+            route_matches: counter(
+                &r,
+                "bizrelay_route_matches_total",
+                "Hooks that matched each route",
+                &["route"],
+            ),
+            unrouted,
+            deliveries: counter(
+                &r,
+                "bizrelay_deliveries_total",
+                "Delivery attempts by destination and result (ok, retry, dead)",
+                &["destination", "result"],
+            ),
+            delivery_latency,
+            queue_depth: int_gauge(
+                &r,
+                "bizrelay_queue_depth",
+                "Pending deliveries per destination",
+                &["destination"],
+            ),
+            queue_oldest_age,
+            dead_letters: int_gauge(
+                &r,
+                "bizrelay_dead_letters",
+                "Dead letters per destination",
+                &["destination"],
+            ),
+            render_fallbacks: counter(
+                &r,
+                "bizrelay_render_fallbacks_total",
+                "Bodies sent as the plain fallback because a template failed",
+                &["destination_type", "template"],
+            ),
+            digests: counter(
+                &r,
+                "bizrelay_digests_total",
+                "Digests produced, by route",
+                &["route"],
+            ),
+            config_reloads: counter(
+                &r,
+                "bizrelay_config_reloads_total",
+                "Config reloads by result (success, failure)",
+                &["result"],
+            ),
+            config_info: int_gauge(
+                &r,
+                "bizrelay_config_info",
+                "The loaded config (label hash); always 1",
+                &["hash"],
+            ),
+            destination_healthy: int_gauge(
+                &r,
+                "bizrelay_destination_healthy",
+                "0 after a 401/403/404/410 from the destination, 1 otherwise",
+                &["destination"],
+            ),
+            store_writable,
+            registry: r,
+        }
+    }
+
+    /// Replaces the queue gauges with fresh figures (destinations absent from `stats` are 0).
+    pub fn set_queue_stats(&self, destinations: &[String], stats: &[QueueStat], now_ms: i64) {
+        for d in destinations {
+            let s = stats
+                .iter()
+                .find(|s| &s.destination == d)
+                .cloned()
+                .unwrap_or_default();
+            self.queue_depth.with_label_values(&[d]).set(s.pending);
+            self.dead_letters.with_label_values(&[d]).set(s.dead);
+            let age = s
+                .oldest_pending_at
+                .map_or(0.0, |t| ((now_ms - t).max(0)) as f64 / 1000.0);
+            self.queue_oldest_age.with_label_values(&[d]).set(age);
+        }
+    }
+
+    pub fn set_config_hash(&self, hash: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[hash]).set(1);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_in_text_format() {
+        let m = Metrics::new();
+        m.hooks_received
+            .with_label_values(&["template", "accepted"])
+            .inc();
+        m.set_config_hash("abc123");
+        m.set_queue_stats(
+            &["ops".to_string(), "idle".to_string()],
+            &[QueueStat {
+                destination: "ops".into(),
+                pending: 3,
+                oldest_pending_at: Some(1_000),
+                dead: 1,
+            }],
+            11_000,
+        );
+        let text = m.render();
+        assert!(
+            text.contains(
+                "bizrelay_hooks_received_total{kind=\"template\",outcome=\"accepted\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("bizrelay_config_info{hash=\"abc123\"} 1"));
+        assert!(text.contains("bizrelay_queue_depth{destination=\"ops\"} 3"));
+        assert!(text.contains("bizrelay_queue_depth{destination=\"idle\"} 0"));
+        assert!(text.contains("bizrelay_queue_oldest_age_seconds{destination=\"ops\"} 10"));
+        assert!(text.contains("bizrelay_dead_letters{destination=\"ops\"} 1"));
+        m.set_config_hash("def456");
+        assert!(!m.render().contains("abc123"));
+    }
+}

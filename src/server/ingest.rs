@@ -1,0 +1,212 @@
+//! The webhook endpoint: verify, read, parse, store, answer. It never waits for Slack or
+//! Teams: relaying happens after the 200, from the store.
+//!
+//! Invariant: 200 is answered only after every accepted hook of the POST is committed; if the
+//! store cannot take them, the answer is 503 so NHN can try again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Buf;
+use futures_util::{Stream, StreamExt};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use warp::http::{HeaderMap, StatusCode};
+
+use super::{ApiError, json_reply};
+use crate::bizmessage::{parse_hook, parse_post};
+use crate::state::{State, now_ms};
+use crate::store::{NewHook, NewPost, NewRejected};
+use crate::verify::{self, SIGNATURE_HEADER};
+
+/// Rejected hooks logged one by one per POST; the rest are counted in one line.
+const LOGGED_REJECTIONS: usize = 5;
+
+/// Whether a Content-Type (if any) may carry JSON. NHN sends `application/json;charset=UTF-8`.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(warp::http::header::CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || mime.ends_with("+json") || mime.is_empty()
+}
+
+/// Reads the body up to `max` bytes within `timeout`.
+async fn read_body<S, B>(mut body: S, max: usize, timeout: Duration) -> Result<Vec<u8>, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let read = async {
+        let mut out = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let mut chunk = chunk.map_err(|_| ApiError::BodyRead)?;
+            if out.len() + chunk.remaining() > max {
+                return Err(ApiError::TooLarge { max });
+            }
+            while chunk.has_remaining() {
+                let part = chunk.chunk();
+                out.extend_from_slice(part);
+                let n = part.len();
+                chunk.advance(n);
+            }
+        }
+        Ok(out)
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| ApiError::BodyTimeout)?
+}
+
+/// The dedup key of a hook: its `hookId`, or a hash of its exact JSON when it has none.
+pub fn dedup_key(hook_id: Option<&str>, raw: &str) -> String {
+    match hook_id {
+        Some(id) => format!("h:{id}"),
+        None => format!("c:{}", hex::encode(Sha256::digest(raw.as_bytes()))),
+    }
+}
+
+pub async fn receive<S, B>(
+    state: Arc<State>,
+    headers: HeaderMap,
+    body: S,
+) -> Result<warp::reply::Response, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let started = Instant::now();
+    let loaded = state.current();
+    let cfg = &loaded.config;
+    if !json_content_type(&headers) {
+        return Err(ApiError::ContentType);
+    }
+    let signature = headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes());
+    verify::verify_signature(signature, &cfg.ingest.signatures).map_err(ApiError::Verify)?;
+    let max = cfg.server.max_body_bytes;
+    let declared = headers
+        .get(warp::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(ApiError::TooLarge { max });
+    }
+    let bytes = read_body(body, max, cfg.server.body_read_timeout).await?;
+    let post = parse_post(&bytes).map_err(ApiError::Parse)?;
+    verify::verify_app_key(post.envelope.app_key.as_deref(), &cfg.ingest.app_keys)
+        .map_err(ApiError::Verify)?;
+
+    let received_at = now_ms();
+    let mut hooks = Vec::with_capacity(post.hooks.len());
+    let mut kinds = Vec::with_capacity(post.hooks.len());
+    let mut rejected = Vec::new();
+    for (position, raw) in post.hooks.iter().enumerate() {
+        let raw = raw.get();
+        match parse_hook(raw) {
+            Ok(hook) => {
+                kinds.push(hook.kind());
+                hooks.push(NewHook {
+                    dedup_key: dedup_key(hook.hook_id.as_deref(), raw),
+                    kind: hook.kind(),
+                    hook_id: hook.hook_id,
+                    raw: raw.to_string(),
+                });
+            }
+            Err(e) => rejected.push(NewRejected {
+                position,
+                reason: e.to_string(),
+                raw: raw.to_string(),
+            }),
+        }
+    }
+    let hooks_id = post.envelope.hooks_id.clone().unwrap_or_else(|| "-".into());
+    for r in rejected.iter().take(LOGGED_REJECTIONS) {
+        tracing::warn!(hooks_id = %hooks_id, position = r.position, reason = %r.reason, "hook rejected (kept in the store's `rejected` table)");
+    }
+    if rejected.len() > LOGGED_REJECTIONS {
+        tracing::warn!(hooks_id = %hooks_id, more = rejected.len() - LOGGED_REJECTIONS, "more hooks rejected in this POST");
+    }
+
+    let total = hooks.len();
+    let new_post = NewPost {
+        received_at,
+        envelope: post.envelope.clone(),
+        hooks,
+        rejected,
+    };
+    let outcome = match state.store.ingest(new_post).await {
+        Ok(o) => {
+            state.metrics.store_writable.set(1.0);
+            o
+        }
+        Err(e) => {
+            state.metrics.store_writable.set(0.0);
+            tracing::error!(hooks_id = %hooks_id, hooks = total, error = %e, "cannot store hooks; answering 503 so NHN retries");
+            return Err(ApiError::Store);
+        }
+    };
+    let m = &state.metrics.hooks_received;
+    for (kind, fresh) in kinds.iter().zip(&outcome.fresh) {
+        m.with_label_values(&[kind.as_str(), if *fresh { "accepted" } else { "duplicate" }])
+            .inc();
+    }
+    if outcome.rejected > 0 {
+        m.with_label_values(&["invalid", "rejected"])
+            .inc_by(outcome.rejected as u64);
+    }
+    if outcome.accepted > 0 {
+        state.dispatch_wake.notify_one();
+    }
+    tracing::info!(
+        hooks_id = %hooks_id,
+        event = post.envelope.event.as_deref().unwrap_or("-"),
+        accepted = outcome.accepted,
+        duplicates = outcome.duplicates,
+        rejected = outcome.rejected,
+        bytes = bytes.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "webhook received"
+    );
+    Ok(json_reply(
+        StatusCode::OK,
+        &json!({"accepted": outcome.accepted, "duplicates": outcome.duplicates, "rejected": outcome.rejected}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_keys() {
+        assert_eq!(dedup_key(Some("h-1"), "{}"), "h:h-1");
+        let a = dedup_key(None, r#"{"a":1}"#);
+        assert!(a.starts_with("c:") && a.len() == 66);
+        assert_eq!(a, dedup_key(None, r#"{"a":1}"#));
+        assert_ne!(a, dedup_key(None, r#"{"a":2}"#));
+    }
+
+    #[test]
+    fn content_types() {
+        let mut h = HeaderMap::new();
+        assert!(json_content_type(&h), "absent is accepted");
+        for (v, ok) in [
+            ("application/json;charset=UTF-8", true),
+            ("Application/JSON", true),
+            ("application/vnd.api+json", true),
+            ("text/plain", false),
+            ("application/x-www-form-urlencoded", false),
+        ] {
+            h.insert(warp::http::header::CONTENT_TYPE, v.parse().unwrap());
+            assert_eq!(json_content_type(&h), ok, "{v}");
+        }
+    }
+}
