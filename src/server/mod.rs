@@ -131,8 +131,7 @@ fn webhook(
         .map(str::to_string)
         .collect();
     let segments = Arc::new(segments);
-    warp::post()
-        .and(warp::path::full())
+    warp::path::full()
         .and_then(move |full: warp::path::FullPath| {
             let segments = Arc::clone(&segments);
             async move {
@@ -145,6 +144,7 @@ fn webhook(
             }
         })
         .untuple_one()
+        .and(warp::post())
         .and(with_state(state))
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
@@ -156,8 +156,8 @@ fn webhook(
 
 /// `GET /healthz`: the process is alive.
 fn healthz() -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
-    warp::get()
-        .and(warp::path!("healthz"))
+    warp::path!("healthz")
+        .and(warp::get())
         .map(|| json_reply(StatusCode::OK, &json!({"status": "ok"})))
 }
 
@@ -166,16 +166,16 @@ fn operator(
     state: Arc<State>,
     reloader: Reloader,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
-    let readyz = warp::get()
-        .and(warp::path!("readyz"))
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
         .and(with_state(Arc::clone(&state)))
         .then(admin::readyz);
-    let metrics = warp::get()
-        .and(warp::path!("metrics"))
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
         .and(with_state(Arc::clone(&state)))
         .then(admin::metrics);
-    let reload = warp::post()
-        .and(warp::path!("-" / "reload"))
+    let reload = warp::path!("-" / "reload")
+        .and(warp::post())
         .and(with_state(Arc::clone(&state)))
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::any().map(move || reloader.clone()))

@@ -1,0 +1,423 @@
+//! Test support: the real app on 127.0.0.1:0 with a temporary store, fake Slack/Teams
+//! receivers that record what they get and answer as told, and helpers to run the real binary.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bizrelay::app::{App, Options};
+use bizrelay::config::{ConfigSource, load};
+use bizrelay::reload::SourceSpec;
+use warp::Filter;
+
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// What a fake receiver answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: vec![],
+            body: String::new(),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn body(mut self, body: &str) -> Reply {
+        self.body = body.to_string();
+        self
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Reply {
+        self.headers.push((k.to_string(), v.to_string()));
+        self
+    }
+    pub fn delay(mut self, d: Duration) -> Reply {
+        self.delay = d;
+        self
+    }
+}
+
+/// One request a fake receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub body: String,
+    pub delivery_id: Option<String>,
+    pub content_type: Option<String>,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+#[derive(Default)]
+struct FakeState {
+    received: Vec<Received>,
+    script: VecDeque<Reply>,
+    default: Option<Reply>,
+}
+
+/// A fake chat service (Slack or Teams webhook) on a real port.
+#[derive(Clone)]
+pub struct FakeChat {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<FakeState>>,
+}
+
+impl FakeChat {
+    /// Answers 200 `ok` (Slack style) unless told otherwise.
+    pub async fn start() -> FakeChat {
+        FakeChat::start_with(Reply::status(200).body("ok")).await
+    }
+
+    pub async fn start_with(default: Reply) -> FakeChat {
+        let state = Arc::new(Mutex::new(FakeState {
+            default: Some(default),
+            ..FakeState::default()
+        }));
+        let s = Arc::clone(&state);
+        let route = warp::any()
+            .and(warp::path::full())
+            .and(warp::header::optional::<String>("x-bizrelay-delivery"))
+            .and(warp::header::optional::<String>("content-type"))
+            .and(warp::body::bytes())
+            .then(
+                move |path: warp::path::FullPath,
+                      id: Option<String>,
+                      ct: Option<String>,
+                      body: bytes::Bytes| {
+                    let s = Arc::clone(&s);
+                    async move {
+                        let reply = {
+                            let mut st = s.lock().unwrap();
+                            st.received.push(Received {
+                                path: path.as_str().to_string(),
+                                body: String::from_utf8_lossy(&body).into_owned(),
+                                delivery_id: id,
+                                content_type: ct,
+                                at: Instant::now(),
+                            });
+                            st.script
+                                .pop_front()
+                                .or_else(|| st.default.clone())
+                                .unwrap()
+                        };
+                        if !reply.delay.is_zero() {
+                            tokio::time::sleep(reply.delay).await;
+                        }
+                        let mut resp = warp::http::Response::builder().status(reply.status);
+                        for (k, v) in &reply.headers {
+                            resp = resp.header(k, v);
+                        }
+                        resp.body(reply.body.clone()).unwrap()
+                    }
+                },
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        FakeChat { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Answers these (in order) before going back to the default.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.lock().unwrap().script.extend(replies);
+    }
+
+    pub fn set_default(&self, reply: Reply) {
+        self.state.lock().unwrap().default = Some(reply);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// Requests answered 2xx so far is not tracked; this counts all requests.
+    pub fn count(&self) -> usize {
+        self.state.lock().unwrap().received.len()
+    }
+
+    /// Waits until at least `n` requests arrived (panics after `timeout`).
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} requests, got {} after {timeout:?}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// An HTTP client for tests (rustls needs its crypto provider installed once per process).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// The app, started in this process on a random port with a temporary store.
+pub struct TestApp {
+    pub app: Option<App>,
+    pub addr: SocketAddr,
+    pub dir: Arc<tempfile::TempDir>,
+    pub config_path: PathBuf,
+    pub http: reqwest::Client,
+}
+
+/// The config the tests add unless they set these sections themselves.
+pub fn base_config(dir: &Path, extra: &str) -> String {
+    let mut text = String::new();
+    if !extra.contains("[server]") {
+        text.push_str("[server]\nlisten = \"127.0.0.1:0\"\n");
+    }
+    if !extra.contains("[store]") {
+        text.push_str(&format!(
+            "[store]\npath = \"{}\"\nsync = \"normal\"\n",
+            dir.join("bizrelay.db").display()
+        ));
+    }
+    if !extra.contains("[delivery]") {
+        text.push_str("[delivery]\nbackoff = { initial = \"100ms\", max = \"1s\" }\nshutdown_grace = \"2s\"\n");
+    }
+    text.push_str(extra);
+    text
+}
+
+impl TestApp {
+    pub async fn spawn(extra: &str) -> TestApp {
+        TestApp::spawn_in(
+            Arc::new(tempfile::tempdir().unwrap()),
+            extra,
+            HashMap::new(),
+        )
+        .await
+    }
+
+    /// Starts on an existing folder (to restart on the same store).
+    pub async fn spawn_in(
+        dir: Arc<tempfile::TempDir>,
+        extra: &str,
+        env: HashMap<String, String>,
+    ) -> TestApp {
+        let text = base_config(dir.path(), extra);
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, &text).unwrap();
+        let loaded = load(
+            &ConfigSource::File {
+                path: config_path.clone(),
+                text,
+            },
+            &env,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let app = App::build(
+            loaded,
+            Options {
+                source: SourceSpec::File(config_path.clone()),
+                env,
+                watch_files: false,
+            },
+        )
+        .await
+        .unwrap();
+        TestApp {
+            addr: app.addr(),
+            app: Some(app),
+            dir,
+            config_path,
+            http: http_client(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn post(&self, body: impl Into<String>) -> reqwest::Response {
+        self.post_with(body, &[]).await
+    }
+
+    pub async fn post_with(
+        &self,
+        body: impl Into<String>,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(self.url("/hooks/bizmessage"))
+            .header("content-type", "application/json;charset=UTF-8")
+            .body(body.into());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Posts and returns (status, JSON body).
+    pub async fn post_json(&self, body: impl Into<String>) -> (u16, serde_json::Value) {
+        let resp = self.post(body).await;
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap())
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await;
+        }
+    }
+
+    pub fn state(&self) -> &Arc<bizrelay::state::State> {
+        self.app.as_ref().unwrap().state()
+    }
+}
+
+/// A config body for one Slack and one Teams destination pointing at fakes.
+pub fn slack_teams(slack: &FakeChat, teams: &FakeChat, routes: &str) -> String {
+    format!(
+        "[destinations.ops-slack]\ntype = \"slack\"\nurl = \"{}\"\nrate_per_second = 50\nburst = 10\n\n\
+         [destinations.ops-teams]\ntype = \"teams\"\nurl = \"{}\"\nrate_per_second = 50\nburst = 10\n\n{routes}",
+        slack.url("/services/T000/B000/XXXXSECRET"),
+        teams.url("/workflows/teams-secret"),
+    )
+}
+
+/// A webhook body with the given hooks.
+pub fn envelope(hooks: &[serde_json::Value]) -> String {
+    serde_json::json!({
+        "hooksId": format!("post-{}", rand_id()), "webhookConfigId": "wcf-test",
+        "productName": "KakaoTalk Bizmessage", "appKey": "Xk2abcDEF9tq", "event": "MESSAGE_RESULT_UPDATE",
+        "hooks": hooks,
+    })
+    .to_string()
+}
+
+pub fn rand_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed) + std::process::id() as u64 * 1_000_000
+}
+
+/// A failed message-result hook.
+pub fn failure(id: &str, code: &str) -> serde_json::Value {
+    serde_json::json!({
+        "hookId": id, "kakaoMessageType": "ALIMTALK_NORMAL", "requestId": "20261128101455aBcD1234",
+        "recipientSeq": 1, "requestDate": "2026-11-28 10:14:55", "createDate": "2026-11-28 10:14:55",
+        "receiveDate": null, "recipientNo": "01098765432", "resultCode": code,
+        "senderGroupingKey": "order-service", "recipientGroupingKey": "user-1002"
+    })
+}
+
+/// The real binary, started with a config file; its stderr (JSON logs) is collected.
+pub struct Process {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_bizrelay")
+}
+
+impl Process {
+    pub fn start(config: &Path, env: &[(&str, &str)]) -> Process {
+        let mut cmd = Command::new(binary());
+        cmd.args(["serve", "--log-format", "json", "--config"])
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent && line.contains("bizrelay is listening") {
+                    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    let _ = tx.send(v["listen"].as_str().unwrap().parse::<SocketAddr>().unwrap());
+                    sent = true;
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("bizrelay did not start: {:?}", log.lock().unwrap());
+            }
+        };
+        Process { child, addr, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits for the process to exit; returns its status.
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
