@@ -63,6 +63,8 @@ pub struct Received {
     pub delivery_id: Option<String>,
     pub content_type: Option<String>,
     pub at: Instant,
+    /// The status the fake answered with.
+    pub status: u16,
 }
 
 impl Received {
@@ -111,17 +113,20 @@ impl FakeChat {
                     async move {
                         let reply = {
                             let mut st = s.lock().unwrap();
+                            let reply = st
+                                .script
+                                .pop_front()
+                                .or_else(|| st.default.clone())
+                                .unwrap();
                             st.received.push(Received {
                                 path: path.as_str().to_string(),
                                 body: String::from_utf8_lossy(&body).into_owned(),
                                 delivery_id: id,
                                 content_type: ct,
                                 at: Instant::now(),
+                                status: reply.status,
                             });
-                            st.script
-                                .pop_front()
-                                .or_else(|| st.default.clone())
-                                .unwrap()
+                            reply
                         };
                         if !reply.delay.is_zero() {
                             tokio::time::sleep(reply.delay).await;
@@ -157,9 +162,34 @@ impl FakeChat {
         self.state.lock().unwrap().received.clone()
     }
 
-    /// Requests answered 2xx so far is not tracked; this counts all requests.
+    /// All requests so far.
     pub fn count(&self) -> usize {
         self.state.lock().unwrap().received.len()
+    }
+
+    /// Requests the fake answered with a 2xx (what a real Slack would have accepted).
+    pub fn accepted(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .collect()
+    }
+
+    /// Waits until at least `n` requests were accepted (panics after `timeout`).
+    pub async fn wait_accepted(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.accepted();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} accepted requests, got {} after {timeout:?}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits until at least `n` requests arrived (panics after `timeout`).
@@ -400,7 +430,8 @@ impl Process {
     }
 
     /// Waits for the process to exit; returns its status.
-    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+    /// (Async, so fake receivers on the test's runtime keep answering meanwhile.)
+    pub async fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -410,7 +441,7 @@ impl Process {
                 Instant::now() < deadline,
                 "process did not exit within {timeout:?}"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
