@@ -71,12 +71,13 @@ pub fn hook_context(envelope: &Envelope, hook: &Hook, meta: &Meta<'_>) -> Value 
     Value::Object(ctx)
 }
 
+/// `{en, ko, known}`: the label of a status code, or the raw code when it is not documented.
 fn label(status: Option<&str>) -> Value {
     match status {
-        None => json!({"en": null, "ko": null}),
+        None => json!({"en": null, "ko": null, "known": false}),
         Some(s) => match bizmessage::status_label(s) {
-            Some((en, ko)) => json!({"en": en, "ko": ko}),
-            None => json!({"en": s, "ko": s}),
+            Some((en, ko)) => json!({"en": en, "ko": ko, "known": true}),
+            None => json!({"en": s, "ko": s, "known": false}),
         },
     }
 }
@@ -284,6 +285,7 @@ mod tests {
     fn unknown_codes_and_types_pass_through() {
         let ctxs = contexts("quirks.json", true);
         assert_eq!(ctxs[0]["status_label"]["en"], "TSC09");
+        assert_eq!(ctxs[0]["status_label"]["known"], false);
         assert_eq!(ctxs[0]["comments"][2]["status_label"]["en"], "XYZ");
         assert_eq!(ctxs[2]["message_type_label"], "FRIENDTALK_UPGRADE_WIDE");
         assert_eq!(ctxs[2]["result"]["code"], Value::Null);

@@ -178,6 +178,13 @@ pub fn digest_context(input: &DigestInput<'_>) -> Value {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let all_results = members.iter().all(|m| result_of(m).is_some());
+    let noun = match (all_results, count == 1) {
+        (true, true) => "message result",
+        (true, false) => "message results",
+        (false, true) => "event",
+        (false, false) => "events",
+    };
     let first = members.iter().map(|m| m.received_at).min();
     let last = members.iter().map(|m| m.received_at).max();
     json!({
@@ -188,6 +195,7 @@ pub fn digest_context(input: &DigestInput<'_>) -> Value {
         "group": group,
         "group_label": label,
         "count": count,
+        "noun": noun,
         "total": input.total_before + count as i64,
         "first_at": first.map(context::format_ms),
         "last_at": last.map(context::format_ms),

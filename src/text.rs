@@ -67,6 +67,16 @@ pub fn slack_escape(s: &str) -> String {
     out
 }
 
+/// Text for a Teams card: Adaptive Cards render TextBlocks as Markdown, where a single newline
+/// is not a line break (a blank line is) and `[text](url)` becomes a link. Reviewer text must
+/// keep its lines and must not produce disguised links, so newlines are doubled and the `](`
+/// of a link gets an invisible zero-width space.
+pub fn teams_text(s: &str) -> String {
+    s.replace("\r\n", "\n")
+        .replace('\n', "\n\n")
+        .replace("](", "]\u{200B}(")
+}
+
 /// For plain-text output on a terminal: drops control characters (ANSI escapes included)
 /// except newlines and tabs.
 pub fn strip_controls(s: &str) -> String {
@@ -112,6 +122,16 @@ mod tests {
             slack_escape("<!channel> & <http://evil|safe> *bold* _i_"),
             "&lt;!channel&gt; &amp; &lt;http://evil|safe&gt; *bold* _i_"
         );
+    }
+
+    #[test]
+    fn teams_text_keeps_lines_and_defuses_links() {
+        assert_eq!(teams_text("a\nb\r\nc"), "a\n\nb\n\nc");
+        assert_eq!(
+            teams_text("[safe](http://evil)"),
+            "[safe]\u{200B}(http://evil)"
+        );
+        assert_eq!(teams_text("plain"), "plain");
     }
 
     #[test]

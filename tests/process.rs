@@ -200,13 +200,11 @@ async fn logs_of_a_full_run_hold_no_secrets_and_no_phone_numbers() {
     slack.script([Reply::status(500).body("rollup_error")]);
     let teams = FakeChat::start_with(Reply::status(404).body("gone")).await;
     let dir = tempfile::tempdir().unwrap();
-    let body = format!(
-        "[ingest]\nsignatures = [\"${{SIG}}\"]\n[admin]\ntoken = \"${{ADMIN}}\"\n[log]\nlevel = \"debug\"\n\
-         [destinations.ops-slack]\ntype = \"slack\"\nurl = \"${{SLACK_URL}}\"\nrate_per_second = 100\nburst = 10\n\
-         [destinations.ops-teams]\ntype = \"teams\"\nurl = \"${{TEAMS_URL}}\"\n\
-         [[routes]]\nname = \"all\"\nto = [\"ops-slack\", \"ops-teams\"]\n"
-    );
-    let config = write_config(dir.path(), &body);
+    let body = "[ingest]\nsignatures = [\"${SIG}\"]\n[admin]\ntoken = \"${ADMIN}\"\n[log]\nlevel = \"debug\"\n\
+         [destinations.ops-slack]\ntype = \"slack\"\nurl = \"${SLACK_URL}\"\nrate_per_second = 100\nburst = 10\n\
+         [destinations.ops-teams]\ntype = \"teams\"\nurl = \"${TEAMS_URL}\"\n\
+         [[routes]]\nname = \"all\"\nto = [\"ops-slack\", \"ops-teams\"]\n";
+    let config = write_config(dir.path(), body);
     let slack_url = slack.url("/services/T0/B0/SLACKTOKENXYZ");
     let teams_url = teams.url("/workflows/TEAMSTOKENXYZ");
     let env = [

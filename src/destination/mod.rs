@@ -86,6 +86,19 @@ fn category(e: &serde_json::Error) -> &'static str {
     }
 }
 
+/// Index of the longest text; of equally long ones, the first (texts are in reading order, so
+/// the newest comment, usually the one that matters, is shortened last).
+pub(crate) fn first_longest(texts: &[&mut String]) -> Option<usize> {
+    let mut best: Option<(usize, usize)> = None;
+    for (i, t) in texts.iter().enumerate() {
+        let n = t.chars().count();
+        if best.is_none_or(|(_, b)| n > b) {
+            best = Some((i, n));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
 /// What a fallback message says when a template fails.
 #[derive(Debug, Clone, Default)]
 pub struct FallbackInfo {

@@ -172,9 +172,10 @@ pub(crate) fn shrink_to_budget(mut texts: Vec<&mut String>, budget: usize) {
         if total <= budget {
             return;
         }
-        let Some(longest) = texts.iter_mut().max_by_key(|t| t.chars().count()) else {
+        let Some(i) = super::first_longest(&texts) else {
             return;
         };
+        let longest = &mut texts[i];
         let len = longest.chars().count();
         if len <= FLOOR {
             return;

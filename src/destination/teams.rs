@@ -76,29 +76,41 @@ fn size(body: &Value) -> usize {
     body.to_string().len()
 }
 
-/// Shortens the longest texts first; if many small elements still overflow, drops trailing
-/// elements of the longest list and says how many were dropped.
+/// Shortens the longest texts first (the earliest of equally long ones, so the newest
+/// comment, usually the one that matters, keeps the most); if many small elements still
+/// overflow, drops trailing elements of the longest list and says how many were dropped.
 fn shrink(body: &mut Value) {
     const FLOOR: usize = 200;
-    let mut dropped = 0usize;
+    /// Room kept for the "… N more items not shown" note.
+    const NOTE_ROOM: usize = 160;
     for _ in 0..10_000 {
         let total = size(body);
         if total <= MAX_BYTES {
-            break;
+            return;
         }
         let excess = total - MAX_BYTES;
         let mut texts = Vec::new();
         collect_texts(&mut body["attachments"][0]["content"], &mut texts);
-        if let Some(longest) = texts.into_iter().max_by_key(|t| t.len())
-            && longest.chars().count() > FLOOR
-        {
-            let chars = longest.chars().count();
-            let bytes_per_char = longest.len().div_ceil(chars).max(1);
-            let cut = excess.div_ceil(bytes_per_char) + 16;
-            *longest = truncate(longest, chars.saturating_sub(cut).max(FLOOR));
-            continue;
+        let Some(i) = super::first_longest(&texts).filter(|i| texts[*i].chars().count() > FLOOR)
+        else {
+            break;
+        };
+        let longest = &mut texts[i];
+        let chars = longest.chars().count();
+        let bytes_per_char = longest.len().div_ceil(chars).max(1);
+        let cut = excess.div_ceil(bytes_per_char) + 16;
+        **longest = truncate(longest, chars.saturating_sub(cut).max(FLOOR));
+    }
+    let mut dropped = 0usize;
+    for _ in 0..10_000 {
+        let total = size(body);
+        if total + NOTE_ROOM <= MAX_BYTES {
+            break;
         }
-        match drop_some(&mut body["attachments"][0]["content"]["body"], excess) {
+        match drop_some(
+            &mut body["attachments"][0]["content"]["body"],
+            total + NOTE_ROOM - MAX_BYTES,
+        ) {
             0 => break,
             n => dropped += n,
         }
@@ -110,16 +122,6 @@ fn shrink(body: &mut Value) {
             "type": "TextBlock", "wrap": true, "isSubtle": true,
             "text": format!("… {dropped} more items not shown"),
         }));
-        // The note itself must fit too.
-        while size(body) > MAX_BYTES {
-            let Some(items) = body["attachments"][0]["content"]["body"].as_array_mut() else {
-                break;
-            };
-            if items.len() < 2 {
-                break;
-            }
-            items.remove(items.len() - 2);
-        }
     }
 }
 
@@ -278,6 +280,49 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .contains("more items not shown")
+        );
+    }
+
+    #[test]
+    fn equally_long_texts_are_cut_oldest_first() {
+        let long = "x".repeat(3000);
+        let mut body = card(
+            (0..10)
+                .map(|_| json!({"type": "TextBlock", "text": long, "wrap": true}))
+                .collect(),
+        );
+        fit(&mut body).unwrap();
+        let lens: Vec<usize> = body["attachments"][0]["content"]["body"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["text"].as_str().unwrap().chars().count())
+            .collect();
+        assert_eq!(lens[9], 3000, "the newest text is kept whole: {lens:?}");
+        assert!(lens[0] < lens[9], "{lens:?}");
+        assert!(lens.windows(2).all(|w| w[0] <= w[1]), "{lens:?}");
+    }
+
+    #[test]
+    fn the_dropped_items_note_keeps_the_template_s_last_line() {
+        let rows: Vec<Value> = (0..2000)
+            .map(|i| json!({"title": format!("code {i}"), "value": "meaning of the code"}))
+            .collect();
+        let mut body = card(vec![
+            json!({"type": "FactSet", "facts": rows}),
+            json!({"type": "TextBlock", "text": "…and 291 more", "wrap": true}),
+        ]);
+        fit(&mut body).unwrap();
+        let items = body["attachments"][0]["content"]["body"]
+            .as_array()
+            .unwrap();
+        assert!(size(&body) <= MAX_BYTES);
+        assert_eq!(items[1]["text"], "…and 291 more");
+        assert!(
+            items[2]["text"]
+                .as_str()
+                .unwrap()
+                .ends_with("more items not shown")
         );
     }
 

@@ -143,6 +143,7 @@ fn digest_context_counts_and_breaks_down() {
     ];
     let ctx = ctx_for(&hooks, 20, 3);
     assert_eq!(ctx["count"], 5);
+    assert_eq!(ctx["noun"], "message results");
     assert_eq!(ctx["total"], 25);
     assert_eq!(ctx["omitted"], 2);
     assert_eq!(ctx["samples"].as_array().unwrap().len(), 3);

@@ -160,7 +160,7 @@ fn a_due_group_becomes_one_digest_per_destination() {
     assert_eq!(ctx["total"], 11);
     assert_eq!(ctx["samples"].as_array().unwrap().len(), 2);
     assert!(
-        flush.deliveries[0].payload.contains("4 message results"),
+        flush.deliveries[0].payload.contains("4 events"),
         "{}",
         flush.deliveries[0].payload
     );

@@ -1,11 +1,12 @@
 //! Handlebars helpers available to every template.
 //!
 //! `{{json value}}` writes any value as JSON (unescaped, so it can build arrays and objects;
-//! strings inside get Slack's mrkdwn escaping in Slack templates). The others return text that
+//! strings inside get the destination's text escaping: mrkdwn for Slack, Markdown for Teams). The others return text that
 //! goes through the destination's escaping like any `{{value}}`:
 //! `{{truncate text 200}}`, `{{status_label status}}` (`lang="ko"`), `{{result_meaning code}}`
 //! (`lang="ko"`), `{{date value}}`, `{{default value "—"}}`, `{{mask_phone value}}`,
-//! `{{indent text 4}}` (indents continuation lines, for plain-text templates).
+//! `{{indent text 4}}` (indents continuation lines, for plain-text templates), and
+//! `{{#each (take list 10)}}` (the first items of a list).
 
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, RenderError,
@@ -27,6 +28,7 @@ pub fn register(reg: &mut Handlebars<'static>, kind: DestinationKind) {
     reg.register_helper("default", Box::new(default_helper));
     reg.register_helper("mask_phone", Box::new(mask_phone_helper));
     reg.register_helper("indent", Box::new(indent_helper));
+    reg.register_helper("take", Box::new(take_helper));
 }
 
 /// Text of a scalar value, empty for null (so optional fields render as nothing).
@@ -74,6 +76,13 @@ handlebars_helper!(indent_helper: |value: Json, width: u64| {
     as_text(value).replace('\n', &format!("\n{pad}"))
 });
 
+handlebars_helper!(take_helper: |list: Json, n: u64| {
+    match list {
+        Value::Array(items) => Value::Array(items.iter().take(usize::try_from(n).unwrap_or(usize::MAX)).cloned().collect()),
+        _ => Value::Array(Vec::new()),
+    }
+});
+
 handlebars_helper!(mask_phone_helper: |value: Json| crate::mask::mask_phone(&as_text(value)));
 
 /// NHN dates (`yyyy-MM-dd HH:mm:ss`, KST, or a bare date) shown with their zone; anything
@@ -111,8 +120,10 @@ impl HelperDef for JsonHelper {
             return Err(RenderError::strict_error(param.relative_path()));
         }
         let mut value = param.value().clone();
-        if self.kind == DestinationKind::Slack {
-            slack_escape_strings(&mut value);
+        match self.kind {
+            DestinationKind::Slack => map_strings(&mut value, &text::slack_escape),
+            DestinationKind::Teams => map_strings(&mut value, &text::teams_text),
+            DestinationKind::Console => {}
         }
         let text = serde_json::to_string(&value)
             .map_err(|e| RenderErrorReason::NestedError(Box::new(e)))?;
@@ -121,11 +132,11 @@ impl HelperDef for JsonHelper {
     }
 }
 
-fn slack_escape_strings(v: &mut Value) {
+fn map_strings(v: &mut Value, f: &dyn Fn(&str) -> String) {
     match v {
-        Value::String(s) => *s = text::slack_escape(s),
-        Value::Array(items) => items.iter_mut().for_each(slack_escape_strings),
-        Value::Object(map) => map.values_mut().for_each(slack_escape_strings),
+        Value::String(s) => *s = f(s),
+        Value::Array(items) => items.iter_mut().for_each(|i| map_strings(i, f)),
+        Value::Object(map) => map.values_mut().for_each(|i| map_strings(i, f)),
         _ => {}
     }
 }
@@ -164,6 +175,16 @@ mod tests {
                 .unwrap(),
             "a\n  b"
         );
+    }
+
+    #[test]
+    fn take_and_len_limit_lists() {
+        let r = reg(DestinationKind::Console);
+        let list = json!({"l": [1, 2, 3]});
+        let out = |t: &str| r.render_template(t, &list).unwrap();
+        assert_eq!(out("{{#each (take l 2)}}{{this}}{{/each}}"), "12");
+        assert_eq!(out("{{#each (take l 9)}}{{this}}{{/each}}"), "123");
+        assert_eq!(out("{{#if (gt (len l) 2)}}more{{/if}}"), "more");
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //!
 //! Invariants:
 //! - A Slack or Teams template renders the destination's whole JSON body; `{{value}}` is
-//!   escaped for the inside of a JSON string (and, for Slack, mrkdwn's `&`, `<`, `>`), so
-//!   untrusted text can neither break the JSON nor ping `<!channel>`. `{{{raw}}}` is the
-//!   explicit escape hatch.
+//!   escaped for the inside of a JSON string (and, for Slack, mrkdwn's `&`, `<`, `>`; for
+//!   Teams, Markdown line breaks and links), so untrusted text can neither break the JSON nor
+//!   ping `<!channel>` nor hide a link. `{{{raw}}}` is the explicit escape hatch.
 //! - Strict mode: a misspelt variable is an error, caught by `bizrelay check`.
 //! - What [`Renderer::render`] returns has been parsed and fitted to the destination's limits;
 //!   [`Renderer::render_or_fallback`] never fails, so a notification is never dropped because
@@ -78,7 +78,7 @@ impl std::fmt::Debug for Renderer {
 fn escape_for(kind: DestinationKind) -> fn(&str) -> String {
     match kind {
         DestinationKind::Slack => |s| text::json_string_escape(&text::slack_escape(s)),
-        DestinationKind::Teams => text::json_string_escape,
+        DestinationKind::Teams => |s| text::json_string_escape(&text::teams_text(s)),
         DestinationKind::Console => text::strip_controls,
     }
 }
