@@ -188,6 +188,33 @@ impl Metrics {
         }
     }
 
+    /// Creates the labelled series a config implies at zero, so dashboards and alerts see 0
+    /// rather than no data (routes, destinations, templates in use).
+    pub fn prepare(&self, loaded: &crate::config::Loaded) {
+        for result in ["success", "failure"] {
+            self.config_reloads.with_label_values(&[result]);
+        }
+        for (name, dest) in &loaded.config.destinations {
+            for result in ["ok", "retry", "dead"] {
+                self.deliveries.with_label_values(&[name, result]);
+            }
+            self.delivery_latency.with_label_values(&[name]);
+            for r in loaded.routes.iter().filter(|r| r.to.contains(name)) {
+                for template in r.templates_used() {
+                    self.render_fallbacks
+                        .with_label_values(&[dest.kind.as_str(), template]);
+                }
+            }
+        }
+        for r in loaded.routes.iter() {
+            self.route_matches.with_label_values(&[&r.name]);
+            if r.group.is_some() {
+                self.digests.with_label_values(&[&r.name]);
+            }
+        }
+        self.set_config_hash(&loaded.hash);
+    }
+
     pub fn set_config_hash(&self, hash: &str) {
         self.config_info.reset();
         self.config_info.with_label_values(&[hash]).set(1);

@@ -126,7 +126,7 @@ impl Reloader {
                 }
                 tracing::info!(trigger, config = %new.origin, hash = %hash, routes = new.routes.len(),
                     destinations = new.config.destinations.len(), "config reloaded");
-                state.metrics.set_config_hash(&hash);
+                state.metrics.prepare(&new);
                 state.loaded.store(Arc::new(new));
                 state
                     .metrics
@@ -173,67 +173,71 @@ impl Reloader {
     }
 
     /// Reloads when the config file or anything under the templates folder changes. Bursts
-    /// of file events (editors write, rename, chmod) are debounced into one reload.
+    /// of file events (editors write, rename, chmod) are debounced into one reload; reads are
+    /// not changes (a reload reads the templates, which must not trigger another reload).
     pub fn watch_files(
         &self,
         shutdown: CancellationToken,
         debounce: Duration,
     ) -> Option<tokio::task::JoinHandle<()>> {
-        use notify_debouncer_mini::{DebounceEventResult, new_debouncer, notify::RecursiveMode};
+        use notify::{EventKind, RecursiveMode, Watcher};
         let config_path = match &self.inner.source {
             SourceSpec::File(p) => Some(p.canonicalize().unwrap_or_else(|_| p.clone())),
             SourceSpec::Builtin => None,
         };
         let templates = self.inner.state.current().config.templates.dir.clone();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let watched_config = config_path.clone();
         let templates_abs = templates
             .canonicalize()
             .unwrap_or_else(|_| templates.clone());
-        let mut debouncer = match new_debouncer(debounce, move |res: DebounceEventResult| {
-            let Ok(events) = res else { return };
-            let relevant = events.iter().any(|e| {
-                watched_config
-                    .as_deref()
-                    .is_some_and(|c| same_file(&e.path, c))
-                    || e.path.starts_with(&templates_abs)
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let watched_config = config_path.clone();
+        let handler = move |res: notify::Result<notify::Event>| {
+            let Ok(event) = res else { return };
+            if matches!(event.kind, EventKind::Access(_)) {
+                return;
+            }
+            let relevant = event.paths.iter().any(|p| {
+                watched_config.as_deref().is_some_and(|c| same_file(p, c))
+                    || p.starts_with(&templates_abs)
             });
             if relevant {
                 let _ = tx.send(());
             }
-        }) {
-            Ok(d) => d,
+        };
+        let mut watcher = match notify::recommended_watcher(handler) {
+            Ok(w) => w,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch files; reload with SIGHUP or POST /-/reload");
                 return None;
             }
         };
         if let Some(parent) = config_path.as_deref().and_then(Path::parent)
-            && let Err(e) = debouncer
-                .watcher()
-                .watch(parent, RecursiveMode::NonRecursive)
+            && let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive)
         {
             tracing::warn!(error = %e, "cannot watch the config file's folder");
         }
         if templates.is_dir()
-            && let Err(e) = debouncer
-                .watcher()
-                .watch(&templates, RecursiveMode::Recursive)
+            && let Err(e) = watcher.watch(&templates, RecursiveMode::Recursive)
         {
             tracing::warn!(error = %e, "cannot watch the templates folder");
         }
         let this = self.clone();
         Some(tokio::spawn(async move {
-            let _keep_alive = debouncer;
+            let _keep_watching = watcher;
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    got = rx.recv() => {
-                        if got.is_none() { return; }
-                        while rx.try_recv().is_ok() {}
-                        let _ = this.reload("file change").await;
+                    got = rx.recv() => if got.is_none() { return },
+                }
+                // Wait until the files have been quiet for `debounce`.
+                loop {
+                    match tokio::time::timeout(debounce, rx.recv()).await {
+                        Ok(Some(())) => continue,
+                        Ok(None) => return,
+                        Err(_) => break,
                     }
                 }
+                let _ = this.reload("file change").await;
             }
         }))
     }

@@ -34,7 +34,7 @@ pub struct State {
 
 impl State {
     pub fn new(loaded: Loaded, store: Arc<dyn Store>, metrics: Metrics) -> State {
-        metrics.set_config_hash(&loaded.hash);
+        metrics.prepare(&loaded);
         State {
             loaded: ArcSwap::from_pointee(loaded),
             store,

@@ -33,7 +33,7 @@ pub(super) fn validate(
             "must be at least 1024".into(),
         );
     }
-    if config.admin.listen == Some(config.server.listen) {
+    if config.admin.listen == Some(config.server.listen) && config.server.listen.port() != 0 {
         err(
             "admin.listen".into(),
             "must differ from server.listen".into(),
