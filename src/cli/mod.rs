@@ -55,9 +55,11 @@ pub enum Command {
     Check,
     /// Dry run: show which routes a payload's hooks take and the exact bodies (sends nothing).
     Route {
+        /// `json` prints an array of {"hook_id", "route", "destination", "payload"}.
         #[arg(long, value_enum, default_value = "text")]
         format: OutputFormat,
         /// A webhook body as NHN posts it (JSON).
+        #[arg(value_name = "PAYLOAD_FILE")]
         payload: PathBuf,
     },
     /// Inspect, replay or purge deliveries that will not be retried by themselves.
@@ -65,8 +67,10 @@ pub enum Command {
     DeadLetters(DeadLetterCommand),
     /// Render a built-in sample and post it to a destination through the real delivery path.
     SendTest {
+        /// The destination's name in the config.
         #[arg(long)]
         destination: String,
+        /// Which built-in sample to send.
         #[arg(long, value_enum, default_value = "message_result")]
         kind: SampleKind,
     },
@@ -86,6 +90,7 @@ pub enum SampleKind {
 pub enum DeadLetterCommand {
     /// List dead letters.
     List {
+        /// Only this destination's dead letters.
         #[arg(long)]
         destination: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
@@ -112,8 +117,10 @@ pub struct Which {
     /// Dead letter ids (repeatable).
     #[arg(long = "id", num_args = 1..)]
     pub ids: Vec<i64>,
+    /// Every dead letter of this destination.
     #[arg(long)]
     pub destination: Option<String>,
+    /// Every dead letter.
     #[arg(long)]
     pub all: bool,
 }
@@ -121,11 +128,13 @@ pub struct Which {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct PurgeWhich {
+    /// Dead letter ids (repeatable).
     #[arg(long = "id", num_args = 1..)]
     pub ids: Vec<i64>,
     /// Purge those whose last attempt is older than this (e.g. 7d).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub older_than: Option<std::time::Duration>,
+    /// Every dead letter.
     #[arg(long)]
     pub all: bool,
 }
