@@ -1,5 +1,8 @@
 use super::*;
+use crate::config::Loaded;
 use crate::config::{ConfigSource, load};
+use crate::store::{DueGroup, GroupSettings, NewDelivery, StoredHook};
+use serde_json::Value;
 use std::collections::HashMap;
 
 fn loaded(text: &str, dir: &std::path::Path) -> Loaded {
