@@ -202,10 +202,10 @@ pub async fn post(
             _ => break,
         }
     }
-    let detail = text::truncate(
-        text::strip_controls(&String::from_utf8_lossy(&bytes)).trim(),
-        EXCERPT,
-    );
+    // One line: the excerpt ends up in logs and dead-letter reasons.
+    let one_line =
+        text::strip_controls(&String::from_utf8_lossy(&bytes)).replace(['\n', '\t'], " ");
+    let detail = text::truncate(one_line.trim(), EXCERPT);
     Answer {
         status: Some(status),
         retry_after,

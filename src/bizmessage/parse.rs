@@ -115,14 +115,20 @@ fn describe(e: &serde_json::Error) -> String {
     }
 }
 
-/// Envelope metadata is informational: a string or a number is kept, anything else dropped.
+/// Longest envelope value kept (`hooksId` and friends are short ids; a huge one must not be
+/// copied into every stored row and log line).
+const MAX_ENVELOPE_VALUE: usize = 256;
+
+/// Envelope metadata is informational: a string or a number is kept (clipped), anything else
+/// dropped.
 fn loose_string(raw: Option<&RawValue>) -> Option<String> {
     let raw = raw?.get();
-    match raw.as_bytes().first()? {
-        b'"' => serde_json::from_str(raw).ok(),
-        b'-' | b'0'..=b'9' => Some(raw.to_string()),
-        _ => None,
-    }
+    let value: String = match raw.as_bytes().first()? {
+        b'"' => serde_json::from_str(raw).ok()?,
+        b'-' | b'0'..=b'9' => raw.to_string(),
+        _ => return None,
+    };
+    Some(value.chars().take(MAX_ENVELOPE_VALUE).collect())
 }
 
 #[derive(Deserialize)]
@@ -173,7 +179,8 @@ pub fn parse_hook(raw: &str) -> Result<Hook, HookError> {
         return Err(HookError::NotAnObject);
     }
     let h: RawHook<'_> = serde_json::from_str(raw).map_err(|e| HookError::Syntax(describe(&e)))?;
-    let hook_id = string_field("hookId", h.hook_id)?;
+    // An empty id identifies nothing: such hooks are deduplicated by content instead.
+    let hook_id = string_field("hookId", h.hook_id)?.filter(|id| !id.trim().is_empty());
 
     let body = if h.template_code.is_some() && h.status.is_some() {
         HookBody::Template(TemplateHook {

@@ -129,10 +129,10 @@ where
     }
     let hooks_id = post.envelope.hooks_id.clone().unwrap_or_else(|| "-".into());
     for r in rejected.iter().take(LOGGED_REJECTIONS) {
-        tracing::warn!(hooks_id = %hooks_id, position = r.position, reason = %r.reason, "hook rejected (kept in the store's `rejected` table)");
+        tracing::warn!(hooks_id = ?hooks_id, position = r.position, reason = %r.reason, "hook rejected (kept in the store's `rejected` table)");
     }
     if rejected.len() > LOGGED_REJECTIONS {
-        tracing::warn!(hooks_id = %hooks_id, more = rejected.len() - LOGGED_REJECTIONS, "more hooks rejected in this POST");
+        tracing::warn!(hooks_id = ?hooks_id, more = rejected.len() - LOGGED_REJECTIONS, "more hooks rejected in this POST");
     }
 
     let total = hooks.len();
@@ -149,7 +149,7 @@ where
         }
         Err(e) => {
             state.metrics.store_writable.set(0.0);
-            tracing::error!(hooks_id = %hooks_id, hooks = total, error = %e, "cannot store hooks; answering 503 so NHN retries");
+            tracing::error!(hooks_id = ?hooks_id, hooks = total, error = %e, "cannot store hooks; answering 503 so NHN retries");
             return Err(ApiError::Store);
         }
     };
@@ -166,7 +166,7 @@ where
         state.dispatch_wake.notify_one();
     }
     tracing::info!(
-        hooks_id = %hooks_id,
+        hooks_id = ?hooks_id,
         event = post.envelope.event.as_deref().unwrap_or("-"),
         accepted = outcome.accepted,
         duplicates = outcome.duplicates,

@@ -240,6 +240,17 @@ fn envelope_errors() {
 }
 
 #[test]
+fn huge_envelope_values_are_clipped_and_empty_hook_ids_ignored() {
+    let body = format!(
+        r#"{{"hooksId":"{}","hooks":[{{"hookId":"","requestId":"r"}}]}}"#,
+        "x".repeat(20_000)
+    );
+    let post = parse_post(body.as_bytes()).unwrap();
+    assert_eq!(post.envelope.hooks_id.unwrap().len(), 256);
+    assert_eq!(parse_hook(post.hooks[0].get()).unwrap().hook_id, None);
+}
+
+#[test]
 fn envelope_metadata_of_odd_types_is_tolerated() {
     let post = parse_post(br#"{"appKey":123,"event":{"x":1},"hooksId":null,"hooks":[]}"#).unwrap();
     assert_eq!(post.envelope.app_key.as_deref(), Some("123"));
