@@ -51,7 +51,14 @@ by = ["result_code", "message_type"]
 name = "everything"
 to = ["s", "t", "c"]
 "#;
-    load(&ConfigSource::File { path: "/fuzz/config.toml".into(), text: text.into() }, &HashMap::new()).unwrap()
+    load(
+        &ConfigSource::File {
+            path: "/fuzz/config.toml".into(),
+            text: text.into(),
+        },
+        &HashMap::new(),
+    )
+    .unwrap()
 }
 
 /// Strings that break things: quotes, backslashes, controls, mentions, braces, Korean, emoji.
@@ -71,11 +78,27 @@ fn scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
         nasty_string().prop_map(Value::String),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         any::<bool>().prop_map(Value::Bool),
         Just(Value::Null),
-        prop::sample::select(vec!["TSC01", "TSC02", "TSC03", "TSC04", "TSC99", "1000", "3005", "3019", "9999", "ALIMTALK_NORMAL", "REJ", "INQ", "XYZ"])
-            .prop_map(|s| json!(s)),
+        prop::sample::select(vec![
+            "TSC01",
+            "TSC02",
+            "TSC03",
+            "TSC04",
+            "TSC99",
+            "1000",
+            "3005",
+            "3019",
+            "9999",
+            "ALIMTALK_NORMAL",
+            "REJ",
+            "INQ",
+            "XYZ"
+        ])
+        .prop_map(|s| json!(s)),
     ]
 }
 
@@ -83,16 +106,37 @@ fn value() -> impl Strategy<Value = Value> {
     scalar().prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec(("[a-zA-Z]{1,12}", inner), 0..6).prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            prop::collection::vec(("[a-zA-Z]{1,12}", inner), 0..6)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
         ]
     })
 }
 
 const FIELDS: [&str; 24] = [
-    "hookId", "senderKey", "templateCode", "kakaoTemplateCode", "status", "comments", "updateDate",
-    "kakaoMessageType", "requestId", "recipientSeq", "requestDate", "createDate", "receiveDate",
-    "recipientNo", "resultCode", "senderGroupingKey", "recipientGroupingKey", "_links", "isAddedChannel",
-    "id", "content", "userName", "createAt", "attachment",
+    "hookId",
+    "senderKey",
+    "templateCode",
+    "kakaoTemplateCode",
+    "status",
+    "comments",
+    "updateDate",
+    "kakaoMessageType",
+    "requestId",
+    "recipientSeq",
+    "requestDate",
+    "createDate",
+    "receiveDate",
+    "recipientNo",
+    "resultCode",
+    "senderGroupingKey",
+    "recipientGroupingKey",
+    "_links",
+    "isAddedChannel",
+    "id",
+    "content",
+    "userName",
+    "createAt",
+    "attachment",
 ];
 
 fn comment() -> impl Strategy<Value = Value> {
@@ -106,7 +150,10 @@ fn hook() -> impl Strategy<Value = Value> {
     let fields = prop::collection::vec((prop::sample::select(FIELDS.to_vec()), value()), 0..12);
     let comments = prop::collection::vec(comment(), 0..30);
     (fields, prop::option::of(comments), any::<u8>()).prop_map(|(fields, comments, shape)| {
-        let mut map: Map<String, Value> = fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let mut map: Map<String, Value> = fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         match shape % 4 {
             0 => {
                 map.insert("templateCode".into(), json!("T"));
@@ -138,31 +185,69 @@ fn relay(loaded: &Loaded, body: &[u8]) {
         .iter()
         .enumerate()
         .filter(|(_, raw)| parse_hook(raw.get()).is_ok())
-        .map(|(i, raw)| StoredHook { row: i as i64 + 1, received_at: 1_795_830_000_000, envelope: post.envelope.clone(), raw: raw.get().to_string() })
+        .map(|(i, raw)| StoredHook {
+            row: i as i64 + 1,
+            received_at: 1_795_830_000_000,
+            envelope: post.envelope.clone(),
+            raw: raw.get().to_string(),
+        })
         .collect();
     let (batch, report) = route_hooks(loaded, &stored, 1_795_830_000_000);
-    assert!(report.fallbacks.is_empty(), "built-in templates failed: {:?}", report.fallbacks);
-    let mut bodies: Vec<(String, String)> = batch.deliveries.iter().map(|d| (d.destination.clone(), d.payload.clone())).collect();
+    assert!(
+        report.fallbacks.is_empty(),
+        "built-in templates failed: {:?}",
+        report.fallbacks
+    );
+    let mut bodies: Vec<(String, String)> = batch
+        .deliveries
+        .iter()
+        .map(|d| (d.destination.clone(), d.payload.clone()))
+        .collect();
     if !stored.is_empty() {
-        let settings = bizrelay::dispatch::group_settings(loaded.routes.iter().find(|r| r.name == "digest").unwrap()).unwrap();
-        let group = DueGroup { route: "digest".into(), group_key: "{}".into(), settings, started_at: 0, total_before: 0, members: stored };
+        let settings = bizrelay::dispatch::group_settings(
+            loaded.routes.iter().find(|r| r.name == "digest").unwrap(),
+        )
+        .unwrap();
+        let group = DueGroup {
+            route: "digest".into(),
+            group_key: "{}".into(),
+            settings,
+            started_at: 0,
+            total_before: 0,
+            members: stored,
+        };
         let (flush, report) = build_flush(loaded, &group, 1_795_830_000_000);
-        assert!(report.fallbacks.is_empty(), "digest template failed: {:?}", report.fallbacks);
-        bodies.extend(flush.deliveries.iter().map(|d| (d.destination.clone(), d.payload.clone())));
+        assert!(
+            report.fallbacks.is_empty(),
+            "digest template failed: {:?}",
+            report.fallbacks
+        );
+        bodies.extend(
+            flush
+                .deliveries
+                .iter()
+                .map(|d| (d.destination.clone(), d.payload.clone())),
+        );
     }
     for (dest, body) in bodies {
         let kind = loaded.config.destinations[&dest].kind;
         let problems = violations(kind, &body);
         assert!(problems.is_empty(), "{dest}: {problems:?}\n{body}");
         if dest == "s" {
-            assert!(!body.contains("<!channel>") && !body.contains("<@U1>"), "{body}");
+            assert!(
+                !body.contains("<!channel>") && !body.contains("<@U1>"),
+                "{body}"
+            );
         }
     }
 }
 
 /// 48 cases in `cargo test`; `PROPTEST_CASES=N` for longer runs.
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48)
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(48)
 }
 
 proptest! {
