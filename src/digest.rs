@@ -68,28 +68,42 @@ pub fn on_flush(t: GroupTiming, flushed: i64, now: i64, interval_ms: i64) -> Gro
     }
 }
 
-/// A group member, parsed.
+/// A group member, parsed (samples, and whole groups in dry runs).
 pub struct Member<'a> {
     pub envelope: &'a Envelope,
     pub hook: &'a Hook,
     pub received_at: i64,
 }
 
-/// What a digest is about.
-pub struct DigestInput<'a> {
-    pub route: &'a str,
-    pub group_key: &'a str,
-    /// Members sent in earlier digests of this group.
-    pub total_before: i64,
-    pub max_items: usize,
-    pub mask_recipient: bool,
-    /// Members in this digest; `count` is `members.len() + unreadable`.
-    pub members: &'a [Member<'a>],
-    /// Members whose stored JSON could not be read back (counted, not described).
-    pub unreadable: usize,
+/// What a digest counts. The store computes it with SQL over the group's members; [`tally`]
+/// computes the same from parsed hooks (dry runs, tests).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub count: usize,
+    /// Members that are not message results (grouped template or unknown hooks).
+    pub non_results: usize,
+    pub first_at: Option<i64>,
+    pub last_at: Option<i64>,
+    /// `(value, count)`, by count descending, ties by value (missing first).
+    pub codes: Vec<(Option<String>, usize)>,
+    pub message_types: Vec<(Option<String>, usize)>,
+    pub senders: Vec<(Option<String>, usize)>,
 }
 
-fn tally<K: Ord>(items: impl Iterator<Item = K>) -> Vec<(K, usize)> {
+/// What a member contributes to a [`Tally`]: (result code, message type, sender key), all
+/// `None` for hooks that are not message results.
+pub fn tally_fields(hook: &Hook) -> (Option<String>, Option<String>, Option<String>) {
+    match &hook.body {
+        HookBody::MessageResult(r) => (
+            r.result_code.clone(),
+            r.kakao_message_type.clone(),
+            r.sender_grouping_key.clone(),
+        ),
+        _ => (None, None, None),
+    }
+}
+
+fn count_by<K: Ord>(items: impl Iterator<Item = K>) -> Vec<(K, usize)> {
     let mut counts: BTreeMap<K, usize> = BTreeMap::new();
     for k in items {
         *counts.entry(k).or_default() += 1;
@@ -100,60 +114,72 @@ fn tally<K: Ord>(items: impl Iterator<Item = K>) -> Vec<(K, usize)> {
     v
 }
 
-fn result_of<'a>(m: &Member<'a>) -> Option<&'a bizmessage::ResultHook> {
-    match &m.hook.body {
-        HookBody::MessageResult(r) => Some(r),
-        _ => None,
+/// Counts parsed members the way the store counts stored ones.
+pub fn tally(members: &[Member<'_>]) -> Tally {
+    let fields: Vec<_> = members.iter().map(|m| tally_fields(m.hook)).collect();
+    Tally {
+        count: members.len(),
+        non_results: members
+            .iter()
+            .filter(|m| !matches!(m.hook.body, HookBody::MessageResult(_)))
+            .count(),
+        first_at: members.iter().map(|m| m.received_at).min(),
+        last_at: members.iter().map(|m| m.received_at).max(),
+        codes: count_by(fields.iter().map(|f| f.0.clone())),
+        message_types: count_by(fields.iter().map(|f| f.1.clone())),
+        senders: count_by(fields.iter().map(|f| f.2.clone())),
     }
+}
+
+/// What a digest is about.
+pub struct DigestInput<'a> {
+    pub route: &'a str,
+    pub group_key: &'a str,
+    /// Members sent in earlier digests of this group.
+    pub total_before: i64,
+    pub mask_recipient: bool,
+    pub tally: &'a Tally,
+    /// The first `max_items` members, shown as samples.
+    pub samples: &'a [Member<'a>],
 }
 
 /// The digest template context (destination fields are filled by [`for_destination`]).
 pub fn digest_context(input: &DigestInput<'_>) -> Value {
-    let members = input.members;
-    let count = members.len() + input.unreadable;
-    let codes = tally(
-        members
-            .iter()
-            .map(|m| result_of(m).and_then(|r| r.result_code.clone())),
-    );
-    let codes: Vec<Value> = codes
-        .into_iter()
+    let t = input.tally;
+    let codes: Vec<Value> = t
+        .codes
+        .iter()
         .map(|(code, n)| {
             let r = context::result_value(code.as_deref());
             json!({"code": code, "count": n, "outcome": r["outcome"], "meaning_en": r["meaning_en"], "meaning_ko": r["meaning_ko"]})
         })
         .collect();
-    let types = tally(
-        members
-            .iter()
-            .map(|m| result_of(m).and_then(|r| r.kakao_message_type.clone())),
-    );
-    let types: Vec<Value> = types
-        .into_iter()
-        .map(|(t, n)| {
-            let label = t
+    let types: Vec<Value> = t
+        .message_types
+        .iter()
+        .map(|(ty, n)| {
+            let label = ty
                 .as_deref()
-                .map(|t| bizmessage::message_type_label(t).unwrap_or(t).to_string());
-            json!({"type": t, "label": label, "count": n})
+                .map(|ty| bizmessage::message_type_label(ty).unwrap_or(ty).to_string());
+            json!({"type": ty, "label": label, "count": n})
         })
         .collect();
-    let senders = tally(
-        members
-            .iter()
-            .map(|m| result_of(m).and_then(|r| r.sender_grouping_key.clone())),
-    );
-    let senders: Vec<Value> = senders
-        .into_iter()
+    let senders: Vec<Value> = t
+        .senders
+        .iter()
         .map(|(k, n)| json!({"key": k, "count": n}))
         .collect();
+    // Members without a code (including non-results) are failures of unknown meaning.
     let mut outcomes = json!({"success": 0, "uncertain": 0, "failure": 0});
-    for m in members {
-        let o = result_of(m).map_or(Outcome::Failure, |r| r.outcome());
-        outcomes[o.as_str()] = json!(outcomes[o.as_str()].as_u64().unwrap_or(0) + 1);
+    for (code, n) in &t.codes {
+        let o = code
+            .as_deref()
+            .map_or(Outcome::Failure, crate::bizmessage::codes::outcome_of);
+        outcomes[o.as_str()] = json!(outcomes[o.as_str()].as_u64().unwrap_or(0) + *n as u64);
     }
-    let samples: Vec<Value> = members
+    let samples: Vec<Value> = input
+        .samples
         .iter()
-        .take(input.max_items)
         .map(|m| {
             hook_context(
                 m.envelope,
@@ -178,15 +204,12 @@ pub fn digest_context(input: &DigestInput<'_>) -> Value {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let all_results = members.iter().all(|m| result_of(m).is_some());
-    let noun = match (all_results, count == 1) {
+    let noun = match (t.non_results == 0, t.count == 1) {
         (true, true) => "message result",
         (true, false) => "message results",
         (false, true) => "event",
         (false, false) => "events",
     };
-    let first = members.iter().map(|m| m.received_at).min();
-    let last = members.iter().map(|m| m.received_at).max();
     json!({
         "kind": "digest",
         "route": input.route,
@@ -194,16 +217,16 @@ pub fn digest_context(input: &DigestInput<'_>) -> Value {
         "destination_type": "",
         "group": group,
         "group_label": label,
-        "count": count,
+        "count": t.count,
         "noun": noun,
-        "total": input.total_before + count as i64,
-        "first_at": first.map(context::format_ms),
-        "last_at": last.map(context::format_ms),
+        "total": input.total_before + t.count as i64,
+        "first_at": t.first_at.map(context::format_ms),
+        "last_at": t.last_at.map(context::format_ms),
         "codes": codes,
         "message_types": types,
         "sender_grouping_keys": senders,
         "outcomes": outcomes,
-        "omitted": count - samples.len(),
+        "omitted": t.count.saturating_sub(samples.len()),
         "samples": samples,
     })
 }

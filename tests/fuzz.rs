@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use bizrelay::bizmessage::{parse_hook, parse_post};
 use bizrelay::config::{ConfigSource, Loaded, load};
 use bizrelay::destination::audit::violations;
-use bizrelay::dispatch::{build_flush, route_hooks};
-use bizrelay::store::{DueGroup, StoredHook};
+use bizrelay::dispatch::{digest_of, render_digest, route_hooks};
+use bizrelay::store::StoredHook;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -208,26 +208,13 @@ fn relay(loaded: &Loaded, body: &[u8]) {
             loaded.routes.iter().find(|r| r.name == "digest").unwrap(),
         )
         .unwrap();
-        let group = DueGroup {
-            route: "digest".into(),
-            group_key: "{}".into(),
-            settings,
-            started_at: 0,
-            total_before: 0,
-            members: stored,
-        };
-        let (flush, report) = build_flush(loaded, &group, 1_795_830_000_000);
-        assert!(
-            report.fallbacks.is_empty(),
-            "digest template failed: {:?}",
-            report.fallbacks
-        );
-        bodies.extend(
-            flush
-                .deliveries
-                .iter()
-                .map(|d| (d.destination.clone(), d.payload.clone())),
-        );
+        let ctx = digest_of(loaded, "digest", "{}", settings.max_items, &stored);
+        for dest in &settings.to {
+            let kind = loaded.config.destinations[dest].kind;
+            let (body, err) = render_digest(loaded, &settings.template, &ctx, dest, kind);
+            assert!(err.is_none(), "digest template failed: {err:?}");
+            bodies.push((dest.clone(), body));
+        }
     }
     for (dest, body) in bodies {
         let kind = loaded.config.destinations[&dest].kind;

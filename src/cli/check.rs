@@ -86,6 +86,8 @@ pub fn render_all(loaded: &Loaded) -> (Vec<String>, usize) {
                             received_at: 1_795_830_000_000,
                         })
                         .collect();
+                    let tally = digest::tally(&list);
+                    let samples = &list[..list.len().min(group.max_items)];
                     let ctx = digest::digest_context(&DigestInput {
                         route: &route.name,
                         group_key: &digest::group_key(
@@ -94,10 +96,9 @@ pub fn render_all(loaded: &Loaded) -> (Vec<String>, usize) {
                             &members[0].hook,
                         ),
                         total_before: 0,
-                        max_items: group.max_items,
                         mask_recipient: loaded.config.privacy.mask_recipient,
-                        members: &list,
-                        unreadable: 0,
+                        tally: &tally,
+                        samples,
                     });
                     let ctx = digest::for_destination(ctx, dest_name, dest.kind);
                     check(what, route.template_for(HookKind::MessageResult), &ctx);

@@ -128,7 +128,7 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
         let Some(settings) = dispatch::group_settings(r) else {
             continue;
         };
-        let ctx = dispatch::digest_context(loaded, route_name, key, 0, settings.max_items, members);
+        let ctx = dispatch::digest_of(loaded, route_name, key, settings.max_items, members);
         let ids: Vec<Option<String>> = members
             .iter()
             .map(|m| parse_hook(&m.raw).ok().and_then(|h| h.hook_id))

@@ -65,14 +65,14 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
                     received_at: now,
                 })
                 .collect();
+            let tally = digest::tally(&members);
             let ctx = digest::digest_context(&DigestInput {
                 route: "send-test",
                 group_key: "{}",
                 total_before: 0,
-                max_items: 5,
                 mask_recipient: mask,
-                members: &members,
-                unreadable: 0,
+                tally: &tally,
+                samples: &members[..5],
             });
             (
                 "message_digest",

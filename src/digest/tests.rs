@@ -121,14 +121,14 @@ fn ctx_for(hooks: &[Hook], total_before: i64, max_items: usize) -> Value {
             received_at: 1_795_830_000_000 + 1_000 * i as i64,
         })
         .collect();
+    let tally = tally(&members);
     digest_context(&DigestInput {
         route: "failures",
         group_key: r#"{"result_code":"3019"}"#,
         total_before,
-        max_items,
         mask_recipient: true,
-        members: &members,
-        unreadable: 0,
+        tally: &tally,
+        samples: &members[..members.len().min(max_items)],
     })
 }
 

@@ -74,7 +74,7 @@ async fn pass(state: &Arc<State>) -> Result<(), crate::store::StoreError> {
                 tokio::task::spawn_blocking(move || build_flush(&loaded, &group, now_ms()))
                     .await
                     .map_err(|_| crate::store::StoreError::Closed)?;
-            let (route, count) = (flush.route.clone(), flush.member_rows.len());
+            let (route, count) = (flush.route.clone(), flush.count);
             state.store.commit_flush(flush).await?;
             state.metrics.digests.with_label_values(&[&route]).inc();
             tracing::info!(route = %route, hooks = count, "digest queued");

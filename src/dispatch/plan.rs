@@ -10,7 +10,7 @@ use crate::bizmessage::{Envelope, Hook, HookBody, parse_hook};
 use crate::config::Loaded;
 use crate::context::{Meta, hook_context};
 use crate::destination::{DestinationKind, FallbackInfo};
-use crate::digest::{self, DigestInput, Member};
+use crate::digest::{self, DigestInput, Member, Tally};
 use crate::render::RenderError;
 use crate::route::{Route, route};
 use crate::store::{
@@ -169,11 +169,16 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
             *report.matches.entry(r.name.clone()).or_default() += 1;
             if let Some(settings) = group_settings(r) {
                 let spec = r.group.as_ref().expect("group_settings implies a group");
+                let (result_code, message_type, sender_key) = digest::tally_fields(&hook);
                 batch.members.push(NewMember {
                     route: r.name.clone(),
                     group_key: digest::group_key(spec, &stored.envelope, &hook),
                     hook_row: stored.row,
                     joined_at: stored.received_at,
+                    kind: hook.kind(),
+                    result_code,
+                    message_type,
+                    sender_key,
                     settings,
                 });
                 continue;
@@ -215,37 +220,68 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
     (batch, report)
 }
 
-/// Builds a digest's context from stored members.
+/// Parses stored hooks into digest members (unreadable ones are left out).
+pub fn parse_members(stored: &[StoredHook]) -> Vec<(usize, Hook)> {
+    stored
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| parse_hook(&m.raw).ok().map(|h| (i, h)))
+        .collect()
+}
+
+/// Builds a digest's context from what it counts and its stored samples.
 pub fn digest_context(
     loaded: &Loaded,
     route: &str,
     group_key: &str,
     total_before: i64,
-    max_items: usize,
-    members: &[StoredHook],
+    tally: &Tally,
+    samples: &[StoredHook],
 ) -> Value {
-    let parsed: Vec<(usize, Hook)> = members
-        .iter()
-        .enumerate()
-        .filter_map(|(i, m)| parse_hook(&m.raw).ok().map(|h| (i, h)))
-        .collect();
+    let parsed = parse_members(samples);
     let list: Vec<Member<'_>> = parsed
         .iter()
         .map(|(i, h)| Member {
-            envelope: &members[*i].envelope,
+            envelope: &samples[*i].envelope,
             hook: h,
-            received_at: members[*i].received_at,
+            received_at: samples[*i].received_at,
         })
         .collect();
     digest::digest_context(&DigestInput {
         route,
         group_key,
         total_before,
-        max_items,
         mask_recipient: loaded.config.privacy.mask_recipient,
-        members: &list,
-        unreadable: members.len() - parsed.len(),
+        tally,
+        samples: &list,
     })
+}
+
+/// A digest of stored hooks held in memory (dry runs): counts them all, shows the first
+/// `max_items`.
+pub fn digest_of(
+    loaded: &Loaded,
+    route: &str,
+    group_key: &str,
+    max_items: usize,
+    stored: &[StoredHook],
+) -> Value {
+    let parsed = parse_members(stored);
+    let all: Vec<Member<'_>> = parsed
+        .iter()
+        .map(|(i, h)| Member {
+            envelope: &stored[*i].envelope,
+            hook: h,
+            received_at: stored[*i].received_at,
+        })
+        .collect();
+    let tally = digest::tally(&all);
+    let samples: Vec<StoredHook> = parsed
+        .iter()
+        .take(max_items)
+        .map(|(i, _)| stored[*i].clone())
+        .collect();
+    digest_context(loaded, route, group_key, 0, &tally, &samples)
 }
 
 /// Renders a digest context for one destination (fallback on failure).
@@ -285,8 +321,8 @@ pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Repor
         &group.route,
         &group.group_key,
         group.total_before,
-        group.settings.max_items,
-        &group.members,
+        &group.tally,
+        &group.samples,
     );
     let mut deliveries = Vec::new();
     for dest in &group.settings.to {
@@ -310,18 +346,14 @@ pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Repor
             hook_id: None,
             payload,
             created_at: now,
-            received_at: group
-                .members
-                .iter()
-                .map(|m| m.received_at)
-                .min()
-                .unwrap_or(now),
+            received_at: group.tally.first_at.unwrap_or(now),
         });
     }
     let flush = Flush {
         route: group.route.clone(),
         group_key: group.group_key.clone(),
-        member_rows: group.members.iter().map(|m| m.row).collect(),
+        upto: group.upto,
+        count: group.tally.count as i64,
         context: ctx.to_string(),
         deliveries,
         now,

@@ -1,6 +1,7 @@
 use super::*;
 use crate::config::Loaded;
 use crate::config::{ConfigSource, load};
+use crate::digest::Tally;
 use crate::store::{DueGroup, GroupSettings, NewDelivery, StoredHook};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -148,11 +149,28 @@ fn a_due_group_becomes_one_digest_per_destination() {
         },
         started_at: 0,
         total_before: 7,
-        members,
+        upto: 13,
+        tally: Tally {
+            count: 4,
+            non_results: 1,
+            first_at: Some(1_000),
+            last_at: Some(1_000),
+            codes: vec![
+                (None, 2),
+                (Some("3016".into()), 1),
+                (Some("3019".into()), 1),
+            ],
+            message_types: vec![],
+            senders: vec![],
+        },
+        samples: members[..2].to_vec(),
     };
     let (flush, report) = build_flush(&loaded, &group, 9_000);
-    // All four stored hooks are counted (one is unreadable as a hook, still counted once).
-    assert_eq!(flush.member_rows, vec![10, 11, 12, 13]);
+    assert_eq!(
+        (flush.upto, flush.count),
+        (13, 4),
+        "the flush covers exactly what was counted"
+    );
     assert_eq!(
         flush.deliveries.len(),
         1,

@@ -115,8 +115,6 @@ where
                 kinds.push(hook.kind());
                 hooks.push(NewHook {
                     dedup_key: dedup_key(hook.hook_id.as_deref(), raw),
-                    kind: hook.kind(),
-                    hook_id: hook.hook_id,
                     raw: raw.to_string(),
                 });
             }
@@ -138,7 +136,8 @@ where
     let total = hooks.len();
     let new_post = NewPost {
         received_at,
-        envelope: post.envelope.clone(),
+        hooks_id: post.envelope.hooks_id.clone(),
+        envelope_json: serde_json::to_string(&post.envelope).unwrap_or_else(|_| "{}".into()),
         hooks,
         rejected,
     };

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::bizmessage::{Envelope, HookKind};
+use crate::digest::Tally;
 
 /// Version written into every hook, delivery and digest row.
 pub const FORMAT_VERSION: i64 = 1;
@@ -45,7 +46,10 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct NewPost {
     pub received_at: i64,
-    pub envelope: Envelope,
+    /// The envelope's `hooksId` (for rejected rows).
+    pub hooks_id: Option<String>,
+    /// The envelope as JSON, stored with each hook.
+    pub envelope_json: String,
     pub hooks: Vec<NewHook>,
     pub rejected: Vec<NewRejected>,
 }
@@ -54,8 +58,6 @@ pub struct NewPost {
 pub struct NewHook {
     /// `h:<hookId>`, or `c:<hash of the hook's JSON>` when it has no id.
     pub dedup_key: String,
-    pub kind: HookKind,
-    pub hook_id: Option<String>,
     /// The hook's JSON exactly as received.
     pub raw: String,
 }
@@ -109,13 +111,18 @@ pub struct NewDelivery {
     pub received_at: i64,
 }
 
-/// A hook joining a digest group.
+/// A hook joining a digest group, with what the digest will count of it.
 #[derive(Debug, Clone)]
 pub struct NewMember {
     pub route: String,
     pub group_key: String,
     pub hook_row: i64,
+    /// When the hook arrived (groups time from it).
     pub joined_at: i64,
+    pub kind: HookKind,
+    pub result_code: Option<String>,
+    pub message_type: Option<String>,
+    pub sender_key: Option<String>,
     pub settings: GroupSettings,
 }
 
@@ -130,7 +137,8 @@ pub struct GroupSettings {
     pub max_items: usize,
 }
 
-/// A group whose digest is due, with its members.
+/// A group whose digest is due: what it counts and its first members as samples. Memory is
+/// bounded by `max_items`, whatever the group's size.
 #[derive(Debug, Clone)]
 pub struct DueGroup {
     pub route: String,
@@ -139,7 +147,10 @@ pub struct DueGroup {
     pub started_at: i64,
     /// Hooks already sent in earlier digests of this group.
     pub total_before: i64,
-    pub members: Vec<StoredHook>,
+    /// The digest covers exactly the members with `hook_row <= upto`.
+    pub upto: i64,
+    pub tally: Tally,
+    pub samples: Vec<StoredHook>,
 }
 
 /// One digest, ready to commit.
@@ -147,8 +158,10 @@ pub struct DueGroup {
 pub struct Flush {
     pub route: String,
     pub group_key: String,
-    /// Exactly the member rows this digest covers.
-    pub member_rows: Vec<i64>,
+    /// The digest covers the members with `hook_row <= upto`...
+    pub upto: i64,
+    /// ...which must be exactly this many, or the flush is refused.
+    pub count: i64,
     /// The digest's template context, kept so a dead letter can be re-rendered.
     pub context: String,
     pub deliveries: Vec<NewDelivery>,

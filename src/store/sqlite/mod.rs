@@ -1,10 +1,11 @@
 //! The SQLite store: one file, WAL mode, bundled SQLite (no system library).
 //!
 //! All writes go through one writer thread that gathers whatever jobs are waiting into a
-//! single transaction (group commit), each job inside its own savepoint so one failing job
-//! does not undo its neighbours. A job's caller hears back only after the commit, so "ok"
-//! means durable (per `store.sync`). Reads use a separate connection, which WAL lets run
-//! beside the writer.
+//! single transaction (group commit). A job's caller hears back only after the commit, so "ok"
+//! means durable (per `store.sync`). Jobs normally share the transaction plainly; if one
+//! fails, the transaction is rolled back and the batch is run again with a savepoint per job,
+//! so one failing job never undoes its neighbours (and the common case pays no savepoints).
+//! Reads use a separate connection, which WAL lets run beside the writer.
 
 mod sql;
 
@@ -29,14 +30,15 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A unit of work for the writer thread.
 trait Job: Send {
-    /// Applies the job's writes; an error rolls back this job only.
+    /// Applies the job's writes and keeps its result; may be called again if the batch is
+    /// re-run. Returns whether it succeeded.
     fn apply(&mut self, conn: &Connection) -> bool;
     /// Reports the outcome once the transaction has committed (or failed to).
     fn finish(self: Box<Self>, commit: Result<(), String>);
 }
 
 struct TypedJob<T, F> {
-    work: Option<F>,
+    work: F,
     result: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
@@ -44,13 +46,10 @@ struct TypedJob<T, F> {
 impl<T, F> Job for TypedJob<T, F>
 where
     T: Send,
-    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+    F: Fn(&Connection) -> Result<T, StoreError> + Send,
 {
     fn apply(&mut self, conn: &Connection) -> bool {
-        let Some(work) = self.work.take() else {
-            return false;
-        };
-        let result = work(conn);
+        let result = (self.work)(conn);
         let ok = result.is_ok();
         self.result = Some(result);
         ok
@@ -141,11 +140,11 @@ impl SqliteStore {
     async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         let job = TypedJob {
-            work: Some(work),
+            work,
             result: None,
             reply,
         };
@@ -188,8 +187,17 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
 }
 
 fn run_batch(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
+    let immediate = rusqlite::TransactionBehavior::Immediate;
+    let tx = conn
+        .transaction_with_behavior(immediate)
+        .map_err(|e| e.to_string())?;
+    if batch.iter_mut().all(|job| job.apply(&tx)) {
+        return tx.commit().map_err(|e| e.to_string());
+    }
+    // A job failed: undo everything and run the batch again, each job in a savepoint.
+    drop(tx);
     let mut tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .transaction_with_behavior(immediate)
         .map_err(|e| e.to_string())?;
     for job in batch.iter_mut() {
         let sp = tx.savepoint().map_err(|e| e.to_string())?;

@@ -5,26 +5,16 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 
--- One row per received POST that had hooks: the envelope, shared by its hooks.
-CREATE TABLE IF NOT EXISTS posts (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    received_at INTEGER NOT NULL,
-    envelope    TEXT NOT NULL
-);
-
--- The inbox. Rows with id <= meta.dispatch_cursor have been routed.
+-- The inbox. Rows with id <= meta.dispatch_cursor have been routed. Ids only grow: pruning
+-- never deletes the newest row, so SQLite never reuses an id below the cursor (no
+-- AUTOINCREMENT bookkeeping on the hot path). `envelope` is the POST's envelope as JSON.
 CREATE TABLE IF NOT EXISTS hooks (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          INTEGER PRIMARY KEY,
     v           INTEGER NOT NULL,
-    post_id     INTEGER NOT NULL,
     received_at INTEGER NOT NULL,
-    dedup_key   TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    hook_id     TEXT,
+    envelope    TEXT NOT NULL,
     raw         TEXT NOT NULL
 );
-
-CREATE INDEX IF NOT EXISTS hooks_by_post ON hooks (post_id);
 
 -- Dedup keys (h:<hookId> or c:<content hash>) and when they were last seen.
 CREATE TABLE IF NOT EXISTS seen (
@@ -35,7 +25,7 @@ CREATE INDEX IF NOT EXISTS seen_by_time ON seen (seen_at);
 
 -- Hooks that could not be understood, kept for inspection.
 CREATE TABLE IF NOT EXISTS rejected (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          INTEGER PRIMARY KEY,
     received_at INTEGER NOT NULL,
     hooks_id    TEXT,
     position    INTEGER NOT NULL,
@@ -55,17 +45,24 @@ CREATE TABLE IF NOT EXISTS groups (
     settings      TEXT NOT NULL,
     PRIMARY KEY (route, group_key)
 );
+-- A member carries what a digest counts, so a digest of any size is a few GROUP BY queries
+-- plus `max_items` sample rows, never the whole group in memory.
 CREATE TABLE IF NOT EXISTS group_members (
-    route     TEXT NOT NULL,
-    group_key TEXT NOT NULL,
-    hook_row  INTEGER NOT NULL,
+    route        TEXT NOT NULL,
+    group_key    TEXT NOT NULL,
+    hook_row     INTEGER NOT NULL,
+    received_at  INTEGER NOT NULL,
+    kind         TEXT NOT NULL,
+    result_code  TEXT,
+    message_type TEXT,
+    sender_key   TEXT,
     PRIMARY KEY (route, group_key, hook_row)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS group_members_by_hook ON group_members (hook_row);
 
 -- Digests sent, with their template context (for re-rendering dead letters).
 CREATE TABLE IF NOT EXISTS digests (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         INTEGER PRIMARY KEY,
     v          INTEGER NOT NULL,
     route      TEXT NOT NULL,
     group_key  TEXT NOT NULL,
@@ -75,7 +72,8 @@ CREATE TABLE IF NOT EXISTS digests (
 );
 
 -- The outbox: one row per (hook or digest, destination), holding the rendered body.
--- state: pending | done | dead.
+-- state: pending | done | dead. Ids are never reused (they are shown to operators and sent
+-- as X-Bizrelay-Delivery).
 CREATE TABLE IF NOT EXISTS deliveries (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     v                INTEGER NOT NULL,

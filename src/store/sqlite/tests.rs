@@ -15,19 +15,19 @@ fn open(dir: &tempfile::TempDir) -> SqliteStore {
 fn hook(id: &str) -> NewHook {
     NewHook {
         dedup_key: format!("h:{id}"),
-        kind: HookKind::MessageResult,
-        hook_id: Some(id.to_string()),
         raw: format!(r#"{{"hookId":"{id}","requestId":"r","resultCode":"3019"}}"#),
     }
 }
 
 fn post(at: i64, ids: &[&str]) -> NewPost {
+    let envelope = Envelope {
+        hooks_id: Some(format!("post-{at}")),
+        ..Envelope::default()
+    };
     NewPost {
         received_at: at,
-        envelope: Envelope {
-            hooks_id: Some(format!("post-{at}")),
-            ..Envelope::default()
-        },
+        hooks_id: envelope.hooks_id.clone(),
+        envelope_json: serde_json::to_string(&envelope).unwrap(),
         hooks: ids.iter().map(|i| hook(i)).collect(),
         rejected: vec![],
     }
@@ -293,6 +293,10 @@ async fn group_members_go_into_exactly_one_digest() {
         group_key: r#"{"result_code":"3019"}"#.into(),
         hook_row: row,
         joined_at: at,
+        kind: HookKind::MessageResult,
+        result_code: Some(if row % 2 == 0 { "3016" } else { "3019" }.into()),
+        message_type: Some("ALIMTALK_NORMAL".into()),
+        sender_key: None,
         settings: settings(),
     };
     store
@@ -307,9 +311,17 @@ async fn group_members_go_into_exactly_one_digest() {
     assert!(store.due_groups(10_999, 10).await.unwrap().is_empty());
     let due = store.due_groups(11_000, 10).await.unwrap();
     assert_eq!(due.len(), 1);
-    assert_eq!(due[0].members.len(), 2);
+    assert_eq!(due[0].tally.count, 2);
+    assert_eq!(due[0].samples.len(), 2);
+    assert_eq!(due[0].upto, hooks[1].row);
+    assert_eq!(due[0].tally.first_at, Some(10_000));
+    assert_eq!(due[0].tally.last_at, Some(10_500));
+    assert_eq!(
+        due[0].tally.message_types,
+        vec![(Some("ALIMTALK_NORMAL".to_string()), 2)]
+    );
+    assert_eq!(due[0].tally.codes.iter().map(|c| c.1).sum::<usize>(), 2);
     assert_eq!(due[0].settings, settings());
-    let rows: Vec<i64> = due[0].members.iter().map(|m| m.row).collect();
 
     // A third member joins before the flush commits: it must stay for the next digest.
     store
@@ -323,7 +335,8 @@ async fn group_members_go_into_exactly_one_digest() {
     let flush = Flush {
         route: "failures".into(),
         group_key: due[0].group_key.clone(),
-        member_rows: rows.clone(),
+        upto: due[0].upto,
+        count: 2,
         context: "{}".into(),
         deliveries: vec![NewDelivery {
             hook_row: None,
@@ -344,7 +357,8 @@ async fn group_members_go_into_exactly_one_digest() {
         Err(StoreError::Corrupt(_))
     ));
     let due = store.due_groups(16_000, 10).await.unwrap();
-    assert_eq!(due[0].members.len(), 1);
+    assert_eq!(due[0].tally.count, 1);
+    assert_eq!(due[0].samples[0].row, hooks[2].row);
     assert_eq!(due[0].total_before, 2);
     assert_eq!(
         store.due_deliveries("d", 20_000, 10).await.unwrap().len(),
@@ -438,12 +452,33 @@ async fn prune_removes_only_what_nothing_needs() {
         .await
         .unwrap();
     let stats = store.prune(100, 100).await.unwrap();
-    // Delivered row and its hook go; the unrouted hook goes; the dead letter and its hook stay.
-    assert_eq!((stats.seen, stats.deliveries, stats.hooks), (3, 1, 2));
+    // The delivered row and its hook go; the dead letter and its hook stay; the unrouted hook
+    // stays too because it is the newest (ids must never be reused below the cursor).
+    assert_eq!((stats.seen, stats.deliveries, stats.hooks), (3, 1, 1));
     let sources = store.dead_sources(&Selection::All).await.unwrap();
     assert!(matches!(sources[0].1, DeadSource::Hook { .. }));
     // Keys left the dedup table, so the same ids are new again.
     assert_eq!(store.ingest(post(200, &["a"])).await.unwrap().accepted, 1);
+}
+
+#[tokio::test]
+async fn pruning_everything_never_lets_a_new_hook_hide_below_the_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.ingest(post(1, &["a", "b"])).await.unwrap();
+    let hooks = store.undispatched(10).await.unwrap();
+    store
+        .commit_dispatch(DispatchBatch {
+            upto: hooks[1].row,
+            ..DispatchBatch::default()
+        })
+        .await
+        .unwrap();
+    while store.prune(i64::MAX, i64::MAX).await.unwrap().hooks > 0 {}
+    store.ingest(post(2, &["c"])).await.unwrap();
+    let next = store.undispatched(10).await.unwrap();
+    assert_eq!(next.len(), 1, "the new hook is dispatched");
+    assert!(next[0].row > hooks[1].row);
 }
 
 #[tokio::test]
