@@ -128,6 +128,9 @@ fn loose_string(raw: Option<&RawValue>) -> Option<String> {
         b'-' | b'0'..=b'9' => raw.to_string(),
         _ => return None,
     };
+    if value.len() <= MAX_ENVELOPE_VALUE {
+        return Some(value);
+    }
     Some(value.chars().take(MAX_ENVELOPE_VALUE).collect())
 }
 

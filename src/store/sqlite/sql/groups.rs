@@ -50,11 +50,10 @@ pub(in crate::store::sqlite) fn save_timing(
 }
 
 pub(in crate::store::sqlite) fn next_flush_at(c: &Connection) -> Result<Option<i64>, StoreError> {
-    Ok(c.query_row(
-        "SELECT MIN(next_flush_at) FROM groups WHERE pending > 0",
-        [],
-        |r| r.get(0),
-    )?)
+    Ok(
+        c.prepare_cached("SELECT MIN(next_flush_at) FROM groups WHERE pending > 0")?
+            .query_row([], |r| r.get(0))?,
+    )
 }
 
 /// `(value, count)` of one column over a group's members, by count descending, ties by value.
