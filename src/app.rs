@@ -6,7 +6,7 @@
 //! let in-flight posts finish (all within `delivery.shutdown_grace`) → close the store.
 //! Anything unfinished stays in the store and resumes on the next start.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -220,14 +220,7 @@ async fn run_senders(
     let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
     loop {
         running.retain(|_, h| !h.is_finished());
-        let names: HashSet<String> = state
-            .current()
-            .config
-            .destinations
-            .keys()
-            .cloned()
-            .collect();
-        for name in names {
+        for name in state.destination_names() {
             if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(name.clone()) {
                 state
                     .metrics

@@ -49,6 +49,11 @@ impl State {
         self.loaded.load_full()
     }
 
+    /// The destinations of the current config.
+    pub fn destination_names(&self) -> Vec<String> {
+        self.current().config.destinations.keys().cloned().collect()
+    }
+
     /// The wake-up signal of a destination's sender (created on first use).
     pub fn wake_of(&self, destination: &str) -> Arc<Notify> {
         let mut wakes = self.wakes.lock().unwrap_or_else(|e| e.into_inner());

@@ -124,15 +124,7 @@ async fn success_results_match_no_route_and_empty_posts_are_fine() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(slack.count() + teams.count(), 0);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("bizrelay_unrouted_hooks_total 1"),
         "{metrics}"

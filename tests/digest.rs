@@ -125,15 +125,7 @@ async fn ten_thousand_failures_become_exact_paced_digests() {
         );
         assert!(!text.contains("01098765432"));
     }
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("bizrelay_route_matches_total{route=\"failures\"} 10000"),
         "{metrics}"

@@ -254,15 +254,7 @@ async fn a_duplicate_post_is_relayed_once() {
     slack.wait_accepted(2, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(slack.count(), 2);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(
             "bizrelay_hooks_received_total{kind=\"message_result\",outcome=\"duplicate\"} 2"

@@ -28,10 +28,6 @@ fn route(name: &str, to: &str) -> String {
     )
 }
 
-async fn metrics(http: &reqwest::Client, url: String) -> String {
-    http.get(url).send().await.unwrap().text().await.unwrap()
-}
-
 #[tokio::test]
 async fn reload_over_http_needs_the_token_and_applies_whole() {
     let (a, b) = (FakeChat::start().await, FakeChat::start().await);
@@ -118,7 +114,7 @@ async fn reload_over_http_needs_the_token_and_applies_whole() {
 
     app.post_json(envelope(&[failure("still-b", "3019")])).await;
     b.wait_accepted(2, Duration::from_secs(5)).await;
-    let m = metrics(&app.http, app.url("/metrics")).await;
+    let m = app.metrics().await;
     assert!(
         m.contains("bizrelay_config_reloads_total{result=\"success\"} 1"),
         "{m}"
@@ -363,7 +359,7 @@ async fn metrics_cover_every_documented_family() {
     app.post_json(fixture("mixed.json")).await;
     a.wait_accepted(2, Duration::from_secs(5)).await;
     app.post_with("{}", &[]).await;
-    let m = metrics(&app.http, app.url("/metrics")).await;
+    let m = app.metrics().await;
     for family in [
         "bizrelay_hooks_received_total{kind=\"message_result\",outcome=\"accepted\"} 2",
         "bizrelay_hooks_received_total{kind=\"template\",outcome=\"accepted\"} 1",

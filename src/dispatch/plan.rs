@@ -220,12 +220,25 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
     (batch, report)
 }
 
-/// Parses stored hooks into digest members (unreadable ones are left out).
+/// Parses stored hooks for a digest (unreadable ones are left out): the parsed hooks, with the
+/// index of the stored hook each came from.
 pub fn parse_members(stored: &[StoredHook]) -> Vec<(usize, Hook)> {
     stored
         .iter()
         .enumerate()
         .filter_map(|(i, m)| parse_hook(&m.raw).ok().map(|h| (i, h)))
+        .collect()
+}
+
+/// Digest members borrowing from stored hooks and their parsed forms.
+fn members<'a>(stored: &'a [StoredHook], parsed: &'a [(usize, Hook)]) -> Vec<Member<'a>> {
+    parsed
+        .iter()
+        .map(|(i, hook)| Member {
+            envelope: &stored[*i].envelope,
+            hook,
+            received_at: stored[*i].received_at,
+        })
         .collect()
 }
 
@@ -239,14 +252,7 @@ pub fn digest_context(
     samples: &[StoredHook],
 ) -> Value {
     let parsed = parse_members(samples);
-    let list: Vec<Member<'_>> = parsed
-        .iter()
-        .map(|(i, h)| Member {
-            envelope: &samples[*i].envelope,
-            hook: h,
-            received_at: samples[*i].received_at,
-        })
-        .collect();
+    let list = members(samples, &parsed);
     digest::digest_context(&DigestInput {
         route,
         group_key,
@@ -267,15 +273,7 @@ pub fn digest_of(
     stored: &[StoredHook],
 ) -> Value {
     let parsed = parse_members(stored);
-    let all: Vec<Member<'_>> = parsed
-        .iter()
-        .map(|(i, h)| Member {
-            envelope: &stored[*i].envelope,
-            hook: h,
-            received_at: stored[*i].received_at,
-        })
-        .collect();
-    let tally = digest::tally(&all);
+    let tally = digest::tally(&members(stored, &parsed));
     let samples: Vec<StoredHook> = parsed
         .iter()
         .take(max_items)

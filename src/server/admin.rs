@@ -36,13 +36,7 @@ pub async fn readyz(state: Arc<State>) -> warp::reply::Response {
 }
 
 pub async fn metrics(state: Arc<State>) -> warp::reply::Response {
-    let destinations: Vec<String> = state
-        .current()
-        .config
-        .destinations
-        .keys()
-        .cloned()
-        .collect();
+    let destinations = state.destination_names();
     match state.store.queue_stats().await {
         Ok(stats) => state
             .metrics

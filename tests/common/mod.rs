@@ -321,6 +321,12 @@ impl TestApp {
         (status, resp.json().await.unwrap())
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let resp = self.http.get(self.url("/metrics")).send().await.unwrap();
+        resp.text().await.unwrap()
+    }
+
     pub async fn stop(&mut self) {
         if let Some(app) = self.app.take() {
             app.stop().await;
