@@ -106,9 +106,10 @@ pub fn load(
         )
         .build()
         .map_err(|e| vec![err("(environment)", redact(&e.to_string()))])?;
-    let value: serde_json::Value = layered
+    let mut value: serde_json::Value = layered
         .try_deserialize()
         .map_err(|e| vec![err("(file)", redact(&e.to_string()))])?;
+    verbatim_env_overrides(&mut value, env);
     let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         vec![err(&path, redact(&e.inner().to_string()))]
@@ -151,6 +152,45 @@ pub fn load(
         hash,
         warnings,
     })
+}
+
+/// Secrets and ids taken from the environment verbatim. The `config` crate parses environment
+/// values (so `BIZRELAY__SERVER__MAX_BODY_BYTES=2048` is a number), which would turn a
+/// signature such as `00123` into the number 123 and refuse every real request.
+fn verbatim_env_overrides(value: &mut serde_json::Value, env: &HashMap<String, String>) {
+    use serde_json::Value;
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("BIZRELAY__") else {
+            continue;
+        };
+        let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+        let keys: Vec<&str> = path.iter().map(String::as_str).collect();
+        let new = match keys.as_slice() {
+            ["ingest", "signatures" | "app_keys"] => Value::Array(
+                raw.split(',')
+                    .map(|s| Value::String(s.trim().to_string()))
+                    .collect(),
+            ),
+            ["admin", "token"] | ["destinations", _, "url"] => Value::String(raw.clone()),
+            _ => continue,
+        };
+        let mut at = &mut *value;
+        for key in &keys[..keys.len() - 1] {
+            if !at.is_object() {
+                *at = Value::Object(serde_json::Map::new());
+            }
+            at = at
+                .as_object_mut()
+                .map(|m| m.entry(key.to_string()).or_insert(Value::Null))
+                .expect("made an object above");
+        }
+        if !at.is_object() {
+            *at = Value::Object(serde_json::Map::new());
+        }
+        if let Some(m) = at.as_object_mut() {
+            m.insert(keys[keys.len() - 1].to_string(), new);
+        }
+    }
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

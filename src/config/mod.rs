@@ -323,10 +323,14 @@ fn lenient_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
             Item::F(f) => f.to_string(),
             Item::B(b) => b.to_string(),
         })
-        .filter(|s| !s.is_empty())
         .collect())
 }
 
+/// An empty value counts as unset (an empty admin token disables reload over HTTP rather than
+/// accepting an empty bearer token).
 fn lenient_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(lenient_strings(d)?.into_iter().next())
+    Ok(lenient_strings(d)?
+        .into_iter()
+        .next()
+        .filter(|s| !s.is_empty()))
 }

@@ -52,6 +52,18 @@ pub(super) fn validate(
             "initial must be above 0s and at most max".into(),
         );
     }
+    for (key, list) in [
+        ("ingest.signatures", &config.ingest.signatures),
+        ("ingest.app_keys", &config.ingest.app_keys),
+    ] {
+        if let Some(i) = list.iter().position(|s| s.trim().is_empty()) {
+            // Fail closed: an unset ${VAR} that expands to nothing must not turn checks off.
+            err(
+                format!("{key}[{i}]"),
+                "is empty (to accept any, leave the list empty)".into(),
+            );
+        }
+    }
     if config.ingest.signatures.is_empty() {
         warnings.push(
             "ingest.signatures is empty: unsigned requests are accepted (set it to the signature registered in NHN's console)"

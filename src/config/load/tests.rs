@@ -90,6 +90,39 @@ fn env_overrides_apply_to_the_builtin_default_too() {
 }
 
 #[test]
+fn secrets_from_the_environment_are_taken_verbatim() {
+    let vars = env(&[
+        ("BIZRELAY__INGEST__SIGNATURES", "00123,007"),
+        ("BIZRELAY__ADMIN__TOKEN", "0123"),
+        ("BIZRELAY__DESTINATIONS__CONSOLE__URL", "0042"),
+    ]);
+    let loaded = load(&ConfigSource::Builtin, &vars).unwrap();
+    assert_eq!(loaded.config.ingest.signatures, vec!["00123", "007"]);
+    assert_eq!(loaded.config.admin.token.as_deref(), Some("0123"));
+    assert_eq!(
+        loaded.config.destinations["console"].url.as_deref(),
+        Some("0042")
+    );
+}
+
+#[test]
+fn an_empty_signature_is_an_error_not_an_open_door() {
+    let text = "[ingest]\nsignatures = [\"${SIG}\"]\n";
+    let errs = errors(text, &[("SIG", "")]);
+    assert_eq!(
+        errs,
+        vec![
+            "/nonexistent/bizrelay.toml: ingest.signatures[0]: is empty (to accept any, leave the list empty)"
+        ]
+    );
+    let errs = errors("", &[("BIZRELAY__INGEST__SIGNATURES", "")]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    // An empty admin token disables reload over HTTP instead of accepting an empty bearer.
+    let loaded = load(&file("[admin]\ntoken = \"${T}\"\n"), &env(&[("T", "")])).unwrap();
+    assert_eq!(loaded.config.admin.token, None);
+}
+
+#[test]
 fn variables_are_substituted_and_paths_resolved() {
     let loaded = load(
         &file(GOOD),
