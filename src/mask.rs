@@ -34,18 +34,17 @@ pub fn mask_phone_like(text: &str) -> String {
     let mut i = 0;
     let mut copied = 0;
     while i < bytes.len() {
-        let starts_number = bytes[i] == b'+' || bytes[i].is_ascii_digit();
+        let starts_number = matches!(bytes[i], b'+' | b'(') || bytes[i].is_ascii_digit();
         let after_boundary = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
         if starts_number && after_boundary {
-            // Take the longest run of digits, spaces, dashes and a leading plus.
+            // Take the longest run of digits and separators (`-`, ` `, `.`, `(`, `)`).
+            let separator = |b: u8| matches!(b, b'-' | b' ' | b'.' | b'(' | b')');
             let mut j = i + 1;
-            while j < bytes.len()
-                && (bytes[j].is_ascii_digit() || bytes[j] == b'-' || bytes[j] == b' ')
-            {
+            while j < bytes.len() && (bytes[j].is_ascii_digit() || separator(bytes[j])) {
                 j += 1;
             }
             // Do not swallow a trailing separator.
-            while j > i && (bytes[j - 1] == b'-' || bytes[j - 1] == b' ') {
+            while j > i && separator(bytes[j - 1]) {
                 j -= 1;
             }
             let run = &text[i..j];
@@ -119,6 +118,17 @@ mod tests {
         );
         assert!(masked.contains("seq 12"), "{masked}");
         assert_eq!(mask_phone_like("user-1001"), "user-1001");
+        for dotted in ["010.1234.5678", "(010) 1234-5678", "(010)1234.5678"] {
+            let masked = mask_phone_like(&format!("call {dotted}."));
+            assert!(
+                !masked.contains("1234") && masked.contains("5678"),
+                "{dotted}: {masked}"
+            );
+        }
+        assert_eq!(
+            mask_phone_like("version 1.2.3 (beta)"),
+            "version 1.2.3 (beta)"
+        );
         assert_eq!(
             mask_phone_like("주문 01012345678 건"),
             "주문 010****5678 건"
