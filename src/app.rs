@@ -37,6 +37,15 @@ pub enum AppError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("another bizrelay is already serving the store {path} (its lock file {lock} is held)")]
+    StoreInUse { path: String, lock: String },
+    #[error("cannot lock the store {path}: {source}")]
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    Http(reqwest::Error),
 }
 
 /// Options that are not part of the config file.
@@ -57,11 +66,15 @@ pub struct App {
     listeners: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
     senders: JoinHandle<()>,
+    /// Held while serving: one process per store (the dispatcher and senders assume it).
+    _store_lock: std::fs::File,
 }
 
 impl App {
     pub async fn build(loaded: Loaded, options: Options) -> Result<App, AppError> {
         let cfg = Arc::clone(&loaded.config);
+        let store_lock = lock_store(&cfg.store.path)?;
+        let client = deliver::client().map_err(AppError::Http)?;
         let store = SqliteStore::open(&cfg.store.path, cfg.store.sync, cfg.store.dedup_window)
             .map_err(|source| AppError::Store {
                 path: cfg.store.path.display().to_string(),
@@ -91,6 +104,7 @@ impl App {
             tracing::warn!(warning = %w, "config warning");
         }
         let state = Arc::new(State::new(loaded, Arc::new(store), Metrics::new()));
+        dead_letter_orphans(&state).await;
         let reloader = Reloader::new(
             Arc::clone(&state),
             options.source.clone(),
@@ -128,11 +142,12 @@ impl App {
         }
         let senders = tokio::spawn(run_senders(
             Arc::clone(&state),
+            client,
             reloader.reloaded(),
             delivery_stop.clone(),
         ));
-        // Delivery stops only after the listeners have drained, so a hook acknowledged during
-        // shutdown is at least routed if time allows; everything else waits in the store.
+        // Senders stop picking new deliveries as soon as shutdown starts (a post in flight
+        // finishes within the grace period); everything else waits in the store.
         let stop_delivery = {
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
@@ -153,6 +168,7 @@ impl App {
             listeners,
             workers,
             senders,
+            _store_lock: store_lock,
         })
     }
 
@@ -213,20 +229,21 @@ impl App {
 /// One sender per configured destination; destinations added by a reload get theirs too.
 async fn run_senders(
     state: Arc<State>,
+    client: reqwest::Client,
     reloaded: Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 ) {
-    let client = deliver::client();
     let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
     loop {
         running.retain(|_, h| !h.is_finished());
         for name in state.destination_names() {
             if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(name.clone()) {
+                let healthy = !state.health.unhealthy().contains_key(&name);
                 state
                     .metrics
                     .destination_healthy
                     .with_label_values(&[&name])
-                    .set(1);
+                    .set(i64::from(healthy));
                 slot.insert(tokio::spawn(deliver::run(
                     Arc::clone(&state),
                     name,
@@ -242,6 +259,52 @@ async fn run_senders(
     }
     for (_, h) in running {
         let _ = h.await;
+    }
+}
+
+/// Takes the store's lock file (`<store>.lock`), so a second server on the same store refuses
+/// to start instead of posting everything twice. The CLI's dead-letter commands do not take it.
+fn lock_store(path: &std::path::Path) -> Result<std::fs::File, AppError> {
+    let lock = std::path::PathBuf::from(format!("{}.lock", path.display()));
+    let io = |source| AppError::Lock {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AppError::StoreInUse {
+            path: path.display().to_string(),
+            lock: lock.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
+/// Pending deliveries of destinations the config no longer has would wait forever unseen:
+/// move them to the dead-letter list, where operators see and can replay them.
+pub async fn dead_letter_orphans(state: &State) {
+    match state
+        .store
+        .dead_letter_orphans(state.destination_names(), now_ms())
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            deliveries = n,
+            "deliveries to destinations no longer in the config were dead-lettered"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot dead-letter deliveries to removed destinations")
+        }
     }
 }
 

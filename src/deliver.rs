@@ -111,7 +111,7 @@ pub struct Answer {
 
 /// Builds the shared HTTP client (connection reuse, no redirects: a webhook that redirects is
 /// misconfigured, and following it could leak the body elsewhere).
-pub fn client() -> reqwest::Client {
+pub fn client() -> Result<reqwest::Client, reqwest::Error> {
     // A crypto provider must be installed once per process for rustls; a second call is a no-op.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
@@ -119,7 +119,6 @@ pub fn client() -> reqwest::Client {
         .user_agent(concat!("bizrelay/", env!("CARGO_PKG_VERSION")))
         .pool_idle_timeout(Duration::from_secs(90))
         .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
 }
 
 fn transport_error(e: &reqwest::Error, timeout: Duration) -> String {
@@ -202,9 +201,18 @@ pub async fn post(
             _ => break,
         }
     }
-    // One line: the excerpt ends up in logs and dead-letter reasons.
+    // One line, without the webhook's path (an error page may echo the request URL, and the
+    // path is the credential): the excerpt ends up in logs and dead-letter reasons.
     let one_line =
         text::strip_controls(&String::from_utf8_lossy(&bytes)).replace(['\n', '\t'], " ");
+    let secret_path = url::Url::parse(url)
+        .map(|u| u.path().to_string())
+        .unwrap_or_default();
+    let one_line = if secret_path.len() > 1 {
+        one_line.replace(&secret_path, "/…")
+    } else {
+        one_line
+    };
     let detail = text::truncate(one_line.trim(), EXCERPT);
     Answer {
         status: Some(status),
@@ -213,14 +221,14 @@ pub async fn post(
     }
 }
 
-/// Posts one delivery and records what came of it; returns the verdict.
+/// Posts one delivery; logs and counts what came of it; returns the verdict and what to record.
 async fn attempt(
     state: &State,
     client: &reqwest::Client,
     name: &str,
     dest: &DestinationConfig,
     d: &Delivery,
-) -> Verdict {
+) -> (Verdict, Attempt) {
     let loaded = state.current();
     let cfg = &loaded.config.delivery;
     let timeout = dest.timeout.unwrap_or(cfg.timeout);
@@ -274,10 +282,37 @@ async fn attempt(
             }
         }
     }
-    if let Err(e) = state.store.record_attempt(d.id, outcome).await {
-        tracing::error!(destination = name, delivery = d.id, error = %e, "could not record a delivery attempt; it will be sent again");
+    (verdict, outcome)
+}
+
+/// Records an attempt, retrying until the store takes it. Until then the destination posts
+/// nothing more (otherwise the same delivery, still pending in the store, would be fetched and
+/// posted again). False when shut down first: the delivery is then resent after the restart.
+async fn record(
+    state: &State,
+    name: &str,
+    id: i64,
+    attempt: Attempt,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match state.store.record_attempt(id, attempt.clone()).await {
+            Ok(()) => {
+                state.metrics.store_writable.set(1.0);
+                return true;
+            }
+            Err(e) => {
+                state.metrics.store_writable.set(0.0);
+                tracing::error!(destination = name, delivery = id, error = %e,
+                    "cannot record a delivery attempt; holding this destination until the store takes it");
+                if !sleep_or_stop(wait, shutdown).await {
+                    return false;
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
     }
-    verdict
 }
 
 /// Sleeps until `until`, or returns false early when shut down.
@@ -336,6 +371,15 @@ pub async fn run(
             continue;
         }
         for d in due {
+            // Each post uses the config in force now: a reload may have changed the URL or
+            // the pace, or removed the destination.
+            let Some(dest) = state.current().config.destinations.get(&name).cloned() else {
+                break;
+            };
+            let wanted = (dest.rate(), dest.burst());
+            if bucket.settings() != wanted {
+                *bucket = Pace::new(wanted.0, wanted.1, Instant::now());
+            }
             let wait = bucket.delay(Instant::now());
             if !wait.is_zero() && !sleep_or_stop(wait, &shutdown).await {
                 return;
@@ -344,7 +388,11 @@ pub async fn run(
                 return;
             }
             bucket.take(Instant::now());
-            if let Verdict::Throttled(pause) = attempt(&state, &client, &name, &dest, &d).await {
+            let (verdict, outcome) = attempt(&state, &client, &name, &dest, &d).await;
+            if !record(&state, &name, d.id, outcome, &shutdown).await {
+                return;
+            }
+            if let Verdict::Throttled(pause) = verdict {
                 tracing::warn!(destination = %name, pause_ms = pause.as_millis() as u64, "rate limited: pausing the destination");
                 bucket.drain(Instant::now());
                 if !sleep_or_stop(pause, &shutdown).await {

@@ -171,9 +171,16 @@ impl Metrics {
         }
     }
 
-    /// Replaces the queue gauges with fresh figures (destinations absent from `stats` are 0).
+    /// Replaces the queue gauges with fresh figures: every configured destination (0 when
+    /// absent from `stats`) and every destination that still has rows (removed ones too).
     pub fn set_queue_stats(&self, destinations: &[String], stats: &[QueueStat], now_ms: i64) {
-        for d in destinations {
+        let mut all: Vec<&String> = destinations
+            .iter()
+            .chain(stats.iter().map(|s| &s.destination))
+            .collect();
+        all.sort();
+        all.dedup();
+        for d in all {
             let s = stats
                 .iter()
                 .find(|s| &s.destination == d)

@@ -59,6 +59,9 @@ fn restart_only(c: &Config) -> serde_json::Value {
         "store.path": c.store.path,
         "store.sync": c.store.sync,
         "store.dedup_window": c.store.dedup_window.as_millis() as u64,
+        "delivery.shutdown_grace": c.delivery.shutdown_grace.as_millis() as u64,
+        // The watcher watches the folder it was started with.
+        "templates.dir": c.templates.dir,
         "log": c.log,
     })
 }
@@ -128,6 +131,14 @@ impl Reloader {
                     destinations = new.config.destinations.len(), "config reloaded");
                 state.metrics.prepare(&new);
                 state.loaded.store(Arc::new(new));
+                let names = state.destination_names();
+                for gone in state.health.retain(&names) {
+                    let _ = state
+                        .metrics
+                        .destination_healthy
+                        .remove_label_values(&[&gone]);
+                }
+                crate::app::dead_letter_orphans(state).await;
                 state
                     .metrics
                     .config_reloads

@@ -92,6 +92,16 @@ impl Health {
         changed
     }
 
+    /// Forgets destinations that are no longer configured; returns the ones forgotten.
+    pub fn retain(&self, names: &[String]) -> Vec<String> {
+        let mut map = self.destinations.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<String> = map.keys().filter(|k| !names.contains(k)).cloned().collect();
+        for g in &gone {
+            map.remove(g);
+        }
+        gone
+    }
+
     pub fn unhealthy(&self) -> BTreeMap<String, DestinationHealth> {
         let map = self.destinations.lock().unwrap_or_else(|e| e.into_inner());
         map.iter()

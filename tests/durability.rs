@@ -128,7 +128,9 @@ async fn a_429_pauses_the_whole_destination_for_retry_after() {
 
 #[tokio::test]
 async fn a_404_is_a_dead_letter_without_retries_and_replay_delivers_it() {
-    let slack = FakeChat::start_with(Reply::status(404).body("no_service")).await;
+    // The error page echoes the request path, which holds the webhook's secret.
+    let slack =
+        FakeChat::start_with(Reply::status(404).body("no_service for /services/T/B/SECRET")).await;
     let mut app = TestApp::spawn(&slack_only(&slack, 100.0, 10, "")).await;
     app.post_json(envelope(&[failure("gone-1", "3019")])).await;
     slack.wait_for(1, Duration::from_secs(10)).await;
@@ -175,6 +177,10 @@ async fn a_404_is_a_dead_letter_without_retries_and_replay_delivers_it() {
             .as_str()
             .unwrap()
             .contains("HTTP 404: no_service")
+    );
+    assert!(
+        !letters.to_string().contains("SECRET"),
+        "the URL path is redacted: {letters}"
     );
     let text = Command::new(binary())
         .args(["dead-letters", "list", "--config"])
@@ -323,4 +329,62 @@ async fn a_locked_store_answers_503_and_recovers() {
     );
     slack.wait_accepted(1, Duration::from_secs(10)).await;
     app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unrecorded_outcome_holds_the_destination_instead_of_posting_again() {
+    // Slack answers after 1 s; meanwhile the store is locked for longer than its busy timeout,
+    // so the sender cannot record the 200. It must not post the same delivery again.
+    let slack =
+        FakeChat::start_with(Reply::status(200).body("ok").delay(Duration::from_secs(1))).await;
+    let mut app = TestApp::spawn(&slack_only(&slack, 100.0, 10, "")).await;
+    app.post_json(envelope(&[failure("rec-1", "3019")])).await;
+    slack.wait_for(1, Duration::from_secs(10)).await;
+    let lock = rusqlite::Connection::open(app.dir.path().join("bizrelay.db")).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(
+        slack.count(),
+        1,
+        "posted again while the outcome was unrecorded"
+    );
+    // Once the store takes writes again, the outcome is recorded: nothing is pending.
+    let stats = app.state().store.queue_stats().await.unwrap();
+    assert!(stats.iter().all(|s| s.pending == 0), "{stats:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_store_refuses_to_start() {
+    let slack = FakeChat::start().await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = slack_only(&slack, 100.0, 10, "");
+    let mut first = TestApp::spawn_in(Arc::clone(&dir), &config, HashMap::new()).await;
+    let text = base_config(dir.path(), &config);
+    let loaded = bizrelay::config::load(
+        &bizrelay::config::ConfigSource::File {
+            path: dir.path().join("config.toml"),
+            text,
+        },
+        &HashMap::new(),
+    )
+    .unwrap();
+    let options = bizrelay::app::Options {
+        source: bizrelay::reload::SourceSpec::Builtin,
+        env: HashMap::new(),
+        watch_files: false,
+    };
+    let second = bizrelay::app::App::build(loaded, options).await;
+    let err = second
+        .err()
+        .expect("the second server must not start")
+        .to_string();
+    assert!(
+        err.contains("another bizrelay is already serving the store"),
+        "{err}"
+    );
+    first.stop().await;
 }

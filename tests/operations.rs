@@ -659,3 +659,64 @@ fn route_dry_run_prints_routes_and_exact_bodies() {
     );
     assert!(said.contains("digest of route `fail` group {\"result_code\":\"3016\"} (1 hooks, if the window closed now)"), "{said}");
 }
+
+#[tokio::test]
+async fn removing_a_destination_dead_letters_its_queue_and_redirects_open_digests() {
+    let keep = FakeChat::start().await;
+    let gone = FakeChat::start_with(Reply::status(503)).await;
+    let grouped = |to: &str| {
+        format!(
+            "[[routes]]\nname = \"digest\"\nto = [\"{to}\"]\ncontinue = true\n[routes.match]\noutcome = \"failure\"\n\
+             [routes.group]\nby = [\"result_code\"]\nwait = \"2s\"\ninterval = \"5s\"\n"
+        )
+    };
+    let admin = "[admin]\ntoken = \"t\"\n";
+    let before = format!(
+        "{admin}{}{}{}{}",
+        dest("keep", &keep),
+        dest("gone", &gone),
+        grouped("gone"),
+        route("now", "gone")
+    );
+    let mut app = TestApp::spawn(&before).await;
+    app.post_json(envelope(&[failure("orphan-1", "3019")]))
+        .await;
+    gone.wait_for(1, Duration::from_secs(5)).await; // the immediate delivery is now retrying
+    let after = format!(
+        "{admin}{}{}{}",
+        dest("keep", &keep),
+        grouped("keep"),
+        route("now", "keep")
+    );
+    std::fs::write(&app.config_path, base_config(app.dir.path(), &after)).unwrap();
+    let resp = app
+        .http
+        .post(app.url("/-/reload"))
+        .bearer_auth("t")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // The open digest follows the route to `keep` when its window closes.
+    let got = keep.wait_accepted(1, Duration::from_secs(10)).await;
+    assert!(got[0].body.contains("1 message result"), "{}", got[0].body);
+    // The retrying delivery to `gone` is now a dead letter an operator can see.
+    let dead = app.state().store.dead_letters(Some("gone")).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].reason.contains("no longer in the config"),
+        "{}",
+        dead[0].reason
+    );
+    let ready: Value = app
+        .http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(ready["unhealthy_destinations"].get("gone").is_none());
+    app.stop().await;
+}

@@ -220,6 +220,7 @@ async fn logs_of_a_full_run_hold_no_secrets_and_no_phone_numbers() {
         ("SIGNATUREVALUE123", fixture("mixed.json")),
         ("SIGNATUREVALUE123", fixture("message_results.json")),
         ("SIGNATUREVALUE123", fixture("unknown_event.json")),
+        ("SIGNATUREVALUE123", fixture("quirks.json")),
         ("SIGNATUREVALUE12X", fixture("template_rejected.json")),
     ] {
         http.post(&hook_url)
@@ -264,6 +265,8 @@ async fn logs_of_a_full_run_hold_no_secrets_and_no_phone_numbers() {
         "01055559876",
         "01055550000",
         "01011112222",
+        "01077778888",
+        "01077779999",
     ] {
         assert!(!log.contains(secret), "the log contains {secret}:\n{log}");
     }

@@ -91,7 +91,14 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
     tokio::time::sleep(pace.delay(Instant::now())).await;
     pace.take(Instant::now());
     let timeout = dest.timeout.unwrap_or(loaded.config.delivery.timeout);
-    let answer = deliver::post(&deliver::client(), dest, timeout, 0, &body).await;
+    let client = match deliver::client() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: cannot build the HTTP client: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let answer = deliver::post(&client, dest, timeout, 0, &body).await;
     let verdict = destination::classify(
         answer.status,
         answer.retry_after.as_deref(),

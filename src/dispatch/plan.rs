@@ -165,6 +165,9 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
             );
             continue;
         }
+        // One delivery per (hook, destination): when several matching routes name the same
+        // destination, the first of them renders it.
+        let mut given: BTreeSet<&str> = BTreeSet::new();
         for r in routes {
             *report.matches.entry(r.name.clone()).or_default() += 1;
             if let Some(settings) = group_settings(r) {
@@ -187,6 +190,9 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
                 let Some(dest_cfg) = loaded.config.destinations.get(dest) else {
                     continue; // validation guarantees it exists
                 };
+                if !given.insert(dest.as_str()) {
+                    continue;
+                }
                 let (payload, err) = render_hook(
                     loaded,
                     r,
@@ -213,6 +219,7 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
                     payload,
                     created_at: now,
                     received_at: stored.received_at,
+                    dead: None,
                 });
             }
         }
@@ -322,30 +329,44 @@ pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Repor
         &group.tally,
         &group.samples,
     );
+    // The route as configured now decides where the digest goes; the settings stored with the
+    // group are the fallback when a reload removed the route.
+    let settings = loaded
+        .routes
+        .iter()
+        .find(|r| r.name == group.route)
+        .and_then(group_settings)
+        .unwrap_or_else(|| group.settings.clone());
     let mut deliveries = Vec::new();
-    for dest in &group.settings.to {
-        let Some(dest_cfg) = loaded.config.destinations.get(dest) else {
-            tracing::error!(route = %group.route, destination = %dest, "digest destination no longer exists; this digest is not sent there");
-            continue;
-        };
-        let (payload, err) =
-            render_digest(loaded, &group.settings.template, &ctx, dest, dest_cfg.kind);
-        if let Some(e) = err {
-            report
-                .fallbacks
-                .push((dest_cfg.kind, group.settings.template.clone(), e));
-        }
-        report.touched.insert(dest.clone());
-        deliveries.push(NewDelivery {
+    for dest in &settings.to {
+        let delivery = |payload: String, dead: Option<String>| NewDelivery {
             destination: dest.clone(),
             route: group.route.clone(),
-            template: group.settings.template.clone(),
+            template: settings.template.clone(),
             hook_row: None,
             hook_id: None,
             payload,
             created_at: now,
             received_at: group.tally.first_at.unwrap_or(now),
-        });
+            dead,
+        };
+        let Some(dest_cfg) = loaded.config.destinations.get(dest) else {
+            // Never drop a digest: park it where an operator sees it and can replay it.
+            tracing::error!(route = %group.route, destination = %dest, "digest destination no longer exists; the digest is dead-lettered");
+            deliveries.push(delivery(
+                String::new(),
+                Some(format!("destination `{dest}` is no longer in the config (add it back, then replay --rerender)")),
+            ));
+            continue;
+        };
+        let (payload, err) = render_digest(loaded, &settings.template, &ctx, dest, dest_cfg.kind);
+        if let Some(e) = err {
+            report
+                .fallbacks
+                .push((dest_cfg.kind, settings.template.clone(), e));
+        }
+        report.touched.insert(dest.clone());
+        deliveries.push(delivery(payload, None));
     }
     let flush = Flush {
         route: group.route.clone(),

@@ -187,3 +187,87 @@ fn a_due_group_becomes_one_digest_per_destination() {
     );
     assert!(report.fallbacks.is_empty());
 }
+
+#[test]
+fn a_hook_gets_one_delivery_per_destination_even_through_several_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+[destinations.slack]
+type = "slack"
+url = "https://hooks.slack.invalid/services/x"
+[destinations.console]
+type = "console"
+[[routes]]
+name = "first"
+to = ["slack"]
+continue = true
+[routes.match]
+kind = "template"
+[[routes]]
+name = "second"
+to = ["slack", "console"]
+[routes.match]
+status = "TSC04"
+"#;
+    let loaded = loaded(text, dir.path());
+    let (batch, report) = route_hooks(&loaded, &stored("template_rejected.json", 1), 5_000);
+    let got: Vec<(&str, &str)> = batch
+        .deliveries
+        .iter()
+        .map(|d| (d.route.as_str(), d.destination.as_str()))
+        .collect();
+    assert_eq!(got, vec![("first", "slack"), ("second", "console")]);
+    assert_eq!(report.matches.len(), 2, "both routes matched");
+}
+
+#[test]
+fn a_digest_follows_its_route_as_configured_now_and_never_vanishes() {
+    let dir = tempfile::tempdir().unwrap();
+    with_broken_template(dir.path());
+    let loaded = loaded(CONFIG, dir.path());
+    let members = stored("message_results.json", 1);
+    let stale = GroupSettings {
+        to: vec!["gone".into()],
+        template: "message_digest".into(),
+        wait_ms: 1_000,
+        interval_ms: 5_000,
+        max_items: 2,
+    };
+    let tally = Tally {
+        count: 1,
+        first_at: Some(1_000),
+        last_at: Some(1_000),
+        ..Tally::default()
+    };
+    let group = |route: &str| DueGroup {
+        route: route.into(),
+        group_key: "{}".into(),
+        settings: stale.clone(),
+        started_at: 0,
+        total_before: 0,
+        upto: 2,
+        tally: tally.clone(),
+        samples: members[1..].to_vec(),
+    };
+    // The route still exists: its current destinations win over the stored ones.
+    let (flush, _) = build_flush(&loaded, &group("failures"), 9_000);
+    let to: Vec<&str> = flush
+        .deliveries
+        .iter()
+        .map(|d| d.destination.as_str())
+        .collect();
+    assert_eq!(to, vec!["slack"]);
+    assert!(flush.deliveries[0].dead.is_none());
+    // The route was removed and its stored destination too: the digest is dead-lettered.
+    let (flush, _) = build_flush(&loaded, &group("removed-route"), 9_000);
+    assert_eq!(flush.deliveries.len(), 1);
+    assert_eq!(flush.deliveries[0].destination, "gone");
+    assert!(
+        flush.deliveries[0]
+            .dead
+            .as_deref()
+            .unwrap()
+            .contains("no longer in the config")
+    );
+    assert_eq!(flush.count, 1, "the members are still counted once");
+}

@@ -109,6 +109,9 @@ pub struct NewDelivery {
     pub created_at: i64,
     /// When the (first) hook behind it arrived, for the latency metric.
     pub received_at: i64,
+    /// Set when the delivery cannot be attempted at all (its destination is gone): it is
+    /// stored straight into the dead-letter list with this reason.
+    pub dead: Option<String>,
 }
 
 /// A hook joining a digest group, with what the digest will count of it.
@@ -309,6 +312,9 @@ pub trait Store: Send + Sync + 'static {
     async fn purge(&self, selection: &Selection) -> Result<usize, StoreError>;
 
     async fn queue_stats(&self) -> Result<Vec<QueueStat>, StoreError>;
+    /// Dead-letters the pending deliveries of destinations not in `known` (removed from the
+    /// config), so nothing waits forever unseen; returns how many.
+    async fn dead_letter_orphans(&self, known: Vec<String>, now: i64) -> Result<usize, StoreError>;
     /// Deletes dedup keys older than `seen_before` and delivered rows older than
     /// `delivered_before`, and what nothing references any more.
     async fn prune(

@@ -294,6 +294,11 @@ impl Store for SqliteStore {
         self.write(move |c| sql::purge(c, &selection)).await
     }
 
+    async fn dead_letter_orphans(&self, known: Vec<String>, now: i64) -> Result<usize, StoreError> {
+        self.write(move |c| sql::dead_letter_orphans(c, &known, now))
+            .await
+    }
+
     async fn queue_stats(&self) -> Result<Vec<QueueStat>, StoreError> {
         self.read(sql::queue_stats).await
     }

@@ -1,4 +1,5 @@
--- bizrelay store, schema 1. Times are Unix milliseconds. Inspect with:
+-- bizrelay store, schema 1. Times are Unix milliseconds. Rows carry a format version `v`
+-- (the dedup keys in `seen` are bare keys and need none). Inspect with:
 --   sqlite3 data/bizrelay.db 'select id, destination, state, attempts, reason from deliveries'
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -26,6 +27,7 @@ CREATE INDEX IF NOT EXISTS seen_by_time ON seen (seen_at);
 -- Hooks that could not be understood, kept for inspection.
 CREATE TABLE IF NOT EXISTS rejected (
     id          INTEGER PRIMARY KEY,
+    v           INTEGER NOT NULL DEFAULT 1,
     received_at INTEGER NOT NULL,
     hooks_id    TEXT,
     position    INTEGER NOT NULL,
@@ -36,6 +38,7 @@ CREATE TABLE IF NOT EXISTS rejected (
 -- Digest groups of grouped routes and their members (hooks not yet in a digest).
 CREATE TABLE IF NOT EXISTS groups (
     route         TEXT NOT NULL,
+    v             INTEGER NOT NULL DEFAULT 1,
     group_key     TEXT NOT NULL,
     started_at    INTEGER NOT NULL,
     total         INTEGER NOT NULL,
@@ -49,6 +52,7 @@ CREATE TABLE IF NOT EXISTS groups (
 -- plus `max_items` sample rows, never the whole group in memory.
 CREATE TABLE IF NOT EXISTS group_members (
     route        TEXT NOT NULL,
+    v            INTEGER NOT NULL DEFAULT 1,
     group_key    TEXT NOT NULL,
     hook_row     INTEGER NOT NULL,
     received_at  INTEGER NOT NULL,

@@ -43,6 +43,7 @@ fn delivery(dest: &str, row: i64, at: i64) -> NewDelivery {
         payload: format!("payload {row}"),
         created_at: at,
         received_at: at,
+        dead: None,
     }
 }
 
@@ -131,19 +132,51 @@ async fn dispatch_moves_the_cursor_atomically() {
 
 #[tokio::test]
 async fn a_failing_job_does_not_undo_its_batch_neighbours() {
+    // Runs one batch by hand, so the three jobs certainly share a transaction.
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store.ingest(post(1, &["a"])).await.unwrap();
-    let (bad, good) = tokio::join!(
-        store.commit_dispatch(DispatchBatch {
-            upto: 0,
-            ..DispatchBatch::default()
-        }),
-        store.ingest(post(2, &["b"]))
-    );
-    assert!(bad.is_err());
-    assert_eq!(good.unwrap().accepted, 1);
-    assert_eq!(store.undispatched(10).await.unwrap().len(), 2);
+    let path = dir.path().join("batch.db");
+    let mut conn = open_connection(&path, SyncMode::Normal).unwrap();
+    sql::init_schema(&conn).unwrap();
+    type Work = Box<dyn Fn(&Connection) -> Result<IngestOutcome, StoreError> + Send>;
+    let job = |work: Work| {
+        let (reply, rx) = oneshot::channel::<Result<IngestOutcome, StoreError>>();
+        (
+            Box::new(TypedJob {
+                work,
+                result: None,
+                reply,
+            }) as Box<dyn Job>,
+            rx,
+        )
+    };
+    let (good1, r1) = job(Box::new(|c| sql::ingest(c, &post(1, &["a"]), 0)));
+    let (bad, r2) = job(Box::new(|c| {
+        // Writes, then fails: its write must be undone, and only its own.
+        sql::ingest(c, &post(2, &["poison"]), 0)?;
+        Err(StoreError::Corrupt("this job fails".into()))
+    }));
+    let (good2, r3) = job(Box::new(|c| sql::ingest(c, &post(3, &["b"]), 0)));
+    let mut batch = vec![good1, bad, good2];
+    let commit = run_batch(&mut conn, &mut batch);
+    assert!(commit.is_ok());
+    for j in batch {
+        j.finish(commit.clone());
+    }
+    assert_eq!(r1.await.unwrap().unwrap().accepted, 1);
+    assert!(r2.await.unwrap().is_err());
+    assert_eq!(r3.await.unwrap().unwrap().accepted, 1);
+    let keys: Vec<String> = conn
+        .prepare("SELECT key FROM seen ORDER BY key")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(keys, vec!["h:a", "h:b"]);
+    let hooks: i64 = conn
+        .query_row("SELECT COUNT(*) FROM hooks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(hooks, 2);
 }
 
 #[tokio::test]

@@ -10,10 +10,11 @@ pub(in crate::store::sqlite) fn insert_delivery(
     d: &NewDelivery,
     digest_id: Option<i64>,
 ) -> Result<(), StoreError> {
+    let state = if d.dead.is_some() { "dead" } else { "pending" };
     c.prepare_cached(
         "INSERT INTO deliveries (v, destination, route, template, hook_row, digest_id, hook_id, payload,
-                                 state, attempts, created_at, received_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', 0, ?9, ?10, ?9)",
+                                 state, attempts, created_at, received_at, next_attempt_at, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11, ?10, ?12)",
     )?
     .execute(params![
         FORMAT_VERSION,
@@ -24,8 +25,10 @@ pub(in crate::store::sqlite) fn insert_delivery(
         digest_id,
         d.hook_id,
         d.payload,
+        state,
         d.created_at,
-        d.received_at
+        d.received_at,
+        d.dead
     ])?;
     Ok(())
 }
@@ -227,4 +230,26 @@ pub(in crate::store::sqlite) fn queue_stats(c: &Connection) -> Result<Vec<QueueS
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(in crate::store::sqlite) fn dead_letter_orphans(
+    c: &Connection,
+    known: &[String],
+    now: i64,
+) -> Result<usize, StoreError> {
+    let pending: Vec<String> = c
+        .prepare_cached("SELECT DISTINCT destination FROM deliveries WHERE state = 'pending'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut n = 0;
+    for dest in pending.iter().filter(|d| !known.contains(d)) {
+        n += c
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'dead', last_attempt_at = COALESCE(last_attempt_at, ?2),
+                   reason = 'destination `' || destination || '` is no longer in the config (add it back, then replay)'
+                 WHERE state = 'pending' AND destination = ?1",
+            )?
+            .execute(params![dest, now])?;
+    }
+    Ok(n)
 }
