@@ -130,6 +130,8 @@ async fn ten_thousand_failures_become_exact_paced_digests() {
         metrics.contains("bizrelay_route_matches_total{route=\"failures\"} 10000"),
         "{metrics}"
     );
+    let digests = format!("bizrelay_digests_total{{route=\"failures\"}} {messages}");
+    assert!(metrics.contains(&digests), "{digests} in {metrics}");
     app.stop().await;
 }
 
