@@ -137,15 +137,7 @@ async fn a_404_is_a_dead_letter_without_retries_and_replay_delivers_it() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(slack.count(), 1, "no retries after a 404");
 
-    let ready: Value = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.readyz().await;
     assert_eq!(
         ready["ready"], true,
         "an unhealthy destination does not make the service unready"
@@ -203,15 +195,7 @@ async fn a_404_is_a_dead_letter_without_retries_and_replay_delivers_it() {
     assert!(String::from_utf8_lossy(&replay.stdout).contains("requeued 1"));
     let got = slack.wait_accepted(1, Duration::from_secs(10)).await;
     assert!(got[0].body.contains("gone-1"));
-    let ready: Value = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.readyz().await;
     assert_eq!(
         ready["unhealthy_destinations"],
         json!({}),

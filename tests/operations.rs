@@ -708,15 +708,7 @@ async fn removing_a_destination_dead_letters_its_queue_and_redirects_open_digest
         "{}",
         dead[0].reason
     );
-    let ready: Value = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.readyz().await;
     assert!(ready["unhealthy_destinations"].get("gone").is_none());
     app.stop().await;
 }

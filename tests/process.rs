@@ -156,13 +156,7 @@ async fn sigterm_finishes_the_post_in_flight_and_exits_0() {
     let hooks: Vec<Value> = (0..3)
         .map(|i| failure(&format!("crash-term-{i}"), "3019"))
         .collect();
-    let resp = http
-        .post(process.url("/hooks/bizmessage"))
-        .header("content-type", "application/json")
-        .body(envelope(&hooks))
-        .send()
-        .await
-        .unwrap();
+    let resp = process.post(&http, envelope(&hooks)).await;
     assert_eq!(resp.status(), 200);
     slack.wait_for(1, Duration::from_secs(5)).await;
     let signalled = Instant::now();

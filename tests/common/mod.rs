@@ -321,6 +321,12 @@ impl TestApp {
         (status, resp.json().await.unwrap())
     }
 
+    /// The `/readyz` answer.
+    pub async fn readyz(&self) -> serde_json::Value {
+        let resp = self.http.get(self.url("/readyz")).send().await.unwrap();
+        resp.json().await.unwrap()
+    }
+
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
         let resp = self.http.get(self.url("/metrics")).send().await.unwrap();
@@ -425,6 +431,16 @@ impl Process {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Posts a webhook body; returns the answer.
+    pub async fn post(&self, http: &reqwest::Client, body: String) -> reqwest::Response {
+        http.post(self.url("/hooks/bizmessage"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
