@@ -581,15 +581,23 @@ async fn a_hundred_thousand_hooks_in_one_post() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn bodies_at_and_over_max_body_bytes() {
-    const MAX: usize = 8192;
+/// `server.max_body_bytes` for the size-limit tests.
+const MAX: usize = 8192;
+
+/// The app with a failures route to a fake Slack and `max_body_bytes = MAX`.
+async fn spawn_with_small_bodies() -> (FakeChat, TestApp) {
     let slack = FakeChat::start().await;
     let config = slack_config(
         &slack,
         &format!("[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = {MAX}\n"),
     );
-    let mut app = TestApp::spawn(&config).await;
+    let app = TestApp::spawn(&config).await;
+    (slack, app)
+}
+
+#[tokio::test]
+async fn bodies_at_and_over_max_body_bytes() {
+    let (slack, mut app) = spawn_with_small_bodies().await;
     // A valid body padded with an ignored envelope field to exactly `len` bytes.
     let padded = |id: &str, len: usize| {
         let base = format!(
@@ -1041,13 +1049,7 @@ async fn concurrent_overlapping_posts_relay_each_hook_once() {
 
 #[tokio::test]
 async fn an_over_limit_body_cannot_smuggle_a_second_request() {
-    const MAX: usize = 8192;
-    let slack = FakeChat::start().await;
-    let config = slack_config(
-        &slack,
-        &format!("[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = {MAX}\n"),
-    );
-    let mut app = TestApp::spawn(&config).await;
+    let (slack, mut app) = spawn_with_small_bodies().await;
     // The body (refused unread for its declared size) holds a complete second request.
     let inner_body = envelope(&[failure("smuggled", "3019")]);
     let mut inner = request_head(
