@@ -1,17 +1,15 @@
 //! Operating bizrelay: hot reload (HTTP, SIGHUP, file changes), metrics, readiness, the admin
 //! listener and the command-line tools.
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bizrelay::app::{App, Options};
 use bizrelay::config::{ConfigSource, load};
 use bizrelay::reload::SourceSpec;
-use common::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 

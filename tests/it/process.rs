@@ -1,12 +1,10 @@
 //! The real binary: crash durability under `kill -9`, graceful SIGTERM, secrets in logs.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 

@@ -1,12 +1,10 @@
 //! Failure storms: 10,000 failures become a few digests whose counts add up exactly, paced,
 //! also across a `kill -9`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 

@@ -3,7 +3,7 @@
 //! limits, and untrusted text never pings a Slack channel.
 //!
 //! Runs briefly in `cargo test`; run longer with e.g.
-//! `PROPTEST_CASES=20000 cargo test --release --test fuzz`.
+//! `PROPTEST_CASES=20000 cargo test --release --test it fuzz`.
 //! Seeds: the reference payloads in `tests/fixtures/` (mutated byte by byte) and the quirks.
 
 use std::collections::HashMap;
@@ -17,12 +17,12 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 const FIXTURES: [&str; 6] = [
-    include_str!("fixtures/template_rejected.json"),
-    include_str!("fixtures/template_approved.json"),
-    include_str!("fixtures/message_results.json"),
-    include_str!("fixtures/mixed.json"),
-    include_str!("fixtures/quirks.json"),
-    include_str!("fixtures/unknown_event.json"),
+    include_str!("../fixtures/template_rejected.json"),
+    include_str!("../fixtures/template_approved.json"),
+    include_str!("../fixtures/message_results.json"),
+    include_str!("../fixtures/mixed.json"),
+    include_str!("../fixtures/quirks.json"),
+    include_str!("../fixtures/unknown_event.json"),
 ];
 
 fn loaded() -> Loaded {

@@ -1,13 +1,11 @@
 //! Nothing lost: restarts, retries, rate limits, dead letters, dedup, pacing, store failures.
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn routes_to_slack(rate: &str) -> String {

@@ -1,10 +1,8 @@
 //! The bridge end to end: the app on port 0, fake Slack and Teams receivers, real HTTP.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const ROUTES: &str = r#"

@@ -2,14 +2,12 @@
 //! signatures and content types, hand-written chunked and slow-loris clients, and concurrent
 //! overlapping posts. The app runs on port 0 with a fake Slack behind a failures route.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

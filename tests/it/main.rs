@@ -1,0 +1,13 @@
+//! The integration tests, in one binary (one link, one process: `cargo test` stays quick as
+//! the suite grows). Each module tests one area against the real app, real HTTP servers and,
+//! where it matters, the real binary.
+
+mod common;
+
+mod bridge;
+mod digest;
+mod durability;
+mod fuzz;
+mod hostile;
+mod operations;
+mod process;
