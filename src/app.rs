@@ -1,12 +1,17 @@
 //! Builds a running relay from a loaded config: opens the store, binds the listeners (port 0
-//! in tests), starts the dispatcher, one sender per destination, the pruner and the reload
-//! watchers, and stops them all in order on one cancellation token.
+//! in tests), starts the dispatcher, one sender per destination, the pruner, the store probe
+//! and the reload watchers, supervises them, and stops them all in order on one token.
 //!
-//! Shutdown order: stop accepting → let open requests finish → stop picking new deliveries →
-//! let in-flight posts finish (all within `delivery.shutdown_grace`) → close the store.
-//! Anything unfinished stays in the store and resumes on the next start.
+//! Invariants:
+//! - A long-running task that ends without being asked to (a panic included) is logged with
+//!   its cause and started again (after a backoff), and counted in `/readyz` and metrics.
+//! - Shutdown order: stop accepting → let open requests finish → stop picking new deliveries
+//!   → let in-flight posts finish (all within `delivery.shutdown_grace`) → close the store
+//!   (SQLite: checkpoint and release the lock). Anything unfinished stays in the store and
+//!   resumes on the next start (or on another replica).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,30 +23,26 @@ use crate::config::Loaded;
 use crate::metrics::Metrics;
 use crate::reload::{Reloader, SourceSpec};
 use crate::server::{self, listener};
-use crate::state::{State, now_ms};
-use crate::store::sqlite::SqliteStore;
+use crate::state::{Clock, State, StoreUse};
+use crate::store::{self, Mode, PruneBefore};
 use crate::{deliver, dispatch};
 
 /// How often old dedup keys and delivered rows are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// How often the store is probed (a write, and for SQLite a check that the file is still the
+/// one being written).
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("cannot open the store {path}: {source}")]
+    #[error("cannot open {what}: {source}")]
     Store {
-        path: String,
+        what: String,
         source: crate::store::StoreError,
     },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("another bizrelay is already serving the store {path} (its lock file {lock} is held)")]
-    StoreInUse { path: String, lock: String },
-    #[error("cannot lock the store {path}: {source}")]
-    Lock {
-        path: String,
         source: std::io::Error,
     },
     #[error("cannot build the HTTP client: {0}")]
@@ -55,6 +56,18 @@ pub struct Options {
     pub env: HashMap<String, String>,
     /// Watch the config file and templates folder for changes.
     pub watch_files: bool,
+    pub clock: Clock,
+}
+
+impl Options {
+    pub fn new(source: SourceSpec, env: HashMap<String, String>) -> Options {
+        Options {
+            source,
+            env,
+            watch_files: false,
+            clock: Clock::System,
+        }
+    }
 }
 
 pub struct App {
@@ -66,33 +79,51 @@ pub struct App {
     listeners: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
     senders: JoinHandle<()>,
-    /// Held while serving: one process per store (the dispatcher and senders assume it).
-    _store_lock: std::fs::File,
+}
+
+/// What the store is, for error messages (never a password).
+pub fn store_name(cfg: &crate::config::StoreConfig) -> String {
+    match &cfg.url {
+        Some(url) => crate::store::postgres::describe_url(url.expose()),
+        None => format!("the store {}", cfg.path.display()),
+    }
 }
 
 impl App {
     pub async fn build(loaded: Loaded, options: Options) -> Result<App, AppError> {
         let cfg = Arc::clone(&loaded.config);
-        let store_lock = lock_store(&cfg.store.path)?;
         let client = deliver::client().map_err(AppError::Http)?;
-        let store = SqliteStore::open(&cfg.store.path, cfg.store.sync, cfg.store.dedup_window)
-            .map_err(|source| AppError::Store {
-                path: cfg.store.path.display().to_string(),
-                source,
-            })?;
-        let main = listener::bind(cfg.server.listen)
+        let store = store::open(&cfg.store, Mode::Serve)
             .await
-            .map_err(|source| AppError::Bind {
-                addr: cfg.server.listen,
+            .map_err(|source| AppError::Store {
+                what: store_name(&cfg.store),
                 source,
             })?;
-        let admin = match cfg.admin.listen {
-            Some(addr) => Some(
-                listener::bind(addr)
+        let bound = async {
+            let main =
+                listener::bind(cfg.server.listen)
                     .await
-                    .map_err(|source| AppError::Bind { addr, source })?,
-            ),
-            None => None,
+                    .map_err(|source| AppError::Bind {
+                        addr: cfg.server.listen,
+                        source,
+                    })?;
+            let admin = match cfg.admin.listen {
+                Some(addr) => Some(
+                    listener::bind(addr)
+                        .await
+                        .map_err(|source| AppError::Bind { addr, source })?,
+                ),
+                None => None,
+            };
+            Ok::<_, AppError>((main, admin))
+        }
+        .await;
+        let (main, admin) = match bound {
+            Ok(b) => b,
+            Err(e) => {
+                store.close().await;
+                return Err(e);
+            }
         };
         let addr = main.local_addr().map_err(|source| AppError::Bind {
             addr: cfg.server.listen,
@@ -103,8 +134,12 @@ impl App {
         for w in &loaded.warnings {
             tracing::warn!(warning = %w, "config warning");
         }
-        let state = Arc::new(State::new(loaded, Arc::new(store), Metrics::new()));
-        dead_letter_orphans(&state).await;
+        let state = Arc::new(State::new(loaded, store, Metrics::new(), options.clock));
+        if cfg.store.url.is_none() {
+            // One process per SQLite store: whatever waits for a destination this config
+            // lacks would wait forever. (With replicas, another one may have it.)
+            dead_letter_unknown(&state).await;
+        }
         let reloader = Reloader::new(
             Arc::clone(&state),
             options.source.clone(),
@@ -131,8 +166,18 @@ impl App {
         }
         let delivery_stop = CancellationToken::new();
         let mut workers = vec![
-            tokio::spawn(dispatch::run(Arc::clone(&state), delivery_stop.clone())),
-            tokio::spawn(prune_loop(Arc::clone(&state), delivery_stop.clone())),
+            supervise(&state, dispatch::TASK, delivery_stop.clone(), {
+                let (state, stop) = (Arc::clone(&state), delivery_stop.clone());
+                move || dispatch::run(Arc::clone(&state), stop.clone())
+            }),
+            supervise(&state, "pruner", delivery_stop.clone(), {
+                let (state, stop) = (Arc::clone(&state), delivery_stop.clone());
+                move || prune_loop(Arc::clone(&state), stop.clone())
+            }),
+            supervise(&state, "store probe", delivery_stop.clone(), {
+                let (state, stop) = (Arc::clone(&state), delivery_stop.clone());
+                move || probe_loop(Arc::clone(&state), stop.clone())
+            }),
             reloader.watch_sighup(shutdown.clone()),
         ];
         if options.watch_files
@@ -157,7 +202,8 @@ impl App {
         };
         workers.push(stop_delivery);
 
-        tracing::info!(listen = %addr, admin = ?admin_addr, store = %cfg.store.path.display(),
+        tracing::info!(listen = %addr, admin = ?admin_addr, store = %state.store.describe(),
+            replica = %state.claimant.owner,
             config = %state.current().origin, hash = %state.current().hash, "bizrelay is listening");
         Ok(App {
             addr,
@@ -168,7 +214,6 @@ impl App {
             listeners,
             workers,
             senders,
-            _store_lock: store_lock,
         })
     }
 
@@ -222,11 +267,54 @@ impl App {
             w.abort();
             let _ = w.await;
         }
+        self.state.store.close().await;
         tracing::info!("stopped; unfinished work stays in the store");
     }
 }
 
-/// One sender per configured destination; destinations added by a reload get theirs too.
+/// Runs a long-running task and starts it again whenever it ends without `stop` (a panic
+/// included), after a backoff that doubles up to 30 s; each restart is logged with its cause.
+fn supervise<F, Fut>(
+    state: &Arc<State>,
+    name: &'static str,
+    stop: CancellationToken,
+    task: F,
+) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let outcome = tokio::spawn(task()).await;
+            if stop.is_cancelled() {
+                state.liveness.stopped(name, None);
+                return;
+            }
+            let cause = match outcome {
+                Ok(()) => "it returned".to_string(),
+                Err(e) => match e.try_into_panic() {
+                    Ok(p) => format!("it panicked: {}", dispatch::panic_text(p.as_ref())),
+                    Err(e) => format!("it was cancelled: {e}"),
+                },
+            };
+            tracing::error!(task = name, cause = %cause, restart_in_ms = backoff.as_millis() as u64,
+                "a background task stopped unexpectedly; starting it again");
+            state.liveness.stopped(name, Some(cause));
+            state.metrics.task_restarts.with_label_values(&[name]).inc();
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    })
+}
+
+/// One sender per configured destination; destinations added by a reload get theirs, and a
+/// sender that stopped unexpectedly (a panic) is started again with its cause logged.
 async fn run_senders(
     state: Arc<State>,
     client: reqwest::Client,
@@ -235,18 +323,51 @@ async fn run_senders(
 ) {
     let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
     loop {
-        running.retain(|_, h| !h.is_finished());
-        for name in state.destination_names() {
+        let names = state.destination_names();
+        let finished: Vec<String> = running
+            .iter()
+            .filter(|(_, h)| h.is_finished())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in finished {
+            let Some(h) = running.remove(&name) else {
+                continue;
+            };
+            let task = deliver::task_name(&name);
+            match h.await {
+                Err(e) if e.is_panic() => {
+                    let cause = e
+                        .try_into_panic()
+                        .map(|p| dispatch::panic_text(p.as_ref()))
+                        .unwrap_or_default();
+                    tracing::error!(destination = %name, cause = %cause, "a sender panicked; starting it again");
+                    state
+                        .liveness
+                        .stopped(&task, Some(format!("it panicked: {cause}")));
+                    state
+                        .metrics
+                        .task_restarts
+                        .with_label_values(&[&task])
+                        .inc();
+                }
+                _ if names.contains(&name) && !stop.is_cancelled() => {
+                    tracing::error!(destination = %name, "a sender stopped unexpectedly; starting it again");
+                    state.liveness.stopped(&task, Some("it returned".into()));
+                }
+                _ => {}
+            }
+        }
+        for name in &names {
             if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(name.clone()) {
-                let healthy = !state.health.unhealthy().contains_key(&name);
+                let healthy = !state.health.unhealthy().contains_key(name);
                 state
                     .metrics
                     .destination_healthy
-                    .with_label_values(&[&name])
+                    .with_label_values(&[name])
                     .set(i64::from(healthy));
                 slot.insert(tokio::spawn(deliver::run(
                     Arc::clone(&state),
-                    name,
+                    name.clone(),
                     client.clone(),
                     stop.clone(),
                 )));
@@ -255,6 +376,7 @@ async fn run_senders(
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = reloaded.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
     for (_, h) in running {
@@ -262,44 +384,35 @@ async fn run_senders(
     }
 }
 
-/// Takes the store's lock file (`<store>.lock`), so a second server on the same store refuses
-/// to start instead of posting everything twice. The CLI's dead-letter commands do not take it.
-fn lock_store(path: &std::path::Path) -> Result<std::fs::File, AppError> {
-    let lock = std::path::PathBuf::from(format!("{}.lock", path.display()));
-    let io = |source| AppError::Lock {
-        path: path.display().to_string(),
-        source,
+/// Waiting deliveries of destinations the config lacks would wait forever unseen: move them
+/// to the dead-letter list, where operators see and can replay them.
+pub async fn dead_letter_unknown(state: &State) {
+    let known = state.destination_names();
+    let queued = match state.store.queued_destinations().await {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list the destinations with waiting deliveries");
+            return;
+        }
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock)
-        .map_err(io)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(AppError::StoreInUse {
-            path: path.display().to_string(),
-            lock: lock.display().to_string(),
-        }),
-        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
-    }
+    let gone: Vec<String> = queued.into_iter().filter(|d| !known.contains(d)).collect();
+    dead_letter_removed(state, gone).await;
 }
 
-/// Pending deliveries of destinations the config no longer has would wait forever unseen:
-/// move them to the dead-letter list, where operators see and can replay them.
-pub async fn dead_letter_orphans(state: &State) {
+/// Dead-letters the waiting deliveries of these (removed) destinations.
+pub async fn dead_letter_removed(state: &State, gone: Vec<String>) {
+    if gone.is_empty() {
+        return;
+    }
     match state
         .store
-        .dead_letter_orphans(state.destination_names(), now_ms())
+        .dead_letter_destinations(gone.clone(), state.now())
         .await
     {
         Ok(0) => {}
         Ok(n) => tracing::warn!(
             deliveries = n,
+            destinations = ?gone,
             "deliveries to destinations no longer in the config were dead-lettered"
         ),
         Err(e) => {
@@ -312,14 +425,16 @@ pub async fn dead_letter_orphans(state: &State) {
 async fn prune_loop(state: Arc<State>, stop: CancellationToken) {
     loop {
         let cfg = Arc::clone(&state.current().config);
-        let now = now_ms();
-        let seen_before =
-            now - i64::try_from(cfg.store.dedup_window.as_millis()).unwrap_or(i64::MAX);
-        let delivered_before =
-            now - i64::try_from(cfg.store.keep_delivered.as_millis()).unwrap_or(i64::MAX);
+        let now = state.now();
+        let ago = |d: Duration| now - i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let before = PruneBefore {
+            seen: ago(cfg.store.dedup_window),
+            delivered: ago(cfg.store.keep_delivered),
+            unrouted: ago(cfg.store.keep_unrouted),
+        };
         loop {
-            match state.store.prune(seen_before, delivered_before).await {
-                Ok(s) if s.seen + s.hooks + s.deliveries + s.rejected == 0 => break,
+            match state.store.prune(before).await {
+                Ok(s) if s.is_empty() => break,
                 Ok(s) => tracing::debug!(
                     seen = s.seen,
                     hooks = s.hooks,
@@ -338,6 +453,34 @@ async fn prune_loop(state: Arc<State>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
+}
+
+/// Probes the store regularly, so a deleted file, a stalled disk or a lost database
+/// connection makes the service unready (and the webhook answer 503) even when no request
+/// happens to touch the store, and so readiness comes back by itself when it mends.
+async fn probe_loop(state: Arc<State>, stop: CancellationToken) {
+    let mut was_failing = false;
+    loop {
+        let result = state.store.ping().await;
+        state.store_health.record(StoreUse::Probe, &result);
+        state
+            .metrics
+            .store_writable
+            .set(if result.is_ok() { 1.0 } else { 0.0 });
+        match (&result, was_failing) {
+            (Err(e), false) => {
+                tracing::error!(error = %e, "the store failed its probe; the webhook answers 503 until it passes again")
+            }
+            (Ok(()), true) => tracing::info!("the store passes its probe again"),
+            _ => {}
+        }
+        was_failing = result.is_err();
+        state.liveness.progress("store probe", state.now());
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(PROBE_EVERY) => {}
         }
     }
 }

@@ -1,29 +1,30 @@
-//! Outbox → chat: one sender task per destination posts its deliveries in arrival order,
-//! paced by a token bucket, and records each answer as delivered, retry later, or dead.
+//! Outbox → chat: one sender task per destination (per replica) leases its deliveries in
+//! arrival order under the destination's shared pace, posts them, and records each answer as
+//! delivered, retry later, or dead.
 //!
 //! Invariants:
-//! - One post in flight per destination; a 429 pauses the whole destination.
+//! - One post in flight per destination across all replicas (the store grants one live lease
+//!   per destination); a 429 pauses the whole destination for every replica.
 //! - Retries resend the stored body. The retry decision is [`destination::classify`]; when to
 //!   retry and when to give up is [`decide`]. Both are pure.
-//! - Delivery is at least once: a crash between a 2xx and its commit resends that one body.
+//! - Delivery is at least once: a crash between a 2xx and its commit resends that one body
+//!   (after its lease expires).
 //!   Every post carries `X-Bizrelay-Delivery: <id>` so a receiver can tell.
 //! - Webhook URLs never reach a log line or an error: only destination names do.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::RngExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DeliveryConfig, DestinationConfig};
 use crate::destination::{self, DestinationKind, Verdict};
-use crate::pace::Pace;
-use crate::state::{State, now_ms};
-use crate::store::{Attempt, Delivery};
+use crate::pace;
+use crate::state::{State, StoreUse};
+use crate::store::{Attempt, Claimant, Delivery, Lease, LeaseOutcome, Pause};
 use crate::text;
 
-/// Deliveries fetched per query.
-const FETCH: usize = 32;
 /// Longest idle wait before looking at the store again (picks up replays from the CLI).
 const POLL: Duration = Duration::from_secs(1);
 /// Response body kept for the dead-letter reason.
@@ -233,7 +234,7 @@ async fn attempt(
     let cfg = &loaded.config.delivery;
     let timeout = dest.timeout.unwrap_or(cfg.timeout);
     let answer = post(client, dest, timeout, d.id, &d.payload).await;
-    let now = now_ms();
+    let now = state.now();
     let verdict = destination::classify(
         answer.status,
         answer.retry_after.as_deref(),
@@ -286,25 +287,39 @@ async fn attempt(
 }
 
 /// Records an attempt, retrying until the store takes it. Until then the destination posts
-/// nothing more (otherwise the same delivery, still pending in the store, would be fetched and
-/// posted again). False when shut down first: the delivery is then resent after the restart.
+/// nothing more (its lease is still held in the store, so no consumer posts the delivery
+/// again while this one is unsure). False when shut down first: the lease then expires and
+/// the delivery is resent.
 async fn record(
     state: &State,
     name: &str,
-    id: i64,
+    lease: &Lease,
     attempt: Attempt,
+    pause: Option<Pause>,
     shutdown: &CancellationToken,
 ) -> bool {
     let mut wait = Duration::from_millis(200);
     loop {
-        match state.store.record_attempt(id, attempt.clone()).await {
-            Ok(()) => {
+        let result = state
+            .store
+            .record_attempt(lease, attempt.clone(), pause)
+            .await;
+        state.store_health.record(StoreUse::Deliver, &result);
+        match result {
+            Ok(held) => {
                 state.metrics.store_writable.set(1.0);
+                if !held {
+                    tracing::warn!(
+                        destination = name,
+                        delivery = lease.delivery.id,
+                        "the lease on this delivery expired before its outcome was recorded; another replica may post it again (at least once)"
+                    );
+                }
                 return true;
             }
             Err(e) => {
                 state.metrics.store_writable.set(0.0);
-                tracing::error!(destination = name, delivery = id, error = %e,
+                tracing::error!(destination = name, delivery = lease.delivery.id, error = %e,
                     "cannot record a delivery attempt; holding this destination until the store takes it");
                 if !sleep_or_stop(wait, shutdown).await {
                     return false;
@@ -315,7 +330,7 @@ async fn record(
     }
 }
 
-/// Sleeps until `until`, or returns false early when shut down.
+/// Sleeps for `d`, or returns false early when shut down.
 async fn sleep_or_stop(d: Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
         _ = shutdown.cancelled() => false,
@@ -323,8 +338,21 @@ async fn sleep_or_stop(d: Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
+/// Milliseconds from `now` until `at`, as a wait bounded by `POLL` (so config changes and
+/// work from other processes are seen).
+fn until(now: i64, at: i64) -> Duration {
+    Duration::from_millis((at - now).clamp(1, POLL.as_millis() as i64) as u64)
+}
+
+/// The name a destination's sender reports its liveness under.
+pub fn task_name(destination: &str) -> String {
+    format!("sender {destination}")
+}
+
 /// Runs one destination's sender until `shutdown` (an in-flight post is finished first) or
-/// until the destination disappears from the config.
+/// until the destination disappears from the config. Sends are leased from the store one at
+/// a time under the destination's shared pace, so senders of several replicas never post
+/// the same delivery nor exceed the pace together.
 pub async fn run(
     state: Arc<State>,
     name: String,
@@ -332,74 +360,58 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let wake = state.wake_of(&name);
-    let mut pace: Option<Pace> = None;
+    let task = task_name(&name);
+    state.liveness.started(&task);
     while !shutdown.is_cancelled() {
         let loaded = state.current();
         let Some(dest) = loaded.config.destinations.get(&name).cloned() else {
             tracing::info!(destination = %name, "destination removed from the config; its sender stops");
+            state.liveness.forget(&task);
             return;
         };
-        let wanted = (dest.rate(), dest.burst());
-        if pace.as_ref().is_none_or(|p| p.settings() != wanted) {
-            pace = Some(Pace::new(wanted.0, wanted.1, Instant::now()));
-        }
-        let Some(bucket) = pace.as_mut() else {
-            continue;
+        let pacer = pace::pacer(dest.rate(), dest.burst());
+        let timeout = dest.timeout.unwrap_or(loaded.config.delivery.timeout);
+        // The lease outlives the post's timeout, so it cannot expire while the post is on
+        // its way; the rest covers recording the outcome.
+        let who = Claimant {
+            owner: state.claimant.owner.clone(),
+            ttl_ms: i64::try_from((timeout + loaded.config.store.lease).as_millis())
+                .unwrap_or(i64::MAX),
         };
-        let due = match state.store.due_deliveries(&name, now_ms(), FETCH).await {
-            Ok(due) => due,
-            Err(e) => {
-                tracing::error!(destination = %name, error = %e, "cannot read the outbox");
-                if !sleep_or_stop(POLL, &shutdown).await {
+        let now = state.now();
+        let leased = state.store.lease_delivery(&name, &who, now, &pacer).await;
+        state.store_health.record(StoreUse::Deliver, &leased);
+        state.liveness.progress(&task, now);
+        let wait = match leased {
+            Ok(LeaseOutcome::Leased(lease)) => {
+                let (verdict, outcome) =
+                    attempt(&state, &client, &name, &dest, &lease.delivery).await;
+                let pause = match (&verdict, &outcome) {
+                    (Verdict::Throttled(_), Attempt::Retry { next_at, .. }) => Some(Pause {
+                        until: *next_at,
+                        pacer,
+                    }),
+                    _ => None,
+                };
+                if let Some(p) = &pause {
+                    tracing::warn!(destination = %name, pause_ms = p.until - state.now(), "rate limited: pausing the destination");
+                }
+                if !record(&state, &name, &lease, outcome, pause, &shutdown).await {
                     return;
                 }
                 continue;
             }
+            Ok(LeaseOutcome::Paced(at) | LeaseOutcome::Busy(at)) => until(now, at),
+            Ok(LeaseOutcome::Idle(next)) => next.map_or(POLL, |at| until(now, at)),
+            Err(e) => {
+                tracing::error!(destination = %name, error = %e, "cannot read the outbox");
+                POLL
+            }
         };
-        if due.is_empty() {
-            let next = state.store.next_due_at(&name).await.ok().flatten();
-            let idle = next
-                .map(|at| {
-                    Duration::from_millis((at - now_ms()).clamp(1, POLL.as_millis() as i64) as u64)
-                })
-                .unwrap_or(POLL);
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(idle) => {}
-            }
-            continue;
-        }
-        for d in due {
-            // Each post uses the config in force now: a reload may have changed the URL or
-            // the pace, or removed the destination.
-            let Some(dest) = state.current().config.destinations.get(&name).cloned() else {
-                break;
-            };
-            let wanted = (dest.rate(), dest.burst());
-            if bucket.settings() != wanted {
-                *bucket = Pace::new(wanted.0, wanted.1, Instant::now());
-            }
-            let wait = bucket.delay(Instant::now());
-            if !wait.is_zero() && !sleep_or_stop(wait, &shutdown).await {
-                return;
-            }
-            if shutdown.is_cancelled() {
-                return;
-            }
-            bucket.take(Instant::now());
-            let (verdict, outcome) = attempt(&state, &client, &name, &dest, &d).await;
-            if !record(&state, &name, d.id, outcome, &shutdown).await {
-                return;
-            }
-            if let Verdict::Throttled(pause) = verdict {
-                tracing::warn!(destination = %name, pause_ms = pause.as_millis() as u64, "rate limited: pausing the destination");
-                bucket.drain(Instant::now());
-                if !sleep_or_stop(pause, &shutdown).await {
-                    return;
-                }
-                break;
-            }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

@@ -14,7 +14,8 @@ use crate::bizmessage::{self, Envelope, Hook, HookBody, Outcome};
 use crate::context::{self, Meta, hook_context};
 use crate::destination::DestinationKind;
 use crate::route::{GroupSpec, field};
-use crate::store::GroupTiming;
+pub use crate::store::Tally;
+use crate::store::{Flushed, GroupTiming, Join, Rules};
 
 /// The group a hook falls into: a JSON object of the group-by keys and their values (null
 /// when the hook lacks the field), in the order the route lists them.
@@ -26,6 +27,20 @@ pub fn group_key(spec: &GroupSpec, envelope: &Envelope, hook: &Hook) -> String {
         map.insert(key.name().to_string(), value);
     }
     Value::Object(map).to_string()
+}
+
+/// The rules the store applies to a group's row when hooks join it and when a digest goes out.
+pub const RULES: Rules = Rules {
+    join: join_rule,
+    flushed: flush_rule,
+};
+
+fn join_rule(existing: Option<GroupTiming>, j: Join) -> GroupTiming {
+    on_join(existing, j.at, j.wait_ms, j.interval_ms)
+}
+
+fn flush_rule(t: GroupTiming, f: Flushed) -> GroupTiming {
+    on_flush(t, f.members, f.at, f.interval_ms)
 }
 
 /// Timing after a hook joins a group at `now`.
@@ -56,7 +71,8 @@ pub fn on_join(
     }
 }
 
-/// Timing after `flushed` members went out in a digest at `now`.
+/// Timing after `flushed` members went out in a digest at `now`. Members that joined while
+/// the digest was being built stay pending and go in the next one.
 pub fn on_flush(t: GroupTiming, flushed: i64, now: i64, interval_ms: i64) -> GroupTiming {
     let pending = (t.pending - flushed).max(0);
     GroupTiming {
@@ -73,21 +89,6 @@ pub struct Member<'a> {
     pub envelope: &'a Envelope,
     pub hook: &'a Hook,
     pub received_at: i64,
-}
-
-/// What a digest counts. The store computes it with SQL over the group's members; [`tally`]
-/// computes the same from parsed hooks (dry runs, tests).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tally {
-    pub count: usize,
-    /// Members that are not message results (grouped template or unknown hooks).
-    pub non_results: usize,
-    pub first_at: Option<i64>,
-    pub last_at: Option<i64>,
-    /// `(value, count)`, by count descending, ties by value (missing first).
-    pub codes: Vec<(Option<String>, usize)>,
-    pub message_types: Vec<(Option<String>, usize)>,
-    pub senders: Vec<(Option<String>, usize)>,
 }
 
 /// What a member contributes to a [`Tally`]: (result code, message type, sender key), all

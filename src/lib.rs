@@ -15,6 +15,7 @@ pub mod reload;
 pub mod render;
 pub mod route;
 pub mod samples;
+pub mod secret;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -5,11 +5,11 @@
 //! (routes, destinations), kinds and fixed words.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::store::QueueStat;
+use crate::store::{InboxStats, QueueStat};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -34,6 +34,15 @@ pub struct Metrics {
     pub config_info: IntGaugeVec,
     pub destination_healthy: IntGaugeVec,
     pub store_writable: Gauge,
+    /// Hooks quarantined because routing them failed repeatedly.
+    pub quarantined: IntCounter,
+    /// Long-running tasks started again after an unexpected stop.
+    pub task_restarts: IntCounterVec,
+    /// Hooks stored and not yet routed, and the age of the oldest (routing lag).
+    pub inbox_waiting: IntGauge,
+    pub routing_lag: Gauge,
+    /// Stored hooks kept for `reroute`, by state (unrouted, quarantined).
+    pub hooks_kept: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -88,6 +97,25 @@ impl Metrics {
         )
         .expect("valid metric definition");
         r.register(Box::new(unrouted.clone()))
+            .expect("metric registered once");
+        let quarantined = IntCounter::new(
+            "bizrelay_hooks_quarantined_total",
+            "Hooks quarantined because routing them failed repeatedly",
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(quarantined.clone()))
+            .expect("metric registered once");
+        let inbox_waiting =
+            IntGauge::new("bizrelay_inbox_waiting", "Hooks stored and not yet routed")
+                .expect("valid metric definition");
+        r.register(Box::new(inbox_waiting.clone()))
+            .expect("metric registered once");
+        let routing_lag = Gauge::new(
+            "bizrelay_routing_lag_seconds",
+            "Age of the oldest hook waiting to be routed",
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(routing_lag.clone()))
             .expect("metric registered once");
         let store_writable = Gauge::new(
             "bizrelay_store_writable",
@@ -167,6 +195,21 @@ impl Metrics {
                 &["destination"],
             ),
             store_writable,
+            quarantined,
+            task_restarts: counter(
+                &r,
+                "bizrelay_task_restarts_total",
+                "Background tasks started again after an unexpected stop, by task",
+                &["task"],
+            ),
+            inbox_waiting,
+            routing_lag,
+            hooks_kept: int_gauge(
+                &r,
+                "bizrelay_hooks_kept",
+                "Stored hooks kept for `bizrelay reroute`, by state (unrouted, quarantined)",
+                &["state"],
+            ),
             registry: r,
         }
     }
@@ -193,6 +236,22 @@ impl Metrics {
                 .map_or(0.0, |t| ((now_ms - t).max(0)) as f64 / 1000.0);
             self.queue_oldest_age.with_label_values(&[d]).set(age);
         }
+    }
+
+    /// Sets the inbox gauges from fresh figures.
+    pub fn set_inbox_stats(&self, stats: &InboxStats, now_ms: i64) {
+        self.inbox_waiting.set(stats.waiting);
+        self.routing_lag.set(
+            stats
+                .oldest_waiting_at
+                .map_or(0.0, |t| ((now_ms - t).max(0)) as f64 / 1000.0),
+        );
+        self.hooks_kept
+            .with_label_values(&["unrouted"])
+            .set(stats.unrouted);
+        self.hooks_kept
+            .with_label_values(&["quarantined"])
+            .set(stats.quarantined);
     }
 
     /// Creates the labelled series a config implies at zero, so dashboards and alerts see 0

@@ -1,68 +1,56 @@
-//! Pacing per destination: a token bucket. Pure arithmetic on instants given by the caller,
-//! so tests control time.
+//! Pacing per destination: the generic cell rate algorithm (GCRA), a token bucket kept as a
+//! single timestamp so it fits in one shared row that every replica updates under a lock.
+//! Pure arithmetic on the times the caller gives, so tests control time.
 //!
-//! Invariant: over any window of length T, at most `burst + rate × T` messages pass.
+//! Invariant: over any window of length T, at most `burst + rate × T` sends are admitted, and
+//! none before a 429's pause (`blocked_until`) has passed.
 
-use std::time::{Duration, Instant};
+use crate::store::{PaceState, Pacer};
 
-#[derive(Debug, Clone)]
-pub struct Pace {
-    /// Messages per second; `None` is unlimited.
-    rate: Option<f64>,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
+/// A pacer for a destination's settings (`rate` messages per second, `None` unlimited).
+pub fn pacer(rate: Option<f64>, burst: u32) -> Pacer {
+    Pacer {
+        rate: rate.filter(|r| r.is_finite() && *r > 0.0),
+        burst: burst.max(1),
+        admit,
+        pause,
+    }
 }
 
-impl Pace {
-    /// A full bucket.
-    pub fn new(rate: Option<f64>, burst: u32, now: Instant) -> Pace {
-        let burst = f64::from(burst.max(1));
-        Pace {
-            rate,
-            burst,
-            tokens: burst,
-            last: now,
-        }
-    }
+/// Milliseconds between sends at `rate`, rounded up (never faster than asked).
+fn interval_ms(rate: f64) -> i64 {
+    (1000.0 / rate).ceil().max(1.0) as i64
+}
 
-    pub fn settings(&self) -> (Option<f64>, u32) {
-        (self.rate, self.burst as u32)
+/// Admits a send at `now` (returning the row to store) or says when the next send may go.
+pub fn admit(p: &Pacer, state: PaceState, now: i64) -> Result<PaceState, i64> {
+    if now < state.blocked_until {
+        return Err(state.blocked_until);
     }
-
-    fn refill(&mut self, now: Instant) {
-        if let Some(rate) = self.rate {
-            let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-            self.tokens = (self.tokens + elapsed * rate).min(self.burst);
-        }
-        self.last = now;
+    let Some(rate) = p.rate else {
+        return Ok(state);
+    };
+    let t = interval_ms(rate);
+    let tolerance = t * (i64::from(p.burst) - 1);
+    let earliest = state.tat - tolerance;
+    if now < earliest {
+        return Err(earliest);
     }
+    Ok(PaceState {
+        tat: state.tat.max(now) + t,
+        ..state
+    })
+}
 
-    /// How long to wait before the next message may go.
-    pub fn delay(&mut self, now: Instant) -> Duration {
-        let Some(rate) = self.rate else {
-            return Duration::ZERO;
-        };
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64((1.0 - self.tokens) / rate)
-        }
-    }
-
-    /// Spends one token (call after `delay` has passed).
-    pub fn take(&mut self, now: Instant) {
-        if self.rate.is_some() {
-            self.refill(now);
-            self.tokens = (self.tokens - 1.0).max(-self.burst);
-        }
-    }
-
-    /// Spends every token, so nothing goes before the bucket refills (after a 429).
-    pub fn drain(&mut self, now: Instant) {
-        self.refill(now);
-        self.tokens = self.tokens.min(0.0);
+/// The row after a 429: nothing goes before `until`, and the burst is spent, so sending
+/// resumes at the plain rate (a destination that just said "too many" gets no burst).
+pub fn pause(p: &Pacer, state: PaceState, until: i64) -> PaceState {
+    let tolerance = p
+        .rate
+        .map_or(0, |rate| interval_ms(rate) * (i64::from(p.burst) - 1));
+    PaceState {
+        tat: state.tat.max(until + tolerance),
+        blocked_until: state.blocked_until.max(until),
     }
 }
 
@@ -70,16 +58,24 @@ impl Pace {
 mod tests {
     use super::*;
 
-    /// Sends `n` messages as fast as the bucket allows; returns the send times (seconds).
+    /// Sends `n` messages as fast as the pacer allows; returns the send times (seconds).
     fn schedule(rate: f64, burst: u32, n: usize) -> Vec<f64> {
-        let start = Instant::now();
+        let p = pacer(Some(rate), burst);
+        let start = 1_000_000i64;
         let mut now = start;
-        let mut pace = Pace::new(Some(rate), burst, now);
+        let mut state = PaceState::default();
         let mut times = Vec::new();
-        for _ in 0..n {
-            now += pace.delay(now);
-            pace.take(now);
-            times.push(now.duration_since(start).as_secs_f64());
+        while times.len() < n {
+            match admit(&p, state, now) {
+                Ok(next) => {
+                    state = next;
+                    times.push((now - start) as f64 / 1000.0);
+                }
+                Err(at) => {
+                    assert!(at > now, "a wait must move time forward");
+                    now = at;
+                }
+            }
         }
         times
     }
@@ -113,15 +109,27 @@ mod tests {
     }
 
     #[test]
-    fn unlimited_never_waits_and_drain_empties_the_bucket() {
-        let now = Instant::now();
-        let mut free = Pace::new(None, 1, now);
+    fn unlimited_never_waits_but_a_pause_holds_everything() {
+        let free = pacer(None, 1);
+        let mut s = PaceState::default();
         for _ in 0..1000 {
-            assert_eq!(free.delay(now), Duration::ZERO);
-            free.take(now);
+            s = admit(&free, s, 5).unwrap();
         }
-        let mut p = Pace::new(Some(1.0), 5, now);
-        p.drain(now);
-        assert_eq!(p.delay(now), Duration::from_secs(1));
+        let paused = pause(&free, s, 2_000);
+        assert_eq!(admit(&free, paused, 1_999), Err(2_000));
+        assert!(admit(&free, paused, 2_000).is_ok());
+        let p = pacer(Some(1.0), 5);
+        let paused = pause(&p, PaceState::default(), 10_000);
+        assert_eq!(admit(&p, paused, 9_000), Err(10_000));
+        // After the pause the burst is spent: one send, then the plain rate.
+        let s = admit(&p, paused, 10_000).unwrap();
+        assert_eq!(admit(&p, s, 10_000), Err(11_000));
+    }
+
+    #[test]
+    fn a_zero_or_nonsense_rate_is_unlimited() {
+        for r in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(pacer(Some(r), 3).rate.is_none(), "{r}");
+        }
     }
 }

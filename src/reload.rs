@@ -130,6 +130,7 @@ impl Reloader {
                 tracing::info!(trigger, config = %new.origin, hash = %hash, routes = new.routes.len(),
                     destinations = new.config.destinations.len(), "config reloaded");
                 state.metrics.prepare(&new);
+                let before = state.destination_names();
                 state.loaded.store(Arc::new(new));
                 let names = state.destination_names();
                 for gone in state.health.retain(&names) {
@@ -138,7 +139,8 @@ impl Reloader {
                         .destination_healthy
                         .remove_label_values(&[&gone]);
                 }
-                crate::app::dead_letter_orphans(state).await;
+                let removed = before.into_iter().filter(|d| !names.contains(d)).collect();
+                crate::app::dead_letter_removed(state, removed).await;
                 state
                     .metrics
                     .config_reloads

@@ -1,10 +1,14 @@
 //! What the running parts share: the current config (swapped whole on reload), the store,
-//! metrics, destination health and the wake-up signals between stages.
+//! metrics, this replica's identity and clock, destination and store health, task liveness,
+//! and the wake-up signals between stages.
 //!
-//! Invariant: readers take one snapshot of [`Loaded`] per unit of work, so a reload never
-//! mixes two configs inside one dispatch batch or one delivery.
+//! Invariants:
+//! - Readers take one snapshot of [`Loaded`] per unit of work, so a reload never mixes two
+//!   configs inside one dispatch batch or one delivery.
+//! - Time comes from [`Clock`]: the system clock in production, a hand-moved one in tests.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -13,13 +17,58 @@ use tokio::sync::Notify;
 
 use crate::config::Loaded;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Claimant, Store, StoreError};
 
-/// Unix milliseconds now.
+/// Unix milliseconds now, by the system clock.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Where "now" comes from.
+#[derive(Debug, Clone, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    /// Moved by hand (tests): Unix milliseconds.
+    Manual(Arc<AtomicI64>),
+}
+
+impl Clock {
+    pub fn manual(start_ms: i64) -> Clock {
+        Clock::Manual(Arc::new(AtomicI64::new(start_ms)))
+    }
+
+    pub fn now(&self) -> i64 {
+        match self {
+            Clock::System => now_ms(),
+            Clock::Manual(t) => t.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Moves a manual clock forward (no effect on the system clock).
+    pub fn advance(&self, ms: i64) {
+        if let Clock::Manual(t) = self {
+            t.fetch_add(ms, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A name for this process among the replicas sharing a store: host, pid and a random part
+/// (a restarted process is a new replica; its old claims expire or, on SQLite, are released).
+pub fn replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".into());
+    format!(
+        "{host}-{}-{:06x}",
+        std::process::id(),
+        rand::random::<u32>() & 0xff_ffff
+    )
 }
 
 pub struct State {
@@ -27,19 +76,32 @@ pub struct State {
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
     pub health: Health,
+    pub store_health: StoreHealth,
+    pub liveness: Liveness,
+    /// This replica's claims on hooks and digest groups.
+    pub claimant: Claimant,
+    pub clock: Clock,
     /// Rung after an ingest commits: there are hooks to route.
     pub dispatch_wake: Notify,
     wakes: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl State {
-    pub fn new(loaded: Loaded, store: Arc<dyn Store>, metrics: Metrics) -> State {
+    pub fn new(loaded: Loaded, store: Arc<dyn Store>, metrics: Metrics, clock: Clock) -> State {
         metrics.prepare(&loaded);
+        let lease_ms = i64::try_from(loaded.config.store.lease.as_millis()).unwrap_or(i64::MAX);
         State {
             loaded: ArcSwap::from_pointee(loaded),
             store,
             metrics,
             health: Health::default(),
+            store_health: StoreHealth::default(),
+            liveness: Liveness::default(),
+            claimant: Claimant {
+                owner: replica_id(),
+                ttl_ms: lease_ms,
+            },
+            clock,
             dispatch_wake: Notify::new(),
             wakes: Mutex::new(HashMap::new()),
         }
@@ -47,6 +109,10 @@ impl State {
 
     pub fn current(&self) -> Arc<Loaded> {
         self.loaded.load_full()
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     /// The destinations of the current config.
@@ -108,5 +174,131 @@ impl Health {
             .filter(|(_, h)| !h.healthy)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+}
+
+/// Who used the store, for [`StoreHealth`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreUse {
+    Ingest,
+    Dispatch,
+    Deliver,
+    Probe,
+}
+
+impl StoreUse {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreUse::Ingest => "ingest",
+            StoreUse::Dispatch => "dispatch",
+            StoreUse::Deliver => "deliver",
+            StoreUse::Probe => "probe",
+        }
+    }
+}
+
+/// Consecutive failures after which a use of the store counts as failing.
+const FAILING_AFTER: u32 = 3;
+
+/// Whether the store works, judged from every use of it. Each use (the webhook, the
+/// dispatcher, the senders, the readiness probe) keeps its own count of consecutive
+/// failures, so a store that takes writes but fails the dispatcher's reads (damaged pages)
+/// still counts as failing until the dispatcher succeeds again.
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    uses: Mutex<BTreeMap<StoreUse, (u32, String)>>,
+}
+
+impl StoreHealth {
+    pub fn record<T>(&self, used: StoreUse, result: &Result<T, StoreError>) {
+        let mut uses = self.uses.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(_) => {
+                uses.remove(&used);
+            }
+            Err(e) => {
+                let entry = uses.entry(used).or_insert((0, String::new()));
+                // A replaced, deleted or damaged file will not mend itself by retrying.
+                entry.0 = match e {
+                    StoreError::Refused(_) | StoreError::Corrupt(_) => FAILING_AFTER,
+                    _ => entry.0.saturating_add(1),
+                };
+                entry.1 = e.to_string();
+            }
+        }
+    }
+
+    /// The failing uses and their last errors.
+    pub fn failing(&self) -> Vec<(StoreUse, String)> {
+        let uses = self.uses.lock().unwrap_or_else(|e| e.into_inner());
+        uses.iter()
+            .filter(|(_, (n, _))| *n >= FAILING_AFTER)
+            .map(|(u, (_, e))| (*u, e.clone()))
+            .collect()
+    }
+
+    /// Whether new hooks must be refused: any use but the webhook's own is failing (the
+    /// webhook's failures answer 503 by themselves, and refusing up front on them would
+    /// never let it find out the store is back).
+    pub fn refuses_hooks(&self) -> Option<String> {
+        self.failing()
+            .into_iter()
+            .find(|(u, _)| *u != StoreUse::Ingest)
+            .map(|(u, e)| format!("{}: {e}", u.as_str()))
+    }
+}
+
+/// What the long-running tasks report about themselves.
+#[derive(Debug, Default)]
+pub struct Liveness {
+    tasks: Mutex<BTreeMap<String, TaskLife>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct TaskLife {
+    pub running: bool,
+    pub restarts: u64,
+    /// When it last finished a unit of work (a dispatch pass, a post, a wait).
+    pub last_progress: Option<i64>,
+    pub last_failure: Option<String>,
+}
+
+impl Liveness {
+    fn update(&self, task: &str, f: impl FnOnce(&mut TaskLife)) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        f(tasks.entry(task.to_string()).or_default());
+    }
+
+    pub fn started(&self, task: &str) {
+        self.update(task, |t| t.running = true);
+    }
+
+    pub fn progress(&self, task: &str, now: i64) {
+        self.update(task, |t| {
+            t.running = true;
+            t.last_progress = Some(now);
+        });
+    }
+
+    pub fn stopped(&self, task: &str, failure: Option<String>) {
+        self.update(task, |t| {
+            t.running = false;
+            if failure.is_some() {
+                t.restarts += 1;
+                t.last_failure = failure;
+            }
+        });
+    }
+
+    pub fn forget(&self, task: &str) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(task);
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, TaskLife> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

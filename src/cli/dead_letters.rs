@@ -12,7 +12,6 @@ use crate::config::Loaded;
 use crate::context::format_ms;
 use crate::dispatch;
 use crate::state::now_ms;
-use crate::store::sqlite::SqliteStore;
 use crate::store::{DeadLetter, DeadSource, Selection, Store};
 
 fn selection(which: &Which) -> Selection {
@@ -30,24 +29,21 @@ fn time(t: Option<i64>) -> String {
 }
 
 pub async fn run(loaded: &Loaded, cmd: DeadLetterCommand) -> ExitCode {
-    let cfg = &loaded.config.store;
-    let store = match SqliteStore::open(&cfg.path, cfg.sync, cfg.dedup_window) {
+    let store = match super::open_store(loaded).await {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot open the store {}: {e}", cfg.path.display());
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let result = match cmd {
         DeadLetterCommand::List {
             destination,
             format,
-        } => list(&store, destination.as_deref(), format).await,
+        } => list(store.as_ref(), destination.as_deref(), format).await,
         DeadLetterCommand::Replay { which, rerender } => {
-            replay(&store, loaded, &selection(&which), rerender).await
+            replay(store.as_ref(), loaded, &selection(&which), rerender).await
         }
-        DeadLetterCommand::Purge { which } => purge(&store, &which).await,
+        DeadLetterCommand::Purge { which } => purge(store.as_ref(), &which).await,
     };
+    store.close().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -58,7 +54,7 @@ pub async fn run(loaded: &Loaded, cmd: DeadLetterCommand) -> ExitCode {
 }
 
 async fn list(
-    store: &SqliteStore,
+    store: &dyn Store,
     destination: Option<&str>,
     format: OutputFormat,
 ) -> Result<(), crate::store::StoreError> {
@@ -73,7 +69,7 @@ async fn list(
         }
         OutputFormat::Text => {
             if letters.is_empty() {
-                println!("no dead letters");
+                println!("no dead letters in {}", store.describe());
                 return Ok(());
             }
             println!(
@@ -114,14 +110,14 @@ fn as_json(d: &DeadLetter) -> serde_json::Value {
 }
 
 async fn replay(
-    store: &SqliteStore,
+    store: &dyn Store,
     loaded: &Loaded,
     sel: &Selection,
     rerender: bool,
 ) -> Result<(), crate::store::StoreError> {
     let sources = store.dead_sources(sel).await?;
     if sources.is_empty() {
-        println!("no matching dead letters");
+        println!("no matching dead letters in {}", store.describe());
         return Ok(());
     }
     let mut items = Vec::new();
@@ -188,7 +184,7 @@ fn rerendered(loaded: &Loaded, letter: &DeadLetter, source: &DeadSource) -> Opti
     }
 }
 
-async fn purge(store: &SqliteStore, which: &PurgeWhich) -> Result<(), crate::store::StoreError> {
+async fn purge(store: &dyn Store, which: &PurgeWhich) -> Result<(), crate::store::StoreError> {
     let sel = if which.all {
         Selection::All
     } else if let Some(age) = which.older_than {

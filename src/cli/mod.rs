@@ -1,11 +1,13 @@
-//! The command line: `serve` (the default), `check`, `route` (dry run), `dead-letters` and
-//! `send-test`. `--config` is accepted by every subcommand, before or after its own arguments.
+//! The command line: `serve` (the default), `check`, `route` (dry run), `dead-letters`,
+//! `send-test`, `reroute` and `quarantine`. `--config` is accepted by every subcommand,
+//! before or after its own arguments.
 //!
 //! Exit codes: 0 all well; 1 the command ran and found problems (check, a failed send-test);
 //! 2 it could not run (bad config, unreadable input, store unavailable).
 
 mod check;
 mod dead_letters;
+mod reroute;
 mod route;
 mod send_test;
 
@@ -73,6 +75,38 @@ pub enum Command {
         /// Which built-in sample to send.
         #[arg(long, value_enum, default_value = "message_result")]
         kind: SampleKind,
+    },
+    /// Route stored hooks again with the current config (works while the server runs; a
+    /// hook is never sent twice to a destination it already reached).
+    Reroute {
+        #[command(flatten)]
+        which: RerouteWhich,
+    },
+    /// Hooks whose routing failed repeatedly and that are held back.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct RerouteWhich {
+    /// Every hook received within this long (e.g. 2h), whatever came of it.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Every stored hook that matched no route.
+    #[arg(long)]
+    pub all_unrouted: bool,
+    /// Every quarantined hook.
+    #[arg(long)]
+    pub quarantined: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// List quarantined hooks with why routing them failed.
+    List {
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
     },
 }
 
@@ -165,6 +199,17 @@ fn load_config(
     load(&source, env)
 }
 
+/// Opens the store a command works on, beside a running server; prints why not.
+async fn open_store(loaded: &Loaded) -> Result<std::sync::Arc<dyn crate::store::Store>, ExitCode> {
+    let cfg = &loaded.config.store;
+    crate::store::open(cfg, crate::store::Mode::Tool)
+        .await
+        .map_err(|e| {
+            eprintln!("error: cannot open {}: {e}", crate::app::store_name(cfg));
+            ExitCode::from(2)
+        })
+}
+
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -207,6 +252,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::SendTest { destination, kind } => {
             rt.block_on(send_test::run(&loaded, &destination, kind))
         }
+        Command::Reroute { which } => rt.block_on(reroute::run(&loaded, which)),
+        Command::Quarantine(QuarantineCommand::List { format }) => {
+            rt.block_on(reroute::quarantine_list(&loaded, format))
+        }
     }
 }
 
@@ -216,9 +265,8 @@ async fn serve(loaded: Loaded, spec: SourceSpec, env: HashMap<String, String>) -
         tracing::info!("no config file: running the built-in default (console destination)");
     }
     let options = crate::app::Options {
-        source: spec,
-        env,
         watch_files: true,
+        ..crate::app::Options::new(spec, env)
     };
     let app = match crate::app::App::build(loaded, options).await {
         Ok(app) => app,

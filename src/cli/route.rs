@@ -91,6 +91,8 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
                         received_at: now,
                         envelope: post.envelope.clone(),
                         raw: raw.get().to_string(),
+                        sent_to: vec![],
+                        failures: 0,
                     });
                 continue;
             }

@@ -1,9 +1,9 @@
 //! `bizrelay send-test --destination NAME [--kind ...]`: renders a built-in sample with the
-//! destination's built-in template and posts it through the real delivery path (pacing,
-//! classification), printing the answer and what bizrelay would make of it.
+//! destination's built-in template and posts it through the real delivery path (request
+//! building, classification), printing the answer and what bizrelay would make of it. One
+//! message: it does not wait for the destination's pace.
 
 use std::process::ExitCode;
-use std::time::Instant;
 
 use super::SampleKind;
 use crate::bizmessage::HookKind;
@@ -12,7 +12,6 @@ use crate::context::{Meta, hook_context};
 use crate::deliver;
 use crate::destination::{self, Verdict};
 use crate::digest::{self, DigestInput, Member};
-use crate::pace::Pace;
 use crate::samples;
 use crate::state::now_ms;
 
@@ -87,9 +86,6 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let mut pace = Pace::new(dest.rate(), dest.burst(), Instant::now());
-    tokio::time::sleep(pace.delay(Instant::now())).await;
-    pace.take(Instant::now());
     let timeout = dest.timeout.unwrap_or(loaded.config.delivery.timeout);
     let client = match deliver::client() {
         Ok(c) => c,

@@ -22,6 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::destination::DestinationKind;
 use crate::render::Renderer;
 use crate::route::{Route, RouteConfig};
+use crate::secret::Secret;
 
 pub use load::{ConfigSource, DEFAULT_CONFIG, load};
 
@@ -126,7 +127,11 @@ pub enum SyncMode {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    /// The SQLite file (used when `url` is not set).
     pub path: PathBuf,
+    /// `postgres://user@host:port/db` selects PostgreSQL (a secret: it may hold a password).
+    #[serde(deserialize_with = "lenient_opt_secret")]
+    pub url: Option<Secret>,
     pub sync: SyncMode,
     /// A `hookId` seen within this window is not relayed again.
     #[serde(with = "humantime_serde")]
@@ -134,15 +139,32 @@ pub struct StoreConfig {
     /// Delivered deliveries are kept this long (for inspection), then pruned.
     #[serde(with = "humantime_serde")]
     pub keep_delivered: Duration,
+    /// Hooks that matched no route (and quarantined ones) are kept this long for `reroute`.
+    #[serde(with = "humantime_serde")]
+    pub keep_unrouted: Duration,
+    /// A store operation that takes longer fails (the webhook answers 503 instead of hanging).
+    #[serde(with = "humantime_serde")]
+    pub commit_timeout: Duration,
+    /// How long a replica's claim on work (hooks to route, a digest, a delivery in flight on
+    /// top of its timeout) lasts before another replica may take it over.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// PostgreSQL connections per replica.
+    pub pool_size: usize,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: PathBuf::from("data/bizrelay.db"),
+            url: None,
             sync: SyncMode::Full,
             dedup_window: Duration::from_secs(7 * 24 * 3600),
             keep_delivered: Duration::from_secs(24 * 3600),
+            keep_unrouted: Duration::from_secs(7 * 24 * 3600),
+            commit_timeout: Duration::from_secs(5),
+            lease: Duration::from_secs(30),
+            pool_size: 8,
         }
     }
 }
@@ -324,6 +346,11 @@ fn lenient_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
             Item::B(b) => b.to_string(),
         })
         .collect())
+}
+
+/// Like [`lenient_opt_string`], into a [`Secret`].
+fn lenient_opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    Ok(lenient_opt_string(d)?.map(Secret::new))
 }
 
 /// An empty value counts as unset (an empty admin token disables reload over HTTP rather than

@@ -1,11 +1,14 @@
-//! Inbox → routes → outbox: the dispatcher task routes stored hooks as they arrive and flushes
+//! Inbox → routes → outbox: the dispatcher task claims stored hooks, routes them and flushes
 //! digests when their window closes; [`plan`] holds the (pure) decisions.
 //!
 //! Invariants:
-//! - One dispatcher per store. Each batch of hooks is routed with one config snapshot and
-//!   committed in one transaction with the cursor move, so a crash re-routes the whole batch
-//!   or none of it.
+//! - Work is claimed before it is routed, so several dispatchers (replicas) can share a
+//!   store: each claimed batch is routed with one config snapshot and committed in one
+//!   transaction; hooks whose claim was lost in between are left to their new owner.
 //! - A template failure never drops a notification: the plain fallback goes out instead.
+//! - A hook whose routing fails (a panic, a hook that no longer parses) never blocks the
+//!   hooks behind it: the rest of its batch is routed, and after [`QUARANTINE_AFTER`]
+//!   failures it is quarantined (kept, counted, listed by `bizrelay quarantine list`).
 
 mod plan;
 
@@ -16,7 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use plan::*;
 
-use crate::state::{State, now_ms};
+use crate::config::Loaded;
+use crate::digest;
+use crate::state::{State, StoreUse};
+use crate::store::{DispatchBatch, RoutingFailure, StoreError, StoredHook};
 
 /// Hooks routed per transaction.
 const BATCH: usize = 500;
@@ -24,9 +30,15 @@ const BATCH: usize = 500;
 const GROUPS_PER_PASS: usize = 32;
 /// Shortest time between two passes.
 const COALESCE: Duration = Duration::from_millis(20);
-/// Longest sleep without looking at the store (covers work added by another process, such as
-/// `dead-letters replay`, and clock jumps).
+/// Longest sleep without looking at the store (covers work added by another process or
+/// replica, such as `reroute`, and clock jumps).
 const POLL: Duration = Duration::from_secs(1);
+/// Failed routing attempts after which a hook is quarantined.
+pub const QUARANTINE_AFTER: i64 = 3;
+/// How long a hook whose routing failed waits before it is tried again.
+const RETRY_FAILED: i64 = 2_000;
+/// The name this task reports its liveness under.
+pub const TASK: &str = "dispatcher";
 
 fn account(state: &State, report: &Report) {
     for (route, n) in &report.matches {
@@ -50,37 +62,146 @@ fn account(state: &State, report: &Report) {
     }
 }
 
+/// The text of a panic payload.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Routes a batch off the async threads; a panic comes back as its message.
+async fn route_off_thread(
+    loaded: Arc<Loaded>,
+    hooks: Vec<StoredHook>,
+    now: i64,
+) -> Result<(DispatchBatch, Report), String> {
+    tokio::task::spawn_blocking(move || route_hooks(&loaded, &hooks, now))
+        .await
+        .map_err(|e| match e.try_into_panic() {
+            Ok(payload) => panic_text(payload.as_ref()),
+            Err(e) => e.to_string(),
+        })
+}
+
+/// Routes claimed hooks. When the batch as a whole fails, each hook is routed alone, so the
+/// one that fails is found and held back while its neighbours go through.
+async fn route_claimed(
+    state: &State,
+    hooks: Vec<StoredHook>,
+) -> Result<(DispatchBatch, Report), StoreError> {
+    let now = state.now();
+    let loaded = state.current();
+    let (mut batch, mut report) = match route_off_thread(Arc::clone(&loaded), hooks.clone(), now)
+        .await
+    {
+        Ok(done) => done,
+        Err(panic) => {
+            tracing::error!(hooks = hooks.len(), error = %panic, "routing a batch failed; routing its hooks one by one");
+            let mut batch = DispatchBatch::default();
+            let mut report = Report::default();
+            for hook in hooks {
+                let row = hook.row;
+                match route_off_thread(Arc::clone(&loaded), vec![hook], now).await {
+                    Ok((b, r)) => {
+                        batch.hooks.extend(b.hooks);
+                        batch.deliveries.extend(b.deliveries);
+                        batch.members.extend(b.members);
+                        report.absorb(r);
+                    }
+                    Err(panic) => report
+                        .unreadable
+                        .push((row, format!("routing failed: {panic}"))),
+                }
+            }
+            (batch, report)
+        }
+    };
+    if !report.unreadable.is_empty() {
+        hold_back(state, std::mem::take(&mut report.unreadable)).await?;
+    }
+    batch.hooks.sort_by_key(|h| h.row);
+    Ok((batch, report))
+}
+
+/// Records routing failures; quarantines hooks that failed too often.
+async fn hold_back(state: &State, failed: Vec<(i64, String)>) -> Result<(), StoreError> {
+    for (row, reason) in failed {
+        let failure = RoutingFailure {
+            rows: vec![row],
+            reason: crate::text::truncate(&reason, 500),
+            now: state.now(),
+            quarantine_after: QUARANTINE_AFTER,
+            retry_at: state.now() + RETRY_FAILED,
+        };
+        let quarantined = state.store.fail_dispatch(&state.claimant, failure).await?;
+        if quarantined.is_empty() {
+            tracing::warn!(row, reason = %crate::text::truncate(&reason, 300), "routing a hook failed; it will be tried again");
+        } else {
+            state.metrics.quarantined.inc();
+            tracing::error!(row, reason = %crate::text::truncate(&reason, 300),
+                "a hook failed routing repeatedly and is quarantined: `bizrelay quarantine list` shows it, `bizrelay reroute --quarantined` routes it again");
+        }
+    }
+    Ok(())
+}
+
 /// Routes everything waiting and flushes due digests; returns when there is nothing to do.
-async fn pass(state: &Arc<State>) -> Result<(), crate::store::StoreError> {
+async fn pass(state: &Arc<State>) -> Result<(), StoreError> {
     loop {
-        let hooks = state.store.undispatched(BATCH).await?;
-        if hooks.is_empty() {
+        let claimed = state
+            .store
+            .claim_hooks(&state.claimant, state.now(), BATCH)
+            .await?;
+        if claimed.is_empty() {
             break;
         }
-        let loaded = state.current();
-        let (batch, report) =
-            tokio::task::spawn_blocking(move || route_hooks(&loaded, &hooks, now_ms()))
-                .await
-                .map_err(|_| crate::store::StoreError::Closed)?;
-        state.store.commit_dispatch(batch).await?;
+        let (batch, report) = route_claimed(state, claimed).await?;
+        if !batch.hooks.is_empty() {
+            let commit = state
+                .store
+                .commit_dispatch(&state.claimant, batch, &digest::RULES)
+                .await?;
+            if !commit.lost.is_empty() {
+                tracing::warn!(
+                    hooks = commit.lost.len(),
+                    "hooks were taken over by another replica before this one committed their routing; left to it"
+                );
+            }
+        }
         account(state, &report);
+        state.liveness.progress(TASK, state.now());
     }
     loop {
-        let groups = state.store.due_groups(now_ms(), GROUPS_PER_PASS).await?;
+        let groups = state
+            .store
+            .claim_groups(&state.claimant, state.now(), GROUPS_PER_PASS)
+            .await?;
         if groups.is_empty() {
             break;
         }
         for group in groups {
             let loaded = state.current();
+            let now = state.now();
             let (flush, report) =
-                tokio::task::spawn_blocking(move || build_flush(&loaded, &group, now_ms()))
+                tokio::task::spawn_blocking(move || build_flush(&loaded, &group, now))
                     .await
-                    .map_err(|_| crate::store::StoreError::Closed)?;
+                    .map_err(|e| {
+                        StoreError::Unavailable(format!("building a digest failed: {e}"))
+                    })?;
             let (route, count) = (flush.route.clone(), flush.count);
-            state.store.commit_flush(flush).await?;
-            state.metrics.digests.with_label_values(&[&route]).inc();
-            tracing::info!(route = %route, hooks = count, "digest queued");
-            account(state, &report);
+            if state
+                .store
+                .commit_flush(&state.claimant, flush, &digest::RULES)
+                .await?
+            {
+                state.metrics.digests.with_label_values(&[&route]).inc();
+                tracing::info!(route = %route, hooks = count, "digest queued");
+                account(state, &report);
+            } else {
+                tracing::warn!(route = %route, "another replica took this digest over; left to it");
+            }
         }
     }
     Ok(())
@@ -89,6 +210,7 @@ async fn pass(state: &Arc<State>) -> Result<(), crate::store::StoreError> {
 /// Runs until `shutdown`: routes new hooks as they are stored and flushes digests on time.
 pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
     let mut last_pass: Option<tokio::time::Instant> = None;
+    state.liveness.started(TASK);
     while !shutdown.is_cancelled() {
         // Under load every POST rings the bell; gathering for a few milliseconds turns many
         // tiny batches into a few large ones (far less work per hook, invisible in chat).
@@ -99,18 +221,21 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
             }
         }
         last_pass = Some(tokio::time::Instant::now());
-        let failed = match pass(&state).await {
+        let result = pass(&state).await;
+        state.store_health.record(StoreUse::Dispatch, &result);
+        let failed = match result {
             Ok(()) => false,
             Err(e) => {
                 tracing::error!(error = %e, "dispatch failed; retrying");
                 true
             }
         };
+        state.liveness.progress(TASK, state.now());
         let next_flush = state.store.next_flush_at().await.ok().flatten();
         let sleep = match next_flush {
             _ if failed => POLL,
             Some(at) => {
-                Duration::from_millis((at - now_ms()).clamp(0, POLL.as_millis() as i64) as u64)
+                Duration::from_millis((at - state.now()).clamp(0, POLL.as_millis() as i64) as u64)
             }
             None => POLL,
         };

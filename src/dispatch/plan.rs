@@ -14,7 +14,7 @@ use crate::digest::{self, DigestInput, Member, Tally};
 use crate::render::RenderError;
 use crate::route::{Route, route};
 use crate::store::{
-    DispatchBatch, DueGroup, Flush, GroupSettings, NewDelivery, NewMember, StoredHook,
+    DispatchBatch, DueGroup, Flush, GroupSettings, HookOutcome, NewDelivery, NewMember, StoredHook,
 };
 
 /// What routing a batch did, for logs and metrics.
@@ -22,10 +22,25 @@ use crate::store::{
 pub struct Report {
     pub matches: BTreeMap<String, u64>,
     pub unrouted: u64,
-    pub unreadable: u64,
+    /// Stored hooks that no longer parse (only a format change could cause it): they are
+    /// quarantined, never skipped silently.
+    pub unreadable: Vec<(i64, String)>,
     pub fallbacks: Vec<(DestinationKind, String, RenderError)>,
     /// Destinations that got new deliveries (their senders are woken).
     pub touched: BTreeSet<String>,
+}
+
+impl Report {
+    /// Adds another report's counts to this one.
+    pub fn absorb(&mut self, other: Report) {
+        for (route, n) in other.matches {
+            *self.matches.entry(route).or_default() += n;
+        }
+        self.unrouted += other.unrouted;
+        self.unreadable.extend(other.unreadable);
+        self.fallbacks.extend(other.fallbacks);
+        self.touched.extend(other.touched);
+    }
 }
 
 /// A short description of a hook for fallback messages: ids and codes, no personal data.
@@ -138,24 +153,26 @@ pub fn group_settings(r: &Route) -> Option<GroupSettings> {
     })
 }
 
-/// Routes a batch of stored hooks (pure: no I/O).
+/// Routes a batch of stored hooks (pure: no I/O). Every hook gets an outcome except the
+/// unreadable ones, which the report lists for quarantine.
 pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (DispatchBatch, Report) {
-    let mut batch = DispatchBatch {
-        upto: hooks.last().map_or(0, |h| h.row),
-        ..DispatchBatch::default()
-    };
+    let mut batch = DispatchBatch::default();
     let mut report = Report::default();
     for stored in hooks {
         let hook = match parse_hook(&stored.raw) {
             Ok(h) => h,
             Err(e) => {
-                // Validated at ingest; only a format change could get here.
-                tracing::error!(row = stored.row, error = %e, "stored hook is unreadable; skipped");
-                report.unreadable += 1;
+                report.unreadable.push((stored.row, e.to_string()));
                 continue;
             }
         };
         let routes = route(&loaded.routes, &stored.envelope, &hook);
+        // One delivery per (hook, destination), ever: when several matching routes name the
+        // same destination the first of them renders it, and a hook routed again (`reroute`)
+        // skips the destinations it was already given.
+        let prior: BTreeSet<&String> = stored.sent_to.iter().collect();
+        let mut given: BTreeSet<String> = stored.sent_to.iter().cloned().collect();
+        let mut grouped_to: BTreeSet<String> = BTreeSet::new();
         if routes.is_empty() {
             report.unrouted += 1;
             tracing::debug!(
@@ -163,14 +180,17 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
                 kind = hook.kind().as_str(),
                 "hook matched no route"
             );
-            continue;
         }
-        // One delivery per (hook, destination): when several matching routes name the same
-        // destination, the first of them renders it.
-        let mut given: BTreeSet<&str> = BTreeSet::new();
-        for r in routes {
+        for r in &routes {
             *report.matches.entry(r.name.clone()).or_default() += 1;
             if let Some(settings) = group_settings(r) {
+                // Grouped routes count their hooks on their own (two grouped routes to one
+                // destination make two digests, which `check` warns about), but a hook routed
+                // again never joins a digest for destinations it was already given.
+                if r.to.iter().all(|d| prior.contains(d)) {
+                    continue;
+                }
+                grouped_to.extend(r.to.iter().cloned());
                 let spec = r.group.as_ref().expect("group_settings implies a group");
                 let (result_code, message_type, sender_key) = digest::tally_fields(&hook);
                 batch.members.push(NewMember {
@@ -190,7 +210,7 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
                 let Some(dest_cfg) = loaded.config.destinations.get(dest) else {
                     continue; // validation guarantees it exists
                 };
-                if !given.insert(dest.as_str()) {
+                if !given.insert(dest.clone()) {
                     continue;
                 }
                 let (payload, err) = render_hook(
@@ -223,6 +243,12 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
                 });
             }
         }
+        given.extend(grouped_to);
+        batch.hooks.push(HookOutcome {
+            row: stored.row,
+            routed: !routes.is_empty(),
+            sent_to: given.into_iter().collect(),
+        });
     }
     (batch, report)
 }
@@ -325,7 +351,7 @@ pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Repor
         loaded,
         &group.route,
         &group.group_key,
-        group.total_before,
+        group.timing.total,
         &group.tally,
         &group.samples,
     );
@@ -371,7 +397,7 @@ pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Repor
     let flush = Flush {
         route: group.route.clone(),
         group_key: group.group_key.clone(),
-        upto: group.upto,
+        token: group.token,
         count: group.tally.count as i64,
         context: ctx.to_string(),
         deliveries,

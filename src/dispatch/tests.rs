@@ -2,7 +2,7 @@ use super::*;
 use crate::config::Loaded;
 use crate::config::{ConfigSource, load};
 use crate::digest::Tally;
-use crate::store::{DueGroup, GroupSettings, NewDelivery, StoredHook};
+use crate::store::{DueGroup, GroupSettings, GroupTiming, NewDelivery, StoredHook};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -65,6 +65,8 @@ fn stored(fixture: &str, first_row: i64) -> Vec<StoredHook> {
             received_at: 1_000,
             envelope: post.envelope.clone(),
             raw: raw.get().to_string(),
+            sent_to: vec![],
+            failures: 0,
         })
         .collect()
 }
@@ -86,7 +88,13 @@ fn routing_a_batch_renders_immediate_routes_and_groups_the_rest() {
     let mut hooks = stored("template_rejected.json", 1);
     hooks.extend(stored("message_results.json", 2));
     let (batch, report) = route_hooks(&loaded, &hooks, 5_000);
-    assert_eq!(batch.upto, 3);
+    let outcomes: Vec<(i64, bool)> = batch.hooks.iter().map(|h| (h.row, h.routed)).collect();
+    assert_eq!(
+        outcomes,
+        vec![(1, true), (2, false), (3, true)],
+        "every hook gets an outcome, the unrouted success too"
+    );
+    assert_eq!(batch.hooks[2].sent_to, vec!["console", "slack"]);
     // Template hook: one delivery per destination, each valid for its destination.
     let tpl: Vec<&NewDelivery> = batch
         .deliveries
@@ -147,9 +155,14 @@ fn a_due_group_becomes_one_digest_per_destination() {
             interval_ms: 5_000,
             max_items: 2,
         },
-        started_at: 0,
-        total_before: 7,
-        upto: 13,
+        timing: GroupTiming {
+            started_at: 0,
+            total: 7,
+            pending: 4,
+            last_flush_at: None,
+            next_flush_at: Some(2_000),
+        },
+        token: 77,
         tally: Tally {
             count: 4,
             non_results: 1,
@@ -167,8 +180,8 @@ fn a_due_group_becomes_one_digest_per_destination() {
     };
     let (flush, report) = build_flush(&loaded, &group, 9_000);
     assert_eq!(
-        (flush.upto, flush.count),
-        (13, 4),
+        (flush.token, flush.count),
+        (77, 4),
         "the flush covers exactly what was counted"
     );
     assert_eq!(
@@ -243,9 +256,14 @@ fn a_digest_follows_its_route_as_configured_now_and_never_vanishes() {
         route: route.into(),
         group_key: "{}".into(),
         settings: stale.clone(),
-        started_at: 0,
-        total_before: 0,
-        upto: 2,
+        timing: GroupTiming {
+            started_at: 0,
+            total: 0,
+            pending: 1,
+            last_flush_at: None,
+            next_flush_at: Some(2_000),
+        },
+        token: 1,
         tally: tally.clone(),
         samples: members[1..].to_vec(),
     };
@@ -270,4 +288,40 @@ fn a_digest_follows_its_route_as_configured_now_and_never_vanishes() {
             .contains("no longer in the config")
     );
     assert_eq!(flush.count, 1, "the members are still counted once");
+}
+
+#[test]
+fn a_hook_routed_again_skips_the_destinations_it_already_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    with_broken_template(dir.path());
+    let loaded = loaded(CONFIG, dir.path());
+    let mut hooks = stored("template_rejected.json", 1);
+    hooks[0].sent_to = vec!["slack".into()];
+    let (batch, _) = route_hooks(&loaded, &hooks, 5_000);
+    let to: Vec<&str> = batch
+        .deliveries
+        .iter()
+        .map(|d| d.destination.as_str())
+        .collect();
+    assert_eq!(to, vec!["teams"], "slack already has it");
+    assert_eq!(batch.hooks[0].sent_to, vec!["slack", "teams"]);
+    // A failure already digested for slack does not join the group again.
+    let mut failures = stored("message_results.json", 2);
+    failures[1].sent_to = vec!["slack".into()];
+    let (batch, _) = route_hooks(&loaded, &failures[1..], 5_000);
+    assert!(batch.members.is_empty());
+    assert_eq!(batch.deliveries.len(), 1, "the console route still gets it");
+}
+
+#[test]
+fn an_unreadable_stored_hook_is_reported_for_quarantine_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    with_broken_template(dir.path());
+    let loaded = loaded(CONFIG, dir.path());
+    let mut hooks = stored("template_rejected.json", 1);
+    hooks[0].raw = "[not an object]".into();
+    let (batch, report) = route_hooks(&loaded, &hooks, 5_000);
+    assert!(batch.hooks.is_empty());
+    assert_eq!(report.unreadable.len(), 1);
+    assert_eq!(report.unreadable[0].0, 1);
 }

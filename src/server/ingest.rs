@@ -15,7 +15,7 @@ use warp::http::HeaderMap;
 
 use super::ApiError;
 use crate::bizmessage::{parse_hook, parse_post};
-use crate::state::{State, now_ms};
+use crate::state::{State, StoreUse};
 use crate::store::{NewHook, NewPost, NewRejected};
 use crate::verify::{self, SIGNATURE_HEADER};
 
@@ -104,7 +104,7 @@ where
     verify::verify_app_key(post.envelope.app_key.as_deref(), &cfg.ingest.app_keys)
         .map_err(ApiError::Verify)?;
 
-    let received_at = now_ms();
+    let received_at = state.now();
     let mut hooks = Vec::with_capacity(post.hooks.len());
     let mut kinds = Vec::with_capacity(post.hooks.len());
     let mut rejected = Vec::new();
@@ -141,7 +141,13 @@ where
         hooks,
         rejected,
     };
-    let outcome = match state.store.ingest(new_post).await {
+    if let Some(why) = state.store_health.refuses_hooks() {
+        tracing::error!(hooks_id = ?hooks_id, hooks = total, reason = %why, "the store is failing; answering 503 so NHN retries");
+        return Err(ApiError::Store);
+    }
+    let stored = state.store.ingest(new_post).await;
+    state.store_health.record(StoreUse::Ingest, &stored);
+    let outcome = match stored {
         Ok(o) => {
             state.metrics.store_writable.set(1.0);
             o

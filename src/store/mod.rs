@@ -1,32 +1,51 @@
-//! Durable state: the inbox of received hooks (with dedup), digest groups, the outbox of
-//! deliveries, and dead letters. The [`Store`] trait is the seam: routing and rendering never
-//! see SQL, so another engine (PostgreSQL, for several replicas) can be added beside
-//! [`sqlite::SqliteStore`].
+//! Durable state as a multi-consumer work queue: the inbox of received hooks (with dedup),
+//! digest groups, the outbox of deliveries with shared pacing, and dead letters. The [`Store`]
+//! trait is the seam; [`sqlite`] (one machine, the default) and [`postgres`] (several
+//! replicas) implement it, and one conformance suite (`tests/it/conformance.rs`) runs on both.
 //!
 //! Invariants every implementation keeps:
 //! - `ingest` returns only after the accepted hooks are durable; a hook key seen within the
-//!   dedup window is counted as a duplicate and not stored again.
-//! - Hooks are handed to the dispatcher in arrival order, each exactly once: the dispatch of a
-//!   batch (its deliveries, its group memberships and the cursor move) is one transaction.
-//! - A digest flush (digest row, deliveries, removal of exactly the flushed members, group
-//!   counters) is one transaction, so every grouped hook is in exactly one digest.
+//!   dedup window (by any consumer) is counted as a duplicate and not stored again.
+//! - Work is handed out under claims (hooks, digest groups) and leases (deliveries), each
+//!   with an owner and an expiry. Two consumers never hold the same item at once; an expired
+//!   claim is taken over. An outcome is recorded only while its claim is still held, so a
+//!   consumer that lost its claim (it was presumed dead) changes nothing.
+//! - Every claimed hook is routed in one transaction with its deliveries and group
+//!   memberships, or not at all; there is no cursor, so hooks committed out of order are
+//!   never skipped. Each hook gets at most one delivery per destination, ever (`sent_to`),
+//!   also when it is routed again (`reroute`).
+//! - A digest flush (digest row, deliveries, removal of exactly the members marked by its
+//!   claim, group timing) is one transaction, so every grouped hook is in exactly one digest.
+//! - At most one lease per destination is live at a time, and leases are granted only when
+//!   the destination's shared pace row admits a send: all consumers together keep the pace,
+//!   and a 429 seen by one pauses all.
+//! - Domain rules are not the store's: digest timing and pacing are pure functions that
+//!   callers pass in ([`Rules`], [`Pacer`]), applied inside the transaction that reads and
+//!   writes the row (several replicas would otherwise race between the two).
+//! - No engine's error type crosses the trait ([`StoreError`] carries text).
 //! - Rows carry a format version ([`FORMAT_VERSION`]).
 
+mod open;
+pub mod postgres;
 pub mod sqlite;
+mod types;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
-use crate::bizmessage::{Envelope, HookKind};
-use crate::digest::Tally;
+pub use open::{Mode, open};
+pub use types::*;
 
 /// Version written into every hook, delivery and digest row.
 pub const FORMAT_VERSION: i64 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// The engine failed or cannot be reached (the webhook answers 503, work is retried).
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// A commit did not finish within `store.commit_timeout` (a stalled disk or database).
+    #[error("the store did not answer within {0} (stalled disk or database?)")]
+    Timeout(String),
     #[error("cannot create the store folder {path}: {source}")]
     Folder {
         path: String,
@@ -34,268 +53,110 @@ pub enum StoreError {
     },
     #[error("the store was written by a newer bizrelay (schema {found}, this build knows {known})")]
     NewerSchema { found: i64, known: i64 },
+    /// Opening or using the store was refused for a reason the operator must act on; the
+    /// text says what to do.
+    #[error("{0}")]
+    Refused(String),
     #[error("the store is shut down")]
     Closed,
-    #[error("commit failed: {0}")]
-    Commit(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
 }
 
-/// One received POST, parsed, ready to be stored.
-#[derive(Debug, Clone)]
-pub struct NewPost {
-    pub received_at: i64,
-    /// The envelope's `hooksId` (for rejected rows).
-    pub hooks_id: Option<String>,
-    /// The envelope as JSON, stored with each hook.
-    pub envelope_json: String,
-    pub hooks: Vec<NewHook>,
-    pub rejected: Vec<NewRejected>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewHook {
-    /// `h:<hookId>`, or `c:<hash of the hook's JSON>` when it has no id.
-    pub dedup_key: String,
-    /// The hook's JSON exactly as received.
-    pub raw: String,
-}
-
-/// A hook that could not be understood, kept for inspection.
-#[derive(Debug, Clone)]
-pub struct NewRejected {
-    pub position: usize,
-    pub reason: String,
-    pub raw: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct IngestOutcome {
-    pub accepted: usize,
-    pub duplicates: usize,
-    pub rejected: usize,
-    /// Per hook of the POST (in order): true when stored, false when a duplicate.
-    pub fresh: Vec<bool>,
-}
-
-/// A stored hook on its way to routing.
-#[derive(Debug, Clone)]
-pub struct StoredHook {
-    pub row: i64,
-    pub received_at: i64,
-    pub envelope: Envelope,
-    pub raw: String,
-}
-
-/// Work produced by routing one batch of hooks.
-#[derive(Debug, Clone, Default)]
-pub struct DispatchBatch {
-    /// The last hook row this batch covers; the cursor moves here.
-    pub upto: i64,
-    pub deliveries: Vec<NewDelivery>,
-    pub members: Vec<NewMember>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewDelivery {
-    pub destination: String,
-    pub route: String,
-    pub template: String,
-    /// The hook row for single-hook deliveries (digests have none).
-    pub hook_row: Option<i64>,
-    pub hook_id: Option<String>,
-    pub payload: String,
-    pub created_at: i64,
-    /// When the (first) hook behind it arrived, for the latency metric.
-    pub received_at: i64,
-    /// Set when the delivery cannot be attempted at all (its destination is gone): it is
-    /// stored straight into the dead-letter list with this reason.
-    pub dead: Option<String>,
-}
-
-/// A hook joining a digest group, with what the digest will count of it.
-#[derive(Debug, Clone)]
-pub struct NewMember {
-    pub route: String,
-    pub group_key: String,
-    pub hook_row: i64,
-    /// When the hook arrived (groups time from it).
-    pub joined_at: i64,
-    pub kind: HookKind,
-    pub result_code: Option<String>,
-    pub message_type: Option<String>,
-    pub sender_key: Option<String>,
-    pub settings: GroupSettings,
-}
-
-/// A grouped route's settings, stored with the group so a digest can still be sent after the
-/// route is edited away by a reload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupSettings {
-    pub to: Vec<String>,
-    pub template: String,
-    pub wait_ms: i64,
-    pub interval_ms: i64,
-    pub max_items: usize,
-}
-
-/// A group whose digest is due: what it counts and its first members as samples. Memory is
-/// bounded by `max_items`, whatever the group's size.
-#[derive(Debug, Clone)]
-pub struct DueGroup {
-    pub route: String,
-    pub group_key: String,
-    pub settings: GroupSettings,
-    pub started_at: i64,
-    /// Hooks already sent in earlier digests of this group.
-    pub total_before: i64,
-    /// The digest covers exactly the members with `hook_row <= upto`.
-    pub upto: i64,
-    pub tally: Tally,
-    pub samples: Vec<StoredHook>,
-}
-
-/// One digest, ready to commit.
-#[derive(Debug, Clone)]
-pub struct Flush {
-    pub route: String,
-    pub group_key: String,
-    /// The digest covers the members with `hook_row <= upto`...
-    pub upto: i64,
-    /// ...which must be exactly this many, or the flush is refused.
-    pub count: i64,
-    /// The digest's template context, kept so a dead letter can be re-rendered.
-    pub context: String,
-    pub deliveries: Vec<NewDelivery>,
-    pub now: i64,
-}
-
-/// Timing of a digest group (see `digest::on_join`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GroupTiming {
-    pub started_at: i64,
-    pub total: i64,
-    pub pending: i64,
-    pub last_flush_at: Option<i64>,
-    pub next_flush_at: Option<i64>,
-}
-
-/// A delivery waiting to be posted.
+/// Who claims work, and for how long a claim lasts before another consumer may take it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    pub id: i64,
-    pub destination: String,
-    pub route: String,
-    pub hook_id: Option<String>,
-    pub payload: String,
-    pub attempts: i64,
-    pub created_at: i64,
-    pub received_at: i64,
-}
-
-/// What one attempt to post came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attempt {
-    Delivered {
-        status: u16,
-        at: i64,
-    },
-    Retry {
-        status: Option<u16>,
-        error: String,
-        at: i64,
-        next_at: i64,
-    },
-    Dead {
-        status: Option<u16>,
-        reason: String,
-        at: i64,
-    },
-}
-
-/// A delivery that will not be retried by itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeadLetter {
-    pub id: i64,
-    pub destination: String,
-    pub route: String,
-    pub template: String,
-    pub hook_id: Option<String>,
-    pub attempts: i64,
-    pub created_at: i64,
-    pub first_attempt_at: Option<i64>,
-    pub last_attempt_at: Option<i64>,
-    pub last_status: Option<i64>,
-    pub reason: String,
-}
-
-/// What a dead letter was rendered from, for `replay --rerender`.
-#[derive(Debug, Clone)]
-pub enum DeadSource {
-    Hook { hook: StoredHook },
-    Digest { context: String },
-    Gone,
-}
-
-/// Which dead letters a command acts on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selection {
-    Ids(Vec<i64>),
-    Destination(String),
-    OlderThan(i64),
-    All,
-}
-
-/// Per-destination queue figures for metrics and readiness.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct QueueStat {
-    pub destination: String,
-    pub pending: i64,
-    pub oldest_pending_at: Option<i64>,
-    pub dead: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PruneStats {
-    pub seen: usize,
-    pub hooks: usize,
-    pub deliveries: usize,
-    pub rejected: usize,
+pub struct Claimant {
+    /// This replica's id (unique per running process).
+    pub owner: String,
+    pub ttl_ms: i64,
 }
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// What this store is, for operators: the file, or the database without its password.
+    fn describe(&self) -> String;
+
+    // --- Inbox ---
+
     /// Stores a POST's hooks durably; returns after the commit.
     async fn ingest(&self, post: NewPost) -> Result<IngestOutcome, StoreError>;
+    /// Claims up to `limit` hooks waiting to be routed (unclaimed, claimed by `who` or whose
+    /// claim expired), oldest first.
+    async fn claim_hooks(
+        &self,
+        who: &Claimant,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredHook>, StoreError>;
+    /// Records the routing of claimed hooks atomically. Hooks no longer claimed by `who` are
+    /// left out whole (with their deliveries and memberships) and reported as `lost`.
+    async fn commit_dispatch(
+        &self,
+        who: &Claimant,
+        batch: DispatchBatch,
+        rules: &Rules,
+    ) -> Result<DispatchCommit, StoreError>;
+    /// Records that routing these claimed hooks failed; a hook that failed `quarantine_after`
+    /// times is quarantined (kept, not routed again until `reroute`). Returns the quarantined.
+    async fn fail_dispatch(
+        &self,
+        who: &Claimant,
+        failure: RoutingFailure,
+    ) -> Result<Vec<i64>, StoreError>;
+    /// Puts stored hooks back in the inbox to be routed with the current config.
+    async fn reroute(&self, which: Reroute, now: i64) -> Result<usize, StoreError>;
+    /// Stored hooks in a state, newest first (for `quarantine list`, `reroute --dry-run`).
+    async fn hooks_in(&self, state: HookState, limit: usize)
+    -> Result<Vec<ListedHook>, StoreError>;
+    async fn inbox_stats(&self) -> Result<InboxStats, StoreError>;
+    /// Hooks that could not be understood, newest first.
+    async fn rejected(&self, selection: &Selection) -> Result<Vec<RejectedHook>, StoreError>;
+    async fn purge_rejected(&self, selection: &Selection) -> Result<usize, StoreError>;
 
-    /// Hooks not yet dispatched, oldest first.
-    async fn undispatched(&self, limit: usize) -> Result<Vec<StoredHook>, StoreError>;
-    /// Records the routing of a batch atomically and moves the dispatch cursor.
-    async fn commit_dispatch(&self, batch: DispatchBatch) -> Result<(), StoreError>;
+    // --- Digest groups ---
 
-    /// Groups whose digest is due at `now`, with their members.
-    async fn due_groups(&self, now: i64, limit: usize) -> Result<Vec<DueGroup>, StoreError>;
+    /// Claims due groups and marks their current members as this digest's.
+    async fn claim_groups(
+        &self,
+        who: &Claimant,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueGroup>, StoreError>;
+    /// Commits a digest of a claimed group; false when the claim was lost (nothing written).
+    async fn commit_flush(
+        &self,
+        who: &Claimant,
+        flush: Flush,
+        rules: &Rules,
+    ) -> Result<bool, StoreError>;
     /// When the next digest falls due, if any group has members.
     async fn next_flush_at(&self) -> Result<Option<i64>, StoreError>;
-    async fn commit_flush(&self, flush: Flush) -> Result<(), StoreError>;
-    /// Open groups of a route (for `bizrelay route`, metrics).
+    /// A group's timing (for `bizrelay route`, metrics).
     async fn group_timing(
         &self,
         route: &str,
         group_key: &str,
     ) -> Result<Option<GroupTiming>, StoreError>;
 
-    /// Pending deliveries of a destination due at `now`, in arrival order.
-    async fn due_deliveries(
+    // --- Outbox ---
+
+    /// Leases the destination's oldest due delivery, if the destination has no live lease
+    /// and its pace admits a send now (see [`LeaseOutcome`]).
+    async fn lease_delivery(
         &self,
         destination: &str,
+        who: &Claimant,
         now: i64,
-        limit: usize,
-    ) -> Result<Vec<Delivery>, StoreError>;
-    /// When the destination's next pending delivery falls due.
-    async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError>;
-    async fn record_attempt(&self, id: i64, attempt: Attempt) -> Result<(), StoreError>;
+        pacer: &Pacer,
+    ) -> Result<LeaseOutcome, StoreError>;
+    /// Records what a leased delivery's attempt came to, and with a [`Pause`] (a 429) holds
+    /// the whole destination for every consumer. False when the lease was lost.
+    async fn record_attempt(
+        &self,
+        lease: &Lease,
+        attempt: Attempt,
+        pause: Option<Pause>,
+    ) -> Result<bool, StoreError>;
 
     async fn dead_letters(&self, destination: Option<&str>) -> Result<Vec<DeadLetter>, StoreError>;
     /// The dead letters a selection names, with what they were rendered from.
@@ -312,16 +173,24 @@ pub trait Store: Send + Sync + 'static {
     async fn purge(&self, selection: &Selection) -> Result<usize, StoreError>;
 
     async fn queue_stats(&self) -> Result<Vec<QueueStat>, StoreError>;
-    /// Dead-letters the pending deliveries of destinations not in `known` (removed from the
-    /// config), so nothing waits forever unseen; returns how many.
-    async fn dead_letter_orphans(&self, known: Vec<String>, now: i64) -> Result<usize, StoreError>;
-    /// Deletes dedup keys older than `seen_before` and delivered rows older than
-    /// `delivered_before`, and what nothing references any more.
-    async fn prune(
+    /// Dead-letters the waiting deliveries of these destinations (removed from the config),
+    /// so nothing waits forever unseen; returns how many.
+    async fn dead_letter_destinations(
         &self,
-        seen_before: i64,
-        delivered_before: i64,
-    ) -> Result<PruneStats, StoreError>;
-    /// A write round trip: proves the store is writable.
+        destinations: Vec<String>,
+        now: i64,
+    ) -> Result<usize, StoreError>;
+    /// Destinations that have waiting deliveries.
+    async fn queued_destinations(&self) -> Result<Vec<String>, StoreError>;
+
+    // --- Maintenance ---
+
+    /// Deletes what is past its keep time and nothing references; one bounded chunk per call.
+    async fn prune(&self, before: PruneBefore) -> Result<PruneStats, StoreError>;
+    /// A write round trip, and for a file store a check that the path still names the file
+    /// being written.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Finishes pending writes, releases what the store holds (connections, locks) and, for
+    /// SQLite, checkpoints the WAL into the database file. Later calls fail with `Closed`.
+    async fn close(&self);
 }

@@ -273,11 +273,7 @@ impl TestApp {
         .unwrap_or_else(|e| panic!("{e:?}"));
         let app = App::build(
             loaded,
-            Options {
-                source: SourceSpec::File(config_path.clone()),
-                env,
-                watch_files: false,
-            },
+            Options::new(SourceSpec::File(config_path.clone()), env),
         )
         .await
         .unwrap();
@@ -473,4 +469,66 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The PostgreSQL server the tests use, from `BIZRELAY_TEST_POSTGRES` (default
+/// `postgres://postgres@127.0.0.1:5432/postgres`: the machine's own cluster, trust auth).
+pub fn postgres_admin_url() -> String {
+    std::env::var("BIZRELAY_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh, empty database for one test; returns its URL. Databases left by earlier test
+/// runs (whose process is gone) are dropped on the way. Fails loudly, saying how to provide a
+/// server, when PostgreSQL cannot be reached: a PostgreSQL test never skips.
+pub async fn postgres_database() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    let admin = postgres_admin_url();
+    let (client, conn) = match tokio_postgres::connect(&admin, tokio_postgres::NoTls).await {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "this test needs PostgreSQL, which is not reachable at {admin}: {e}. Start the \
+             machine's cluster (`pg_ctlcluster 15 main start`, or run .ci/run, which starts \
+             one), or set BIZRELAY_TEST_POSTGRES to a server where this user may create databases"
+        ),
+    };
+    tokio::spawn(conn);
+    let mut sweep = false;
+    SWEPT.call_once(|| sweep = true);
+    if sweep {
+        let rows = client
+            .query(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'bizrelay_t_%'",
+                &[],
+            )
+            .await
+            .unwrap();
+        for r in rows {
+            let name: String = r.get(0);
+            let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+            let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+            if !alive {
+                let _ = client
+                    .execute(
+                        &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                        &[],
+                    )
+                    .await;
+            }
+        }
+    }
+    let name = format!(
+        "bizrelay_t_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    client
+        .execute(&format!("CREATE DATABASE \"{name}\""), &[])
+        .await
+        .unwrap_or_else(|e| panic!("cannot create the test database {name} at {admin}: {e}"));
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
 }

@@ -190,6 +190,8 @@ fn relay(loaded: &Loaded, body: &[u8]) {
             received_at: 1_795_830_000_000,
             envelope: post.envelope.clone(),
             raw: raw.get().to_string(),
+            sent_to: vec![],
+            failures: 0,
         })
         .collect();
     let (batch, report) = route_hooks(loaded, &stored, 1_795_830_000_000);

@@ -232,9 +232,8 @@ async fn editing_a_template_file_reloads_by_itself() {
     let app = App::build(
         loaded,
         Options {
-            source: SourceSpec::File(path.clone()),
-            env: HashMap::new(),
             watch_files: true,
+            ..Options::new(SourceSpec::File(path.clone()), HashMap::new())
         },
     )
     .await

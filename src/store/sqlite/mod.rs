@@ -5,8 +5,17 @@
 //! means durable (per `store.sync`). Jobs normally share the transaction plainly; if one
 //! fails, the transaction is rolled back and the batch is run again with a savepoint per job,
 //! so one failing job never undoes its neighbours (and the common case pays no savepoints).
-//! Reads use a separate connection, which WAL lets run beside the writer.
+//! Reads use separate connections, which WAL lets run beside the writer.
+//!
+//! Invariants:
+//! - A caller waits at most `store.commit_timeout`; a stalled disk gives `Timeout` (the
+//!   webhook answers 503), and the job still commits when the disk comes back.
+//! - Before every commit the writer checks that the path still names the file it writes: a
+//!   deleted or replaced store file fails the batch, so nothing is acknowledged into it.
+//! - `serve` holds the one-server lock (see [`file`]) until `close`, which also checkpoints the
+//!   WAL into the database file, so the `.db` file alone is a complete copy after a clean stop.
 
+mod file;
 mod sql;
 
 use std::path::{Path, PathBuf};
@@ -18,15 +27,29 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
-use crate::config::SyncMode;
+use crate::config::{StoreConfig, SyncMode};
 
 /// Highest schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 /// Jobs gathered into one transaction at most.
 const MAX_BATCH: usize = 1024;
 /// How long a statement waits for another process's lock before failing (then the webhook
 /// answers 503 and NHN can retry).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Read connections beside the writer.
+const READERS: usize = 2;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                StoreError::Corrupt(e.to_string())
+            }
+            _ => StoreError::Unavailable(e.to_string()),
+        }
+    }
+}
 
 /// A unit of work for the writer thread.
 trait Job: Send {
@@ -59,37 +82,75 @@ where
         let result = match (commit, self.result) {
             (Ok(()), Some(r)) => r,
             (Ok(()), None) => Err(StoreError::Closed),
-            (Err(e), _) => Err(StoreError::Commit(e)),
+            (Err(e), _) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
         };
-        // The caller may have gone away (request cancelled); nothing to do then.
+        // The caller may have gone away (request cancelled, deadline passed): nothing to do.
         let _ = self.reply.send(result);
+    }
+}
+
+/// What the writer thread needs to know about the file.
+struct Target {
+    path: PathBuf,
+    identity: Option<file::Identity>,
+}
+
+struct Inner {
+    jobs: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Vec<Arc<Mutex<Option<Connection>>>>,
+    next_reader: std::sync::atomic::AtomicUsize,
+    path: PathBuf,
+    identity: Option<file::Identity>,
+    dedup_window_ms: i64,
+    commit_timeout: Duration,
+    /// Declared last: released after the connections above are closed.
+    lock: Mutex<Option<file::ServeLock>>,
+}
+
+impl Inner {
+    /// Stops the writer (after the jobs already queued), closes the readers, then releases
+    /// the lock. Idempotent.
+    fn shut(&self) {
+        let sender = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(sender);
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
+        for r in &self.readers {
+            r.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shut();
     }
 }
 
 /// The SQLite implementation of [`Store`].
 #[derive(Clone)]
 pub struct SqliteStore {
-    jobs: mpsc::Sender<Box<dyn Job>>,
-    reader: Arc<Mutex<Connection>>,
-    path: PathBuf,
-    dedup_window_ms: i64,
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
-            .field("path", &self.path)
+            .field("path", &self.inner.path)
             .finish()
     }
 }
 
-fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+fn open_connection(path: &Path, sync: SyncMode, create: bool) -> Result<Connection, StoreError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(
@@ -104,37 +165,108 @@ fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection, StoreError
     Ok(conn)
 }
 
+/// Refuses a file whose pages are damaged, saying what to do (a damaged store must not be
+/// served as healthy: it would accept hooks it cannot route).
+fn integrity_check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let refuse = |problem: String| {
+        StoreError::Refused(format!(
+            "the store {} is damaged ({problem}). Stop here and keep a copy of the file and its \
+             -wal/-shm files; restore from a backup, or salvage what is readable with \
+             `sqlite3 {} .recover > salvage.sql` (see docs/operations.md)",
+            path.display(),
+            path.display()
+        ))
+    };
+    let first: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| refuse(e.to_string()))?;
+    if first != "ok" {
+        return Err(refuse(crate::text::truncate(&first, 200)));
+    }
+    Ok(())
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the store at `path`, with its folder.
-    pub fn open(
-        path: &Path,
-        sync: SyncMode,
-        dedup_window: Duration,
-    ) -> Result<SqliteStore, StoreError> {
+    /// Opens the store at `cfg.path`: in `Serve` mode creating it (and its folder) if needed,
+    /// locking it and checking it; in `Tool` mode an existing store only.
+    pub fn open(cfg: &StoreConfig, mode: Mode) -> Result<SqliteStore, StoreError> {
+        let path = cfg.path.as_path();
+        let serve = mode == Mode::Serve;
+        if !serve && !path.exists() {
+            return Err(StoreError::Refused(format!(
+                "there is no store at {} (is this the config the server runs with? run the \
+                 command from the server's folder or pass --config)",
+                path.display()
+            )));
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
                 path: dir.display().to_string(),
                 source,
             })?;
         }
-        let writer = open_connection(path, sync)?;
-        sql::init_schema(&writer)?;
-        let reader = open_connection(path, sync)?;
+        let lock = if serve {
+            file::refuse_truncated(path)?;
+            Some(file::ServeLock::take(path)?)
+        } else {
+            None
+        };
+        let writer = open_connection(path, cfg.sync, serve)?;
+        if serve {
+            integrity_check(&writer, path)?;
+        }
+        match sql::stored_version(&writer)? {
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::NewerSchema {
+                    found: v,
+                    known: SCHEMA_VERSION,
+                });
+            }
+            _ => sql::init_schema(&writer)?,
+        }
+        if serve {
+            sql::release_claims(&writer)?;
+        }
+        let mut readers = Vec::new();
+        for _ in 0..READERS {
+            readers.push(Arc::new(Mutex::new(Some(open_connection(
+                path, cfg.sync, false,
+            )?))));
+        }
+        let identity = lock
+            .as_ref()
+            .map(file::ServeLock::identity)
+            .or_else(|| file::identity(path));
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>(4096);
-        std::thread::Builder::new()
-            .name("bizrelay-store".into())
-            .spawn(move || writer_loop(writer, rx))
-            .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
-        Ok(SqliteStore {
-            jobs: tx,
-            reader: Arc::new(Mutex::new(reader)),
+        let target = Target {
             path: path.to_path_buf(),
-            dedup_window_ms: i64::try_from(dedup_window.as_millis()).unwrap_or(i64::MAX),
+            identity: lock.as_ref().map(file::ServeLock::identity),
+        };
+        let writer = std::thread::Builder::new()
+            .name("bizrelay-store".into())
+            .spawn(move || writer_loop(writer, rx, target))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                jobs: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(writer)),
+                readers,
+                next_reader: std::sync::atomic::AtomicUsize::new(0),
+                path: path.to_path_buf(),
+                identity,
+                dedup_window_ms: i64::try_from(cfg.dedup_window.as_millis()).unwrap_or(i64::MAX),
+                commit_timeout: cfg.commit_timeout,
+                lock: Mutex::new(lock),
+            }),
         })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
+    }
+
+    fn deadline(&self) -> StoreError {
+        StoreError::Timeout(humantime::format_duration(self.inner.commit_timeout).to_string())
     }
 
     async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -148,11 +280,23 @@ impl SqliteStore {
             result: None,
             reply,
         };
-        self.jobs
-            .send(Box::new(job))
+        let sender = self
+            .inner
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        let queued_and_done = async move {
+            sender
+                .send(Box::new(job))
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        };
+        tokio::time::timeout(self.inner.commit_timeout, queued_and_done)
             .await
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+            .map_err(|_| self.deadline())?
     }
 
     async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -160,17 +304,28 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let reader = Arc::clone(&self.reader);
-        tokio::task::spawn_blocking(move || {
+        let i = self
+            .inner
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % self.inner.readers.len();
+        let reader = Arc::clone(&self.inner.readers[i]);
+        let task = tokio::task::spawn_blocking(move || {
             let conn = reader.lock().map_err(|_| StoreError::Closed)?;
-            work(&conn)
-        })
-        .await
-        .map_err(|_| StoreError::Closed)?
+            match conn.as_ref() {
+                Some(c) => work(c),
+                None => Err(StoreError::Closed),
+            }
+        });
+        match tokio::time::timeout(self.inner.commit_timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(StoreError::Unavailable(format!("a store read failed: {e}"))),
+            Err(_) => Err(self.deadline()),
+        }
     }
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, target: Target) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -179,19 +334,35 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        let commit = run_batch(&mut conn, &mut batch);
+        let commit = run_batch(&mut conn, &mut batch, &target);
         for job in batch {
             job.finish(commit.clone());
         }
     }
+    // Every sender is gone: a clean close. Fold the WAL into the database file so the file
+    // alone is a complete copy (a backup of just the .db misses nothing).
+    if target.identity.is_some()
+        && let Err(e) = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")
+    {
+        tracing::warn!(error = %e, "could not checkpoint the store's WAL at shutdown");
+    }
 }
 
-fn run_batch(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
+fn run_batch(
+    conn: &mut Connection,
+    batch: &mut [Box<dyn Job>],
+    target: &Target,
+) -> Result<(), String> {
     let immediate = rusqlite::TransactionBehavior::Immediate;
+    let check_file = || match target.identity {
+        Some(id) => file::still_names(&target.path, id).map_err(|e| e.to_string()),
+        None => Ok(()),
+    };
     let tx = conn
         .transaction_with_behavior(immediate)
         .map_err(|e| e.to_string())?;
     if batch.iter_mut().all(|job| job.apply(&tx)) {
+        check_file()?;
         return tx.commit().map_err(|e| e.to_string());
     }
     // A job failed: undo everything and run the batch again, each job in a savepoint.
@@ -206,35 +377,105 @@ fn run_batch(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> Result<(), St
         }
         // Dropping an uncommitted savepoint rolls back just this job.
     }
+    check_file()?;
     tx.commit().map_err(|e| e.to_string())
 }
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        format!("the SQLite store {}", self.inner.path.display())
+    }
+
     async fn ingest(&self, post: NewPost) -> Result<IngestOutcome, StoreError> {
-        let window = self.dedup_window_ms;
+        let window = self.inner.dedup_window_ms;
         self.write(move |c| sql::ingest(c, &post, post.received_at - window))
             .await
     }
 
-    async fn undispatched(&self, limit: usize) -> Result<Vec<StoredHook>, StoreError> {
-        self.read(move |c| sql::undispatched(c, limit)).await
+    async fn claim_hooks(
+        &self,
+        who: &Claimant,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredHook>, StoreError> {
+        let who = who.clone();
+        self.write(move |c| sql::claim_hooks(c, &who, now, limit))
+            .await
     }
 
-    async fn commit_dispatch(&self, batch: DispatchBatch) -> Result<(), StoreError> {
-        self.write(move |c| sql::commit_dispatch(c, &batch)).await
+    async fn commit_dispatch(
+        &self,
+        who: &Claimant,
+        batch: DispatchBatch,
+        rules: &Rules,
+    ) -> Result<DispatchCommit, StoreError> {
+        let (who, rules) = (who.clone(), *rules);
+        self.write(move |c| sql::commit_dispatch(c, &who, &batch, &rules))
+            .await
     }
 
-    async fn due_groups(&self, now: i64, limit: usize) -> Result<Vec<DueGroup>, StoreError> {
-        self.read(move |c| sql::due_groups(c, now, limit)).await
+    async fn fail_dispatch(
+        &self,
+        who: &Claimant,
+        failure: RoutingFailure,
+    ) -> Result<Vec<i64>, StoreError> {
+        let who = who.clone();
+        self.write(move |c| sql::fail_dispatch(c, &who, &failure))
+            .await
+    }
+
+    async fn reroute(&self, which: Reroute, _now: i64) -> Result<usize, StoreError> {
+        self.write(move |c| sql::reroute(c, &which)).await
+    }
+
+    async fn hooks_in(
+        &self,
+        state: HookState,
+        limit: usize,
+    ) -> Result<Vec<ListedHook>, StoreError> {
+        self.read(move |c| sql::hooks_in(c, state, limit)).await
+    }
+
+    async fn inbox_stats(&self) -> Result<InboxStats, StoreError> {
+        self.read(sql::inbox_stats).await
+    }
+
+    async fn rejected(&self, selection: &Selection) -> Result<Vec<RejectedHook>, StoreError> {
+        let selection = selection.clone();
+        self.read(move |c| sql::rejected(c, &selection)).await
+    }
+
+    async fn purge_rejected(&self, selection: &Selection) -> Result<usize, StoreError> {
+        let selection = selection.clone();
+        self.write(move |c| sql::purge_rejected(c, &selection))
+            .await
+    }
+
+    async fn claim_groups(
+        &self,
+        who: &Claimant,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueGroup>, StoreError> {
+        let who = who.clone();
+        self.write(move |c| sql::claim_groups(c, &who, now, limit))
+            .await
+    }
+
+    async fn commit_flush(
+        &self,
+        who: &Claimant,
+        flush: Flush,
+        rules: &Rules,
+    ) -> Result<bool, StoreError> {
+        let (who, rules) = (who.clone(), *rules);
+        self.write(move |c| sql::commit_flush(c, &who, &flush, &rules))
+            .await
     }
 
     async fn next_flush_at(&self) -> Result<Option<i64>, StoreError> {
         self.read(sql::next_flush_at).await
-    }
-
-    async fn commit_flush(&self, flush: Flush) -> Result<(), StoreError> {
-        self.write(move |c| sql::commit_flush(c, &flush)).await
     }
 
     async fn group_timing(
@@ -246,24 +487,26 @@ impl Store for SqliteStore {
         self.read(move |c| sql::group_timing(c, &route, &key)).await
     }
 
-    async fn due_deliveries(
+    async fn lease_delivery(
         &self,
         destination: &str,
+        who: &Claimant,
         now: i64,
-        limit: usize,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        let destination = destination.to_string();
-        self.read(move |c| sql::due_deliveries(c, &destination, now, limit))
+        pacer: &Pacer,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let (destination, who, pacer) = (destination.to_string(), who.clone(), *pacer);
+        self.write(move |c| sql::lease_delivery(c, &destination, &who, now, &pacer))
             .await
     }
 
-    async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError> {
-        let destination = destination.to_string();
-        self.read(move |c| sql::next_due_at(c, &destination)).await
-    }
-
-    async fn record_attempt(&self, id: i64, attempt: Attempt) -> Result<(), StoreError> {
-        self.write(move |c| sql::record_attempt(c, id, &attempt))
+    async fn record_attempt(
+        &self,
+        lease: &Lease,
+        attempt: Attempt,
+        pause: Option<Pause>,
+    ) -> Result<bool, StoreError> {
+        let lease = lease.clone();
+        self.write(move |c| sql::record_attempt(c, &lease, &attempt, pause.as_ref()))
             .await
     }
 
@@ -294,26 +537,37 @@ impl Store for SqliteStore {
         self.write(move |c| sql::purge(c, &selection)).await
     }
 
-    async fn dead_letter_orphans(&self, known: Vec<String>, now: i64) -> Result<usize, StoreError> {
-        self.write(move |c| sql::dead_letter_orphans(c, &known, now))
-            .await
-    }
-
     async fn queue_stats(&self) -> Result<Vec<QueueStat>, StoreError> {
         self.read(sql::queue_stats).await
     }
 
-    async fn prune(
+    async fn dead_letter_destinations(
         &self,
-        seen_before: i64,
-        delivered_before: i64,
-    ) -> Result<PruneStats, StoreError> {
-        self.write(move |c| sql::prune(c, seen_before, delivered_before))
+        destinations: Vec<String>,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        self.write(move |c| sql::dead_letter_destinations(c, &destinations, now))
             .await
     }
 
+    async fn queued_destinations(&self) -> Result<Vec<String>, StoreError> {
+        self.read(sql::queued_destinations).await
+    }
+
+    async fn prune(&self, before: PruneBefore) -> Result<PruneStats, StoreError> {
+        self.write(move |c| sql::prune(c, before)).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
+        if let Some(id) = self.inner.identity {
+            file::still_names(&self.inner.path, id)?;
+        }
         self.write(sql::ping).await
+    }
+
+    async fn close(&self) {
+        let inner = Arc::clone(&self.inner);
+        let _ = tokio::task::spawn_blocking(move || inner.shut()).await;
     }
 }
 

@@ -1,4 +1,4 @@
--- bizrelay store, schema 1. Times are Unix milliseconds. Rows carry a format version `v`
+-- bizrelay store, schema 2. Times are Unix milliseconds. Rows carry a format version `v`
 -- (the dedup keys in `seen` are bare keys and need none). Inspect with:
 --   sqlite3 data/bizrelay.db 'select id, destination, state, attempts, reason from deliveries'
 CREATE TABLE IF NOT EXISTS meta (
@@ -6,16 +6,25 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 
--- The inbox. Rows with id <= meta.dispatch_cursor have been routed. Ids only grow: pruning
--- never deletes the newest row, so SQLite never reuses an id below the cursor (no
--- AUTOINCREMENT bookkeeping on the hot path). `envelope` is the POST's envelope as JSON.
+-- The inbox. state: waiting (to be routed; claimed by `owner` until `claim_until`), routed,
+-- unrouted (matched no route, kept for `reroute`), quarantined (routing failed `failures`
+-- times; `reason` says why). `sent_to` is the JSON list of destinations the hook was given,
+-- so routing it again never gives it to them twice. `envelope` is the POST's envelope as JSON.
 CREATE TABLE IF NOT EXISTS hooks (
     id          INTEGER PRIMARY KEY,
     v           INTEGER NOT NULL,
     received_at INTEGER NOT NULL,
     envelope    TEXT NOT NULL,
-    raw         TEXT NOT NULL
+    raw         TEXT NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'waiting',
+    owner       TEXT,
+    claim_until INTEGER,
+    sent_to     TEXT,
+    failures    INTEGER NOT NULL DEFAULT 0,
+    reason      TEXT
 );
+CREATE INDEX IF NOT EXISTS hooks_waiting ON hooks (id) WHERE state = 'waiting';
+CREATE INDEX IF NOT EXISTS hooks_kept ON hooks (state, id) WHERE state IN ('unrouted', 'quarantined');
 
 -- Dedup keys (h:<hookId> or c:<content hash>) and when they were last seen.
 CREATE TABLE IF NOT EXISTS seen (
@@ -35,7 +44,8 @@ CREATE TABLE IF NOT EXISTS rejected (
     raw         TEXT NOT NULL
 );
 
--- Digest groups of grouped routes and their members (hooks not yet in a digest).
+-- Digest groups of grouped routes. A digest is built under a claim (`claim_token` until
+-- `claim_until`), which marks the members it covers with the same token.
 CREATE TABLE IF NOT EXISTS groups (
     route         TEXT NOT NULL,
     v             INTEGER NOT NULL DEFAULT 1,
@@ -46,6 +56,9 @@ CREATE TABLE IF NOT EXISTS groups (
     last_flush_at INTEGER,
     next_flush_at INTEGER,
     settings      TEXT NOT NULL,
+    claim_owner   TEXT,
+    claim_token   INTEGER,
+    claim_until   INTEGER,
     PRIMARY KEY (route, group_key)
 );
 -- A member carries what a digest counts, so a digest of any size is a few GROUP BY queries
@@ -60,6 +73,7 @@ CREATE TABLE IF NOT EXISTS group_members (
     result_code  TEXT,
     message_type TEXT,
     sender_key   TEXT,
+    flush_token  INTEGER,
     PRIMARY KEY (route, group_key, hook_row)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS group_members_by_hook ON group_members (hook_row);
@@ -76,8 +90,8 @@ CREATE TABLE IF NOT EXISTS digests (
 );
 
 -- The outbox: one row per (hook or digest, destination), holding the rendered body.
--- state: pending | done | dead. Ids are never reused (they are shown to operators and sent
--- as X-Bizrelay-Delivery).
+-- state: pending | leased (to `lease_owner` until `lease_until`) | done | dead. Ids are never
+-- reused (they are shown to operators and sent as X-Bizrelay-Delivery).
 CREATE TABLE IF NOT EXISTS deliveries (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     v                INTEGER NOT NULL,
@@ -97,9 +111,20 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_attempt_at  INTEGER,
     last_status      INTEGER,
     reason           TEXT,
-    done_at          INTEGER
+    done_at          INTEGER,
+    lease_owner      TEXT,
+    lease_token      INTEGER,
+    lease_until      INTEGER
 );
-CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (destination, id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_waiting ON deliveries (destination, id) WHERE state IN ('pending', 'leased');
 CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, destination);
-CREATE INDEX IF NOT EXISTS deliveries_by_hook ON deliveries (hook_row) WHERE hook_row IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS deliveries_one_per_hook ON deliveries (hook_row, destination) WHERE hook_row IS NOT NULL;
 CREATE INDEX IF NOT EXISTS deliveries_by_digest ON deliveries (digest_id) WHERE digest_id IS NOT NULL;
+
+-- One row per destination, shared by every sender: the pace (GCRA theoretical arrival time)
+-- and a 429's pause.
+CREATE TABLE IF NOT EXISTS destinations (
+    name          TEXT PRIMARY KEY,
+    tat           INTEGER NOT NULL DEFAULT 0,
+    blocked_until INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;

@@ -1,15 +1,20 @@
-use super::*;
-use crate::bizmessage::HookKind;
+//! What only the SQLite engine has: the writer thread's batches, the file (lock, truncation,
+//! replacement, damage, checkpoint), deadlines and the schema 1 migration. The behaviour
+//! both engines share is tested by the conformance suite (tests/it/conformance.rs).
 
-const DAY: i64 = 86_400_000;
+use super::*;
+use crate::bizmessage::Envelope;
+
+fn config(path: &Path) -> StoreConfig {
+    StoreConfig {
+        path: path.to_path_buf(),
+        sync: SyncMode::Normal,
+        ..StoreConfig::default()
+    }
+}
 
 fn open(dir: &tempfile::TempDir) -> SqliteStore {
-    SqliteStore::open(
-        &dir.path().join("sub/store.db"),
-        SyncMode::Normal,
-        Duration::from_secs(7 * 86_400),
-    )
-    .unwrap()
+    SqliteStore::open(&config(&dir.path().join("sub/store.db")), Mode::Serve).unwrap()
 }
 
 fn hook(id: &str) -> NewHook {
@@ -33,101 +38,11 @@ fn post(at: i64, ids: &[&str]) -> NewPost {
     }
 }
 
-fn delivery(dest: &str, row: i64, at: i64) -> NewDelivery {
-    NewDelivery {
-        destination: dest.into(),
-        route: "r".into(),
-        template: "message_result".into(),
-        hook_row: Some(row),
-        hook_id: Some(format!("h{row}")),
-        payload: format!("payload {row}"),
-        created_at: at,
-        received_at: at,
-        dead: None,
-    }
-}
-
-fn settings() -> GroupSettings {
-    GroupSettings {
-        to: vec!["d".into()],
-        template: "message_digest".into(),
-        wait_ms: 1_000,
-        interval_ms: 5_000,
-        max_items: 10,
-    }
-}
-
-#[tokio::test]
-async fn ingest_dedups_within_the_window_and_across_posts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let out = store.ingest(post(1_000, &["a", "b", "a"])).await.unwrap();
-    assert_eq!((out.accepted, out.duplicates), (2, 1));
-    let out = store.ingest(post(2_000, &["b", "c"])).await.unwrap();
-    assert_eq!((out.accepted, out.duplicates), (1, 1));
-    // Eight days later the key has left the window: relayed again.
-    let out = store.ingest(post(1_000 + 8 * DAY, &["a"])).await.unwrap();
-    assert_eq!((out.accepted, out.duplicates), (1, 0));
-    let hooks = store.undispatched(100).await.unwrap();
-    let raws: Vec<&str> = hooks.iter().map(|h| h.raw.as_str()).collect();
-    assert_eq!(raws.len(), 4);
-    assert!(raws[0].contains("\"a\"") && raws[2].contains("\"c\"") && raws[3].contains("\"a\""));
-    assert_eq!(hooks[0].envelope.hooks_id.as_deref(), Some("post-1000"));
-    assert_eq!(hooks[2].envelope.hooks_id.as_deref(), Some("post-2000"));
-}
-
-#[tokio::test]
-async fn rejected_hooks_are_kept_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let mut p = post(1, &["a"]);
-    p.rejected.push(NewRejected {
-        position: 1,
-        reason: "hook is not a JSON object".into(),
-        raw: "42".into(),
-    });
-    let out = store.ingest(p).await.unwrap();
-    assert_eq!((out.accepted, out.rejected), (1, 1));
-    let n: i64 = store
-        .read(|c| {
-            Ok(
-                c.query_row("SELECT COUNT(*) FROM rejected WHERE raw = '42'", [], |r| {
-                    r.get(0)
-                })?,
-            )
-        })
-        .await
-        .unwrap();
-    assert_eq!(n, 1);
-}
-
-#[tokio::test]
-async fn dispatch_moves_the_cursor_atomically() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store.ingest(post(1, &["a", "b", "c"])).await.unwrap();
-    let hooks = store.undispatched(2).await.unwrap();
-    assert_eq!(hooks.len(), 2);
-    store
-        .commit_dispatch(DispatchBatch {
-            upto: hooks[1].row,
-            deliveries: vec![delivery("d", hooks[0].row, 10)],
-            members: vec![],
-        })
-        .await
-        .unwrap();
-    let rest = store.undispatched(10).await.unwrap();
-    assert_eq!(rest.len(), 1);
-    // A stale batch (cursor already past it) is refused and changes nothing.
-    let stale = store
-        .commit_dispatch(DispatchBatch {
-            upto: hooks[1].row,
-            deliveries: vec![delivery("d", hooks[1].row, 10)],
-            members: vec![],
-        })
-        .await;
-    assert!(matches!(stale, Err(StoreError::Corrupt(_))));
-    assert_eq!(store.due_deliveries("d", 100, 10).await.unwrap().len(), 1);
+fn count(path: &Path, sql: &str) -> i64 {
+    Connection::open(path)
+        .unwrap()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
 }
 
 #[tokio::test]
@@ -135,7 +50,7 @@ async fn a_failing_job_does_not_undo_its_batch_neighbours() {
     // Runs one batch by hand, so the three jobs certainly share a transaction.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("batch.db");
-    let mut conn = open_connection(&path, SyncMode::Normal).unwrap();
+    let mut conn = open_connection(&path, SyncMode::Normal, true).unwrap();
     sql::init_schema(&conn).unwrap();
     type Work = Box<dyn Fn(&Connection) -> Result<IngestOutcome, StoreError> + Send>;
     let job = |work: Work| {
@@ -157,7 +72,11 @@ async fn a_failing_job_does_not_undo_its_batch_neighbours() {
     }));
     let (good2, r3) = job(Box::new(|c| sql::ingest(c, &post(3, &["b"]), 0)));
     let mut batch = vec![good1, bad, good2];
-    let commit = run_batch(&mut conn, &mut batch);
+    let target = Target {
+        path: path.clone(),
+        identity: None,
+    };
+    let commit = run_batch(&mut conn, &mut batch, &target);
     assert!(commit.is_ok());
     for j in batch {
         j.finish(commit.clone());
@@ -180,261 +99,6 @@ async fn a_failing_job_does_not_undo_its_batch_neighbours() {
 }
 
 #[tokio::test]
-async fn delivery_lifecycle_retry_dead_requeue_purge() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store.ingest(post(1, &["a", "b", "c"])).await.unwrap();
-    let hooks = store.undispatched(10).await.unwrap();
-    let deliveries = hooks.iter().map(|h| delivery("d", h.row, 100)).collect();
-    store
-        .commit_dispatch(DispatchBatch {
-            upto: hooks[2].row,
-            deliveries,
-            members: vec![],
-        })
-        .await
-        .unwrap();
-    let due = store.due_deliveries("d", 100, 10).await.unwrap();
-    assert_eq!(
-        due.iter()
-            .map(|d| d.payload.as_str())
-            .collect::<Vec<_>>()
-            .len(),
-        3
-    );
-    assert!(due.windows(2).all(|w| w[0].id < w[1].id), "arrival order");
-    assert!(
-        store
-            .due_deliveries("other", 100, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-
-    store
-        .record_attempt(
-            due[0].id,
-            Attempt::Retry {
-                status: Some(500),
-                error: "HTTP 500".into(),
-                at: 200,
-                next_at: 1_200,
-            },
-        )
-        .await
-        .unwrap();
-    store
-        .record_attempt(
-            due[1].id,
-            Attempt::Delivered {
-                status: 200,
-                at: 210,
-            },
-        )
-        .await
-        .unwrap();
-    store
-        .record_attempt(
-            due[2].id,
-            Attempt::Dead {
-                status: Some(404),
-                reason: "HTTP 404: no_service".into(),
-                at: 220,
-            },
-        )
-        .await
-        .unwrap();
-    // The retry waits; nothing else is due.
-    assert!(
-        store
-            .due_deliveries("d", 1_000, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(store.next_due_at("d").await.unwrap(), Some(1_200));
-    let again = store.due_deliveries("d", 1_200, 10).await.unwrap();
-    assert_eq!(again.len(), 1);
-    assert_eq!(again[0].attempts, 1);
-
-    let dead = store.dead_letters(None).await.unwrap();
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].reason, "HTTP 404: no_service");
-    assert_eq!(dead[0].last_status, Some(404));
-    assert_eq!(dead[0].first_attempt_at, Some(220));
-    let stats = store.queue_stats().await.unwrap();
-    assert_eq!(
-        stats,
-        vec![QueueStat {
-            destination: "d".into(),
-            pending: 1,
-            oldest_pending_at: Some(100),
-            dead: 1
-        }]
-    );
-
-    let sources = store
-        .dead_sources(&Selection::Destination("d".into()))
-        .await
-        .unwrap();
-    assert!(matches!(&sources[0].1, DeadSource::Hook { hook } if hook.raw.contains("\"c\"")));
-    assert_eq!(
-        store
-            .requeue(vec![(dead[0].id, Some("new body".into()))], 5_000)
-            .await
-            .unwrap(),
-        1
-    );
-    let due = store.due_deliveries("d", 5_000, 10).await.unwrap();
-    let replayed = due.iter().find(|d| d.id == dead[0].id).unwrap();
-    assert_eq!(
-        (replayed.payload.as_str(), replayed.attempts),
-        ("new body", 0)
-    );
-    assert!(store.dead_letters(None).await.unwrap().is_empty());
-
-    store
-        .record_attempt(
-            replayed.id,
-            Attempt::Dead {
-                status: Some(410),
-                reason: "gone".into(),
-                at: 6_000,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(store.purge(&Selection::OlderThan(6_000)).await.unwrap(), 0);
-    assert_eq!(
-        store
-            .purge(&Selection::Ids(vec![replayed.id]))
-            .await
-            .unwrap(),
-        1
-    );
-    assert!(store.dead_letters(None).await.unwrap().is_empty());
-}
-
-#[tokio::test]
-async fn group_members_go_into_exactly_one_digest() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store.ingest(post(1, &["a", "b", "c"])).await.unwrap();
-    let hooks = store.undispatched(10).await.unwrap();
-    let member = |row: i64, at: i64| NewMember {
-        route: "failures".into(),
-        group_key: r#"{"result_code":"3019"}"#.into(),
-        hook_row: row,
-        joined_at: at,
-        kind: HookKind::MessageResult,
-        result_code: Some(if row % 2 == 0 { "3016" } else { "3019" }.into()),
-        message_type: Some("ALIMTALK_NORMAL".into()),
-        sender_key: None,
-        settings: settings(),
-    };
-    store
-        .commit_dispatch(DispatchBatch {
-            upto: hooks[1].row,
-            deliveries: vec![],
-            members: vec![member(hooks[0].row, 10_000), member(hooks[1].row, 10_500)],
-        })
-        .await
-        .unwrap();
-    assert_eq!(store.next_flush_at().await.unwrap(), Some(11_000));
-    assert!(store.due_groups(10_999, 10).await.unwrap().is_empty());
-    let due = store.due_groups(11_000, 10).await.unwrap();
-    assert_eq!(due.len(), 1);
-    assert_eq!(due[0].tally.count, 2);
-    assert_eq!(due[0].samples.len(), 2);
-    assert_eq!(due[0].upto, hooks[1].row);
-    assert_eq!(due[0].tally.first_at, Some(10_000));
-    assert_eq!(due[0].tally.last_at, Some(10_500));
-    assert_eq!(
-        due[0].tally.message_types,
-        vec![(Some("ALIMTALK_NORMAL".to_string()), 2)]
-    );
-    assert_eq!(due[0].tally.codes.iter().map(|c| c.1).sum::<usize>(), 2);
-    assert_eq!(due[0].settings, settings());
-
-    // A third member joins before the flush commits: it must stay for the next digest.
-    store
-        .commit_dispatch(DispatchBatch {
-            upto: hooks[2].row,
-            deliveries: vec![],
-            members: vec![member(hooks[2].row, 11_000)],
-        })
-        .await
-        .unwrap();
-    let flush = Flush {
-        route: "failures".into(),
-        group_key: due[0].group_key.clone(),
-        upto: due[0].upto,
-        count: 2,
-        context: "{}".into(),
-        deliveries: vec![NewDelivery {
-            hook_row: None,
-            ..delivery("d", 0, 11_000)
-        }],
-        now: 11_000,
-    };
-    store.commit_flush(flush.clone()).await.unwrap();
-    let t = store
-        .group_timing("failures", &due[0].group_key)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!((t.total, t.pending, t.next_flush_at), (2, 1, Some(16_000)));
-    // Flushing the same members twice is refused: no hook is counted in two digests.
-    assert!(matches!(
-        store.commit_flush(flush).await,
-        Err(StoreError::Corrupt(_))
-    ));
-    let due = store.due_groups(16_000, 10).await.unwrap();
-    assert_eq!(due[0].tally.count, 1);
-    assert_eq!(due[0].samples[0].row, hooks[2].row);
-    assert_eq!(due[0].total_before, 2);
-    assert_eq!(
-        store.due_deliveries("d", 20_000, 10).await.unwrap().len(),
-        1
-    );
-}
-
-#[tokio::test]
-async fn everything_survives_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(&dir);
-        store.ingest(post(1, &["a", "b"])).await.unwrap();
-    }
-    let store = open(&dir);
-    assert_eq!(store.undispatched(10).await.unwrap().len(), 2);
-    assert_eq!(
-        store.ingest(post(2, &["a"])).await.unwrap().duplicates,
-        1,
-        "dedup survives restarts"
-    );
-}
-
-#[tokio::test]
-async fn concurrent_ingests_all_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let mut tasks = Vec::new();
-    for i in 0..200 {
-        let s = store.clone();
-        tasks.push(tokio::spawn(async move {
-            s.ingest(post(i, &[&format!("k{i}"), "shared"])).await
-        }));
-    }
-    let mut accepted = 0;
-    for t in tasks {
-        accepted += t.await.unwrap().unwrap().accepted;
-    }
-    assert_eq!(accepted, 201, "200 unique keys plus one 'shared'");
-    assert_eq!(store.undispatched(1000).await.unwrap().len(), 201);
-}
-
-#[tokio::test]
 async fn a_locked_database_is_an_error_not_a_hang() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
@@ -452,72 +116,49 @@ async fn a_locked_database_is_an_error_not_a_hang() {
 }
 
 #[tokio::test]
-async fn prune_removes_only_what_nothing_needs() {
+async fn a_stalled_writer_gives_a_timeout_and_the_work_still_commits_later() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store.ingest(post(1, &["a", "b", "c"])).await.unwrap();
-    let hooks = store.undispatched(10).await.unwrap();
-    store
-        .commit_dispatch(DispatchBatch {
-            upto: hooks[2].row,
-            deliveries: vec![
-                delivery("d", hooks[0].row, 1),
-                delivery("d", hooks[1].row, 1),
-            ],
-            members: vec![],
+    let mut cfg = config(&dir.path().join("s.db"));
+    cfg.commit_timeout = Duration::from_millis(300);
+    let store = SqliteStore::open(&cfg, Mode::Serve).unwrap();
+    // The writer is busy for a second (a disk that stalls looks the same from here).
+    let (done, stalled) = std::sync::mpsc::channel::<()>();
+    let stall = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(move |_| {
+                    std::thread::sleep(Duration::from_millis(1000));
+                    let _ = done.send(());
+                    Ok(())
+                })
+                .await
         })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let err = store.ingest(post(1, &["late"])).await.unwrap_err();
+    assert!(matches!(err, StoreError::Timeout(_)), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "the caller is answered at the deadline, not when the disk comes back"
+    );
+    let _ = stall.await;
+    tokio::task::spawn_blocking(move || stalled.recv())
         .await
+        .unwrap()
         .unwrap();
-    let due = store.due_deliveries("d", 10, 10).await.unwrap();
-    store
-        .record_attempt(due[0].id, Attempt::Delivered { status: 200, at: 5 })
-        .await
-        .unwrap();
-    store
-        .record_attempt(
-            due[1].id,
-            Attempt::Dead {
-                status: Some(400),
-                reason: "x".into(),
-                at: 5,
-            },
-        )
-        .await
-        .unwrap();
-    let stats = store.prune(100, 100).await.unwrap();
-    // The delivered row and its hook go; the dead letter and its hook stay; the unrouted hook
-    // stays too because it is the newest (ids must never be reused below the cursor).
-    assert_eq!((stats.seen, stats.deliveries, stats.hooks), (3, 1, 1));
-    let sources = store.dead_sources(&Selection::All).await.unwrap();
-    assert!(matches!(sources[0].1, DeadSource::Hook { .. }));
-    // Keys left the dedup table, so the same ids are new again.
-    assert_eq!(store.ingest(post(200, &["a"])).await.unwrap().accepted, 1);
-}
-
-#[tokio::test]
-async fn pruning_everything_never_lets_a_new_hook_hide_below_the_cursor() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store.ingest(post(1, &["a", "b"])).await.unwrap();
-    let hooks = store.undispatched(10).await.unwrap();
-    store
-        .commit_dispatch(DispatchBatch {
-            upto: hooks[1].row,
-            ..DispatchBatch::default()
-        })
-        .await
-        .unwrap();
-    while store.prune(i64::MAX, i64::MAX).await.unwrap().hooks > 0 {}
-    store.ingest(post(2, &["c"])).await.unwrap();
-    let next = store.undispatched(10).await.unwrap();
-    assert_eq!(next.len(), 1, "the new hook is dispatched");
-    assert!(next[0].row > hooks[1].row);
+    // The timed-out ingest was queued and commits once the writer is free: nothing lost,
+    // and a retry by NHN is a duplicate.
+    let again = store.ingest(post(2, &["late"])).await.unwrap();
+    assert_eq!((again.accepted, again.duplicates), (0, 1));
+    store.close().await;
 }
 
 #[tokio::test]
 async fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    drop(open(&dir));
+    open(&dir).close().await;
     let c = Connection::open(dir.path().join("sub/store.db")).unwrap();
     c.execute(
         "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
@@ -525,14 +166,211 @@ async fn a_newer_schema_is_refused() {
     )
     .unwrap();
     drop(c);
-    let err = SqliteStore::open(
-        &dir.path().join("sub/store.db"),
-        SyncMode::Full,
-        Duration::from_secs(1),
-    )
-    .unwrap_err();
+    let err =
+        SqliteStore::open(&config(&dir.path().join("sub/store.db")), Mode::Serve).unwrap_err();
     assert!(
         matches!(err, StoreError::NewerSchema { found: 99, .. }),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_schema_1_store_is_migrated_keeping_what_was_routed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        c.execute_batch(include_str!("testdata/schema_v1.sql"))
+            .unwrap();
+        c.execute_batch(
+            "INSERT INTO meta VALUES ('schema_version', '1'), ('dispatch_cursor', '2');
+             INSERT INTO hooks (id, v, received_at, envelope, raw) VALUES
+               (1, 1, 10, '{}', '{\"hookId\":\"a\",\"requestId\":\"r\"}'),
+               (2, 1, 10, '{}', '{\"hookId\":\"b\",\"requestId\":\"r\"}'),
+               (3, 1, 10, '{}', '{\"hookId\":\"c\",\"requestId\":\"r\"}');
+             INSERT INTO deliveries (v, destination, route, template, hook_row, payload, state,
+               created_at, received_at, next_attempt_at)
+               VALUES (1, 'ops', 'r', 't', 1, 'p', 'done', 10, 10, 10);",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&config(&path), Mode::Serve).unwrap();
+    let who = Claimant {
+        owner: "me".into(),
+        ttl_ms: 1000,
+    };
+    // Row 3 was behind the cursor's reach: it is the only one left to route.
+    let claimed = store.claim_hooks(&who, 100, 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|h| h.row).collect::<Vec<_>>(), vec![3]);
+    let stats = store.inbox_stats().await.unwrap();
+    assert_eq!(
+        stats.unrouted, 1,
+        "row 2 had no delivery: it matched no route"
+    );
+    let listed = store.hooks_in(HookState::Routed, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].hook.sent_to, vec!["ops"]);
+    store.close().await;
+    assert_eq!(
+        count(
+            &path,
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'"
+        ),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_truncated_store_with_leftovers_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/store.db");
+    let store = open(&dir);
+    store.ingest(post(1, &["a"])).await.unwrap();
+    // Simulate a crash: the WAL and shm stay; then someone empties the database file.
+    std::mem::forget(store);
+    std::fs::write(
+        dir.path().join("sub/store.db-wal"),
+        b"wal of an earlier run",
+    )
+    .unwrap();
+    let truncated = dir.path().join("other/store.db");
+    std::fs::create_dir_all(truncated.parent().unwrap()).unwrap();
+    std::fs::write(&truncated, b"").unwrap();
+    std::fs::write(dir.path().join("other/store.db-wal"), b"x").unwrap();
+    let err = SqliteStore::open(&config(&truncated), Mode::Serve).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("is empty") && text.contains("store.db-wal") && text.contains("backup"),
+        "{text}"
+    );
+    assert!(path.exists());
+    // An empty file with nothing beside it is simply a new store.
+    let fresh = dir.path().join("fresh/store.db");
+    std::fs::create_dir_all(fresh.parent().unwrap()).unwrap();
+    std::fs::write(&fresh, b"").unwrap();
+    SqliteStore::open(&config(&fresh), Mode::Serve)
+        .unwrap()
+        .close()
+        .await;
+}
+
+#[tokio::test]
+async fn one_server_per_store_through_symlinks_and_without_a_lock_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("sub/store.db");
+    let first = open(&dir);
+    // Through a symlink: the same file, refused.
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let err = SqliteStore::open(&config(&link), Mode::Serve).unwrap_err();
+    assert!(err.to_string().contains("already serving"), "{err}");
+    // Through the folder's symlink too.
+    let dir_link = dir.path().join("alias");
+    std::os::unix::fs::symlink(dir.path().join("sub"), &dir_link).unwrap();
+    let err = SqliteStore::open(&config(&dir_link.join("store.db")), Mode::Serve).unwrap_err();
+    assert!(err.to_string().contains("already serving"), "{err}");
+    // There is no lock file to delete: the lock is on the database file itself.
+    assert!(!dir.path().join("sub/store.db.lock").exists());
+    // A tool beside the server is fine.
+    let tool = SqliteStore::open(&config(&link), Mode::Tool).unwrap();
+    assert!(tool.dead_letters(None).await.unwrap().is_empty());
+    tool.close().await;
+    first.close().await;
+    // Released on close.
+    SqliteStore::open(&config(&link), Mode::Serve)
+        .unwrap()
+        .close()
+        .await;
+}
+
+#[test]
+fn another_process_is_refused_by_the_lock() {
+    // flock conflicts between open file descriptions; a child process proves it for real.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&config(&path), Mode::Serve).unwrap();
+    let status = std::process::Command::new("flock")
+        .args(["--nonblock", "--exclusive"])
+        .arg(&path)
+        .arg("true")
+        .status();
+    match status {
+        Ok(s) => assert!(!s.success(), "another process got the lock"),
+        Err(e) => panic!("the flock tool (util-linux) is needed for this test: {e}"),
+    }
+    drop(store);
+}
+
+#[tokio::test]
+async fn a_deleted_or_replaced_store_file_fails_every_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/store.db");
+    let store = open(&dir);
+    assert_eq!(store.ingest(post(1, &["a"])).await.unwrap().accepted, 1);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let err = store.ingest(post(2, &["b"])).await.unwrap_err();
+    assert!(err.to_string().contains("deleted"), "{err}");
+    let err = store.ping().await.unwrap_err();
+    assert!(matches!(err, StoreError::Refused(_)), "{err}");
+    // A new file at the same path is not the store being written either.
+    std::fs::write(&path, b"").unwrap();
+    let err = store.ping().await.unwrap_err();
+    assert!(err.to_string().contains("replaced"), "{err}");
+    std::mem::forget(store);
+}
+
+#[tokio::test]
+async fn a_damaged_store_is_refused_at_start_saying_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/store.db");
+    let store = open(&dir);
+    for i in 0..200 {
+        let ids: Vec<String> = (0..20).map(|j| format!("h{i}-{j}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        store.ingest(post(i, &ids)).await.unwrap();
+    }
+    store.close().await;
+    // Random bytes over a few pages near the end of the file.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let len = bytes.len();
+    assert!(len > 64 * 1024, "{len}");
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for b in &mut bytes[len - 5 * 4096..len - 4096] {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        *b = seed as u8;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let err = SqliteStore::open(&config(&path), Mode::Serve).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("damaged") && text.contains(".recover") && text.contains("backup"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_clean_close_checkpoints_so_the_db_file_alone_holds_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/store.db");
+    let store = open(&dir);
+    for i in 0..50 {
+        store.ingest(post(i, &[&format!("k{i}")])).await.unwrap();
+    }
+    let wal = dir.path().join("sub/store.db-wal");
+    assert!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) > 0);
+    store.close().await;
+    assert_eq!(
+        std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0),
+        0,
+        "the WAL is folded into the database file"
+    );
+    // A copy of just the .db file (what a naive backup takes) has every hook.
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&path, &copy).unwrap();
+    assert_eq!(count(&copy, "SELECT COUNT(*) FROM hooks"), 50);
 }

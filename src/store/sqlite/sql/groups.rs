@@ -1,10 +1,10 @@
-//! Digest groups: timing, what a due group counts (SQL aggregates, so memory does not grow
-//! with the group), and the flush that removes exactly the members it covers.
+//! Digest groups: timing, claiming a due group (which marks the members its digest covers),
+//! what those members count (SQL aggregates, so memory does not grow with the group), and
+//! the flush that removes exactly them.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{HOOK_COLUMNS, hooks_from};
-use crate::digest::{self, Tally};
+use super::{HOOK_COLUMNS, hooks_from, token};
 use crate::store::*;
 
 fn timing_from(r: &Row<'_>) -> rusqlite::Result<GroupTiming> {
@@ -56,73 +56,109 @@ pub(in crate::store::sqlite) fn next_flush_at(c: &Connection) -> Result<Option<i
     )
 }
 
-/// `(value, count)` of one column over a group's members, by count descending, ties by value.
+/// `(value, count)` of one column over the members marked with `token`, by count descending,
+/// ties by value.
 fn breakdown(
     c: &Connection,
     column: &str,
     route: &str,
     key: &str,
-    upto: i64,
+    token: i64,
 ) -> Result<Vec<(Option<String>, usize)>, StoreError> {
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {column}, COUNT(*) AS n FROM group_members
-         WHERE route = ?1 AND group_key = ?2 AND hook_row <= ?3
+         WHERE route = ?1 AND group_key = ?2 AND flush_token = ?3
          GROUP BY {column} ORDER BY n DESC, {column}"
     ))?;
-    let rows = stmt.query_map(params![route, key, upto], |r| {
+    let rows = stmt.query_map(params![route, key, token], |r| {
         Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)? as usize))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub(in crate::store::sqlite) fn due_groups(
+pub(in crate::store::sqlite) fn claim_groups(
     c: &Connection,
+    who: &Claimant,
     now: i64,
     limit: usize,
 ) -> Result<Vec<DueGroup>, StoreError> {
-    let mut stmt = c.prepare_cached(
-        "SELECT route, group_key, settings, started_at, total FROM groups
-         WHERE pending > 0 AND next_flush_at <= ?1 ORDER BY next_flush_at LIMIT ?2",
-    )?;
-    let heads: Vec<(String, String, String, i64, i64)> = stmt
-        .query_map(params![now, limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    type Head = (String, String, String, GroupTiming, Option<i64>);
+    let heads: Vec<Head> = c
+        .prepare_cached(
+            "SELECT route, group_key, settings, started_at, total, pending, last_flush_at, next_flush_at, claim_token
+             FROM groups WHERE pending > 0 AND next_flush_at <= ?1
+               AND (claim_token IS NULL OR claim_until < ?1 OR claim_owner = ?2)
+             ORDER BY next_flush_at LIMIT ?3",
+        )?
+        .query_map(params![now, who.owner, limit as i64], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                GroupTiming {
+                    started_at: r.get(3)?,
+                    total: r.get(4)?,
+                    pending: r.get(5)?,
+                    last_flush_at: r.get(6)?,
+                    next_flush_at: r.get(7)?,
+                },
+                r.get(8)?,
+            ))
         })?
         .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
-    for (route, group_key, settings, started_at, total_before) in heads {
+    for (route, group_key, settings, timing, old_token) in heads {
         let settings: GroupSettings = serde_json::from_str(&settings).map_err(|e| {
             StoreError::Corrupt(format!("settings of group {route}/{group_key}: {e}"))
         })?;
-        let (upto, count, first_at, last_at, non_results): (Option<i64>, i64, Option<i64>, Option<i64>, Option<i64>) = c
-            .prepare_cached(
-                "SELECT MAX(hook_row), COUNT(*), MIN(received_at), MAX(received_at), SUM(kind != 'message_result')
-                 FROM group_members WHERE route = ?1 AND group_key = ?2",
+        let token = token();
+        c.prepare_cached(
+            "UPDATE groups SET claim_owner = ?3, claim_token = ?4, claim_until = ?5
+             WHERE route = ?1 AND group_key = ?2",
+        )?
+        .execute(params![
+            route,
+            group_key,
+            who.owner,
+            token,
+            now + who.ttl_ms
+        ])?;
+        // Members marked by an earlier, abandoned claim belong to this digest too.
+        c.prepare_cached(
+            "UPDATE group_members SET flush_token = ?3
+             WHERE route = ?1 AND group_key = ?2 AND (flush_token IS NULL OR flush_token = ?4)",
+        )?
+        .execute(params![route, group_key, token, old_token])?;
+        let (count, first_at, last_at, non_results): (i64, Option<i64>, Option<i64>, Option<i64>) =
+            c.prepare_cached(
+                "SELECT COUNT(*), MIN(received_at), MAX(received_at), SUM(kind != 'message_result')
+                 FROM group_members WHERE route = ?1 AND group_key = ?2 AND flush_token = ?3",
             )?
-            .query_row(params![route, group_key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
-        let Some(upto) = upto else { continue };
+            .query_row(params![route, group_key, token], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
         let tally = Tally {
             count: count as usize,
             non_results: non_results.unwrap_or(0) as usize,
             first_at,
             last_at,
-            codes: breakdown(c, "result_code", &route, &group_key, upto)?,
-            message_types: breakdown(c, "message_type", &route, &group_key, upto)?,
-            senders: breakdown(c, "sender_key", &route, &group_key, upto)?,
+            codes: breakdown(c, "result_code", &route, &group_key, token)?,
+            message_types: breakdown(c, "message_type", &route, &group_key, token)?,
+            senders: breakdown(c, "sender_key", &route, &group_key, token)?,
         };
         let mut samples = c.prepare_cached(&format!(
             "SELECT {HOOK_COLUMNS} FROM group_members m JOIN hooks h ON h.id = m.hook_row
-             WHERE m.route = ?1 AND m.group_key = ?2 ORDER BY m.hook_row LIMIT ?3"
+             WHERE m.route = ?1 AND m.group_key = ?2 AND m.flush_token = ?3 ORDER BY m.hook_row LIMIT ?4"
         ))?;
-        let mut rows = samples.query(params![route, group_key, settings.max_items as i64])?;
+        let mut rows =
+            samples.query(params![route, group_key, token, settings.max_items as i64])?;
         let samples = hooks_from(&mut rows)?;
         out.push(DueGroup {
             route,
             group_key,
             settings,
-            started_at,
-            total_before,
-            upto,
+            timing,
+            token,
             tally,
             samples,
         });
@@ -132,29 +168,38 @@ pub(in crate::store::sqlite) fn due_groups(
 
 pub(in crate::store::sqlite) fn commit_flush(
     c: &Connection,
+    who: &Claimant,
     flush: &Flush,
-) -> Result<(), StoreError> {
-    let Some(timing) = group_timing(c, &flush.route, &flush.group_key)? else {
-        return Err(StoreError::Corrupt(format!(
-            "no group {}/{}",
-            flush.route, flush.group_key
-        )));
+    rules: &Rules,
+) -> Result<bool, StoreError> {
+    let held: Option<(Option<String>, i64)> = c
+        .prepare_cached(
+            "SELECT claim_owner, COALESCE(json_extract(settings, '$.interval_ms'), 0) FROM groups
+             WHERE route = ?1 AND group_key = ?2 AND claim_token = ?3",
+        )?
+        .query_row(params![flush.route, flush.group_key, flush.token], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((owner, interval_ms)) = held else {
+        return Ok(false);
     };
-    let interval: i64 = c.query_row(
-        "SELECT COALESCE(json_extract(settings, '$.interval_ms'), 0) FROM groups WHERE route = ?1 AND group_key = ?2",
-        params![flush.route, flush.group_key],
-        |r| r.get(0),
-    )?;
+    if owner.as_deref() != Some(who.owner.as_str()) {
+        return Ok(false);
+    }
+    let Some(timing) = group_timing(c, &flush.route, &flush.group_key)? else {
+        return Ok(false);
+    };
     let removed = c
         .prepare_cached(
-            "DELETE FROM group_members WHERE route = ?1 AND group_key = ?2 AND hook_row <= ?3",
+            "DELETE FROM group_members WHERE route = ?1 AND group_key = ?2 AND flush_token = ?3",
         )?
-        .execute(params![flush.route, flush.group_key, flush.upto])? as i64;
+        .execute(params![flush.route, flush.group_key, flush.token])? as i64;
     if removed != flush.count {
-        // The group changed under the digest (a member counted twice, or one missed): refuse,
-        // so no hook is ever in two digests or in none.
+        // The members changed under the digest: refuse, so no hook is ever in two digests or
+        // in none.
         return Err(StoreError::Corrupt(format!(
-            "group {}/{}: the digest counts {} members but {removed} were pending",
+            "group {}/{}: the digest counts {} members but {removed} were marked for it",
             flush.route, flush.group_key, flush.count
         )));
     }
@@ -166,6 +211,19 @@ pub(in crate::store::sqlite) fn commit_flush(
     for d in &flush.deliveries {
         super::insert_delivery(c, d, Some(digest_id))?;
     }
-    let after = digest::on_flush(timing, removed, flush.now, interval);
-    save_timing(c, &flush.route, &flush.group_key, &after, None)
+    let after = (rules.flushed)(
+        timing,
+        Flushed {
+            members: removed,
+            at: flush.now,
+            interval_ms,
+        },
+    );
+    save_timing(c, &flush.route, &flush.group_key, &after, None)?;
+    c.prepare_cached(
+        "UPDATE groups SET claim_owner = NULL, claim_token = NULL, claim_until = NULL
+         WHERE route = ?1 AND group_key = ?2",
+    )?
+    .execute(params![flush.route, flush.group_key])?;
+    Ok(true)
 }

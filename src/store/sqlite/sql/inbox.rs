@@ -1,9 +1,12 @@
-//! The inbox: storing received hooks with dedup, and handing them to the dispatcher once.
+//! The inbox: storing received hooks with dedup, claiming them for routing, recording what
+//! routing decided (with its deliveries and group memberships), failures and quarantine,
+//! rerouting, and the rejected hooks.
+
+use std::collections::BTreeMap;
 
 use rusqlite::{Connection, params};
 
-use super::{HOOK_COLUMNS, clip, cursor, hooks_from, save_timing};
-use crate::digest;
+use super::{HOOK_COLUMNS, clip, hook_from, hooks_from};
 use crate::store::*;
 
 /// Rejected hooks are kept for inspection up to this many bytes each.
@@ -57,64 +60,255 @@ pub(in crate::store::sqlite) fn ingest(
     Ok(out)
 }
 
-pub(in crate::store::sqlite) fn undispatched(
+pub(in crate::store::sqlite) fn claim_hooks(
     c: &Connection,
+    who: &Claimant,
+    now: i64,
     limit: usize,
 ) -> Result<Vec<StoredHook>, StoreError> {
-    let from = cursor(c)?;
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {HOOK_COLUMNS} FROM hooks h WHERE h.id > ?1 ORDER BY h.id LIMIT ?2"
+    let ids: Vec<i64> = c
+        .prepare_cached(
+            "UPDATE hooks SET owner = ?1, claim_until = ?2 WHERE id IN (
+               SELECT id FROM hooks WHERE state = 'waiting'
+                 AND (claim_until IS NULL OR claim_until < ?3 OR owner = ?1)
+               ORDER BY id LIMIT ?4)
+             RETURNING id",
+        )?
+        .query_map(
+            params![who.owner, now + who.ttl_ms, now, limit as i64],
+            |r| r.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let mut stmt = c.prepare(&format!(
+        "SELECT {HOOK_COLUMNS} FROM hooks h WHERE h.id IN ({list}) ORDER BY h.id"
     ))?;
-    let mut rows = stmt.query(params![from, limit as i64])?;
+    let mut rows = stmt.query([])?;
     hooks_from(&mut rows)
 }
 
 pub(in crate::store::sqlite) fn commit_dispatch(
     c: &Connection,
+    who: &Claimant,
     batch: &DispatchBatch,
-) -> Result<(), StoreError> {
-    let current = cursor(c)?;
-    if batch.upto <= current {
-        return Err(StoreError::Corrupt(format!(
-            "dispatch of hooks up to {} after the cursor reached {current} (two dispatchers on one store?)",
-            batch.upto
-        )));
+    rules: &Rules,
+) -> Result<DispatchCommit, StoreError> {
+    let mut settle = c.prepare_cached(
+        "UPDATE hooks SET state = ?3, sent_to = ?4, owner = NULL, claim_until = NULL, reason = NULL
+         WHERE id = ?1 AND state = 'waiting' AND owner = ?2",
+    )?;
+    let mut out = DispatchCommit::default();
+    let mut held = std::collections::HashSet::new();
+    for h in &batch.hooks {
+        let state = if h.routed { "routed" } else { "unrouted" };
+        let sent_to = (!h.sent_to.is_empty())
+            .then(|| serde_json::to_string(&h.sent_to).unwrap_or_else(|_| "[]".into()));
+        if settle.execute(params![h.row, who.owner, state, sent_to])? == 1 {
+            held.insert(h.row);
+            out.committed += 1;
+        } else {
+            out.lost.push(h.row);
+        }
     }
     for d in &batch.deliveries {
-        super::insert_delivery(c, d, None)?;
-    }
-    for m in &batch.members {
-        let added = c
-            .prepare_cached(
-                "INSERT OR IGNORE INTO group_members
-                   (route, group_key, hook_row, received_at, kind, result_code, message_type, sender_key)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                m.route,
-                m.group_key,
-                m.hook_row,
-                m.joined_at,
-                m.kind.as_str(),
-                m.result_code,
-                m.message_type,
-                m.sender_key
-            ])?;
-        if added == 0 {
-            continue;
+        if d.hook_row.is_some_and(|r| held.contains(&r)) {
+            super::insert_delivery(c, d, None)?;
         }
-        let existing = super::group_timing(c, &m.route, &m.group_key)?;
-        let timing = digest::on_join(
-            existing,
-            m.joined_at,
-            m.settings.wait_ms,
-            m.settings.interval_ms,
-        );
-        let settings =
-            serde_json::to_string(&m.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        save_timing(c, &m.route, &m.group_key, &timing, Some(&settings))?;
     }
-    c.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'dispatch_cursor'")?
-        .execute([batch.upto.to_string()])?;
+    join_groups(
+        c,
+        batch.members.iter().filter(|m| held.contains(&m.hook_row)),
+        rules,
+    )?;
+    Ok(out)
+}
+
+/// Files members into their groups; each group's row is read and written once per batch.
+fn join_groups<'a>(
+    c: &Connection,
+    members: impl Iterator<Item = &'a NewMember>,
+    rules: &Rules,
+) -> Result<(), StoreError> {
+    let mut by_group: BTreeMap<(&str, &str), Vec<&NewMember>> = BTreeMap::new();
+    let mut insert = c.prepare_cached(
+        "INSERT OR IGNORE INTO group_members
+           (route, group_key, hook_row, received_at, kind, result_code, message_type, sender_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for m in members {
+        let added = insert.execute(params![
+            m.route,
+            m.group_key,
+            m.hook_row,
+            m.joined_at,
+            m.kind.as_str(),
+            m.result_code,
+            m.message_type,
+            m.sender_key
+        ])?;
+        if added == 1 {
+            by_group
+                .entry((m.route.as_str(), m.group_key.as_str()))
+                .or_default()
+                .push(m);
+        }
+    }
+    for ((route, key), joined) in by_group {
+        let mut timing = super::group_timing(c, route, key)?;
+        for m in &joined {
+            timing = Some((rules.join)(
+                timing,
+                Join {
+                    at: m.joined_at,
+                    wait_ms: m.settings.wait_ms,
+                    interval_ms: m.settings.interval_ms,
+                },
+            ));
+        }
+        let (Some(t), Some(last)) = (timing, joined.last()) else {
+            continue;
+        };
+        let settings = serde_json::to_string(&last.settings)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        super::save_timing(c, route, key, &t, Some(&settings))?;
+    }
     Ok(())
+}
+
+pub(in crate::store::sqlite) fn fail_dispatch(
+    c: &Connection,
+    who: &Claimant,
+    f: &RoutingFailure,
+) -> Result<Vec<i64>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "UPDATE hooks SET failures = failures + 1, reason = ?3,
+           state = CASE WHEN failures + 1 >= ?4 THEN 'quarantined' ELSE state END,
+           owner = NULL, claim_until = ?5
+         WHERE id = ?1 AND state = 'waiting' AND owner = ?2
+         RETURNING state",
+    )?;
+    let mut quarantined = Vec::new();
+    for row in &f.rows {
+        let states: Vec<String> = stmt
+            .query_map(
+                params![row, who.owner, f.reason, f.quarantine_after, f.retry_at],
+                |r| r.get(0),
+            )?
+            .collect::<Result<_, _>>()?;
+        if states.iter().any(|s| s == "quarantined") {
+            quarantined.push(*row);
+        }
+    }
+    Ok(quarantined)
+}
+
+pub(in crate::store::sqlite) fn reroute(
+    c: &Connection,
+    which: &Reroute,
+) -> Result<usize, StoreError> {
+    const SET: &str =
+        "UPDATE hooks SET state = 'waiting', owner = NULL, claim_until = NULL, failures = 0";
+    Ok(match which {
+        Reroute::Since(t) => c.execute(
+            &format!("{SET} WHERE received_at >= ?1 AND state != 'waiting'"),
+            [t],
+        )?,
+        Reroute::Unrouted => c.execute(&format!("{SET} WHERE state = 'unrouted'"), [])?,
+        Reroute::Quarantined => c.execute(&format!("{SET} WHERE state = 'quarantined'"), [])?,
+        Reroute::Rows(rows) => {
+            let mut stmt =
+                c.prepare_cached(&format!("{SET} WHERE id = ?1 AND state != 'waiting'"))?;
+            let mut n = 0;
+            for r in rows {
+                n += stmt.execute([r])?;
+            }
+            n
+        }
+    })
+}
+
+pub(in crate::store::sqlite) fn hooks_in(
+    c: &Connection,
+    state: HookState,
+    limit: usize,
+) -> Result<Vec<ListedHook>, StoreError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {HOOK_COLUMNS}, h.reason FROM hooks h WHERE h.state = ?1 ORDER BY h.id DESC LIMIT ?2"
+    ))?;
+    let mut rows = stmt.query(params![state.as_str(), limit as i64])?;
+    let mut cache = None;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(ListedHook {
+            hook: hook_from(r, &mut cache)?,
+            state,
+            reason: r.get(6)?,
+        });
+    }
+    Ok(out)
+}
+
+pub(in crate::store::sqlite) fn inbox_stats(c: &Connection) -> Result<InboxStats, StoreError> {
+    let (waiting, oldest): (i64, Option<i64>) = c
+        .prepare_cached("SELECT COUNT(*), MIN(received_at) FROM hooks WHERE state = 'waiting'")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let count = |state: &str| -> Result<i64, StoreError> {
+        Ok(
+            c.prepare_cached("SELECT COUNT(*) FROM hooks WHERE state = ?1")?
+                .query_row([state], |r| r.get(0))?,
+        )
+    };
+    Ok(InboxStats {
+        waiting,
+        oldest_waiting_at: oldest,
+        unrouted: count("unrouted")?,
+        quarantined: count("quarantined")?,
+    })
+}
+
+fn rejected_filter(selection: &Selection) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    match selection {
+        Selection::All | Selection::Destination(_) => ("1 = 1".into(), vec![]),
+        Selection::OlderThan(t) => ("received_at < ?1".into(), vec![Value::Integer(*t)]),
+        Selection::Ids(ids) => {
+            let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            (format!("id IN ({list})"), vec![])
+        }
+    }
+}
+
+pub(in crate::store::sqlite) fn rejected(
+    c: &Connection,
+    selection: &Selection,
+) -> Result<Vec<RejectedHook>, StoreError> {
+    let (filter, args) = rejected_filter(selection);
+    let mut stmt = c.prepare(&format!(
+        "SELECT id, received_at, hooks_id, position, reason, raw FROM rejected WHERE {filter} ORDER BY id DESC"
+    ))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        Ok(RejectedHook {
+            id: r.get(0)?,
+            received_at: r.get(1)?,
+            hooks_id: r.get(2)?,
+            position: r.get(3)?,
+            reason: r.get(4)?,
+            raw: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(in crate::store::sqlite) fn purge_rejected(
+    c: &Connection,
+    selection: &Selection,
+) -> Result<usize, StoreError> {
+    let (filter, args) = rejected_filter(selection);
+    Ok(c.execute(
+        &format!("DELETE FROM rejected WHERE {filter}"),
+        rusqlite::params_from_iter(args),
+    )?)
 }

@@ -1,6 +1,6 @@
 //! The SQL behind [`super::SqliteStore`]: one function per store operation, each given the
 //! connection (inside the writer's transaction for writes). The inbox, the digest groups and
-//! the outbox each have their own file; this one holds the schema, shared readers and pruning.
+//! the outbox each have their own file; this one holds the schema, shared readers, pruning.
 
 mod groups;
 mod inbox;
@@ -19,8 +19,11 @@ use crate::store::*;
 /// Rows deleted per table per prune call, so pruning never holds the write lock for long.
 pub(super) const PRUNE_CHUNK: usize = 5000;
 
-pub(super) fn init_schema(c: &Connection) -> Result<(), StoreError> {
-    c.execute_batch(include_str!("../schema.sql"))?;
+/// Creates the schema, or brings an older one up to date.
+pub(super) fn init_schema(c: &Connection) -> Result<(), rusqlite::Error> {
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    )?;
     let found: Option<String> = c
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -28,35 +31,110 @@ pub(super) fn init_schema(c: &Connection) -> Result<(), StoreError> {
             |r| r.get(0),
         )
         .optional()?;
-    match found.map(|v| v.parse::<i64>()) {
-        None => {
-            c.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('dispatch_cursor', '0')",
-                [SCHEMA_VERSION.to_string()],
-            )?;
-        }
-        Some(Ok(v)) if v > SCHEMA_VERSION => {
-            return Err(StoreError::NewerSchema {
-                found: v,
-                known: SCHEMA_VERSION,
-            });
-        }
-        Some(Ok(_)) => {}
+    let found = match found.map(|v| v.parse::<i64>()) {
+        None => None,
+        Some(Ok(v)) => Some(v),
         Some(Err(_)) => {
-            return Err(StoreError::Corrupt(
+            return Err(rusqlite::Error::InvalidParameterName(
                 "meta.schema_version is not a number".into(),
             ));
         }
+    };
+    if found == Some(1) {
+        migrate_from_1(c)?;
+    }
+    c.execute_batch(include_str!("../schema.sql"))?;
+    if found.is_none() {
+        c.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+            [SCHEMA_VERSION.to_string()],
+        )?;
     }
     Ok(())
 }
 
-fn cursor(c: &Connection) -> Result<i64, StoreError> {
-    let v: String = c
-        .prepare_cached("SELECT value FROM meta WHERE key = 'dispatch_cursor'")?
-        .query_row([], |r| r.get(0))?;
-    v.parse()
-        .map_err(|_| StoreError::Corrupt("meta.dispatch_cursor is not a number".into()))
+/// The schema version stored in the file (None for a new file).
+pub(super) fn stored_version(c: &Connection) -> Result<Option<i64>, rusqlite::Error> {
+    let exists: bool = c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(None);
+    }
+    let v: Option<String> = c
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.and_then(|v| v.parse().ok()))
+}
+
+/// Schema 1 had a dispatch cursor instead of per-hook states, and no claims or leases.
+fn migrate_from_1(c: &Connection) -> Result<(), rusqlite::Error> {
+    let cursor: i64 = c
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'dispatch_cursor'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    c.execute_batch(
+        "ALTER TABLE hooks ADD COLUMN state TEXT NOT NULL DEFAULT 'waiting';
+         ALTER TABLE hooks ADD COLUMN owner TEXT;
+         ALTER TABLE hooks ADD COLUMN claim_until INTEGER;
+         ALTER TABLE hooks ADD COLUMN sent_to TEXT;
+         ALTER TABLE hooks ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE hooks ADD COLUMN reason TEXT;
+         ALTER TABLE groups ADD COLUMN claim_owner TEXT;
+         ALTER TABLE groups ADD COLUMN claim_token INTEGER;
+         ALTER TABLE groups ADD COLUMN claim_until INTEGER;
+         ALTER TABLE group_members ADD COLUMN flush_token INTEGER;
+         ALTER TABLE deliveries ADD COLUMN lease_owner TEXT;
+         ALTER TABLE deliveries ADD COLUMN lease_token INTEGER;
+         ALTER TABLE deliveries ADD COLUMN lease_until INTEGER;
+         DROP INDEX IF EXISTS deliveries_pending;
+         DROP INDEX IF EXISTS deliveries_by_hook;",
+    )?;
+    // Hooks behind the cursor were routed; the ones with no delivery or membership matched
+    // no route (schema 1 did not keep that apart).
+    c.execute(
+        "UPDATE hooks SET state = CASE
+             WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.hook_row = hooks.id)
+               OR EXISTS (SELECT 1 FROM group_members m WHERE m.hook_row = hooks.id) THEN 'routed'
+             ELSE 'unrouted' END,
+           sent_to = (SELECT json_group_array(DISTINCT d.destination) FROM deliveries d WHERE d.hook_row = hooks.id)
+         WHERE id <= ?1",
+        [cursor],
+    )?;
+    c.execute(
+        "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+        [],
+    )?;
+    c.execute("DELETE FROM meta WHERE key = 'dispatch_cursor'", [])?;
+    Ok(())
+}
+
+/// A `serve` start owns a store exclusively (it holds the lock): claims and leases left by a
+/// crashed run are released at once instead of waiting for them to expire.
+pub(super) fn release_claims(c: &Connection) -> Result<(), rusqlite::Error> {
+    c.execute_batch(
+        "UPDATE hooks SET owner = NULL, claim_until = NULL WHERE state = 'waiting' AND owner IS NOT NULL;
+         UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_token = NULL, lease_until = NULL
+           WHERE state = 'leased';
+         UPDATE groups SET claim_owner = NULL, claim_token = NULL, claim_until = NULL WHERE claim_token IS NOT NULL;
+         UPDATE group_members SET flush_token = NULL WHERE flush_token IS NOT NULL;",
+    )
+}
+
+/// A random claim or lease token.
+pub(super) fn token() -> i64 {
+    rand::random::<i64>() & i64::MAX
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
@@ -72,71 +150,84 @@ fn clip(s: &str, max: usize) -> &str {
 }
 
 /// Columns read by [`hooks_from`], from `hooks h`.
-const HOOK_COLUMNS: &str = "h.id, h.received_at, h.raw, h.envelope";
+const HOOK_COLUMNS: &str = "h.id, h.received_at, h.raw, h.envelope, h.sent_to, h.failures";
 
-/// Reads hooks; the hooks of one POST share their envelope text, which is parsed once.
+fn sent_to_of(text: Option<String>) -> Vec<String> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// Reads one hook row; the hooks of one POST share their envelope text, which `cache`
+/// keeps parsed.
+fn hook_from(
+    r: &rusqlite::Row<'_>,
+    cache: &mut Option<(String, Envelope)>,
+) -> Result<StoredHook, StoreError> {
+    let row: i64 = r.get(0)?;
+    let text: String = r.get(3)?;
+    let envelope = match cache {
+        Some((t, e)) if *t == text => e.clone(),
+        _ => {
+            let e: Envelope = serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("envelope of hook row {row}: {e}")))?;
+            *cache = Some((text, e.clone()));
+            e
+        }
+    };
+    Ok(StoredHook {
+        row,
+        received_at: r.get(1)?,
+        raw: r.get(2)?,
+        envelope,
+        sent_to: sent_to_of(r.get(4)?),
+        failures: r.get(5)?,
+    })
+}
+
 fn hooks_from(rows: &mut rusqlite::Rows<'_>) -> Result<Vec<StoredHook>, StoreError> {
-    let mut last: Option<(String, Envelope)> = None;
+    let mut cache = None;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let row: i64 = r.get(0)?;
-        let text: String = r.get(3)?;
-        let envelope = match &last {
-            Some((t, e)) if *t == text => e.clone(),
-            _ => {
-                let e: Envelope = serde_json::from_str(&text)
-                    .map_err(|e| StoreError::Corrupt(format!("envelope of hook row {row}: {e}")))?;
-                last = Some((text, e.clone()));
-                e
-            }
-        };
-        out.push(StoredHook {
-            row,
-            received_at: r.get(1)?,
-            raw: r.get(2)?,
-            envelope,
-        });
+        out.push(hook_from(r, &mut cache)?);
     }
     Ok(out)
 }
 
-pub(super) fn prune(
-    c: &Connection,
-    seen_before: i64,
-    delivered_before: i64,
-) -> Result<PruneStats, StoreError> {
+pub(super) fn prune(c: &Connection, before: PruneBefore) -> Result<PruneStats, StoreError> {
     let chunk = PRUNE_CHUNK as i64;
-    let cursor = cursor(c)?;
     let seen = c.execute(
         "DELETE FROM seen WHERE key IN (SELECT key FROM seen WHERE seen_at < ?1 LIMIT ?2)",
-        params![seen_before, chunk],
+        params![before.seen, chunk],
     )?;
     let deliveries = c.execute(
         "DELETE FROM deliveries WHERE id IN
            (SELECT id FROM deliveries WHERE state = 'done' AND done_at < ?1 LIMIT ?2)",
-        params![delivered_before, chunk],
+        params![before.delivered, chunk],
     )?;
-    // The newest hook always stays: hook ids must never be reused below the dispatch cursor.
+    // The newest hook always stays, so SQLite never hands out an id a delivery, digest member
+    // or listing could still mean.
     let hooks = c.execute(
         "DELETE FROM hooks WHERE id IN (SELECT h.id FROM hooks h
-           WHERE h.id <= ?1 AND h.id < (SELECT MAX(id) FROM hooks) AND h.received_at < ?2
+           WHERE h.id < (SELECT MAX(id) FROM hooks)
+             AND ((h.state = 'routed' AND h.received_at < ?1)
+               OR (h.state IN ('unrouted', 'quarantined') AND h.received_at < ?2))
              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.hook_row = h.id)
              AND NOT EXISTS (SELECT 1 FROM group_members m WHERE m.hook_row = h.id)
            LIMIT ?3)",
-        params![cursor, delivered_before, chunk],
+        params![before.delivered, before.unrouted, chunk],
     )?;
     c.execute(
         "DELETE FROM digests WHERE id IN (SELECT g.id FROM digests g WHERE g.created_at < ?1
            AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.digest_id = g.id) LIMIT ?2)",
-        params![delivered_before, chunk],
+        params![before.delivered, chunk],
     )?;
     c.execute(
         "DELETE FROM groups WHERE pending = 0 AND last_flush_at < ?1",
-        params![delivered_before],
+        params![before.delivered],
     )?;
     let rejected = c.execute(
         "DELETE FROM rejected WHERE id IN (SELECT id FROM rejected WHERE received_at < ?1 LIMIT ?2)",
-        params![seen_before, chunk],
+        params![before.seen, chunk],
     )?;
     Ok(PruneStats {
         seen,

@@ -1,6 +1,7 @@
-//! The outbox: deliveries, their attempts, dead letters and queue figures.
+//! The outbox: deliveries, leases on them under the destination's shared pace, their
+//! attempts, dead letters and queue figures.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, named_params, params};
 
 use super::{HOOK_COLUMNS, hooks_from};
 use crate::store::*;
@@ -14,7 +15,8 @@ pub(in crate::store::sqlite) fn insert_delivery(
     c.prepare_cached(
         "INSERT INTO deliveries (v, destination, route, template, hook_row, digest_id, hook_id, payload,
                                  state, attempts, created_at, received_at, next_attempt_at, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11, ?10, ?12)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11, ?10, ?12)
+         ON CONFLICT DO NOTHING",
     )?
     .execute(params![
         FORMAT_VERSION,
@@ -46,57 +48,123 @@ fn delivery_from(r: &Row<'_>) -> rusqlite::Result<Delivery> {
     })
 }
 
-pub(in crate::store::sqlite) fn due_deliveries(
-    c: &Connection,
-    destination: &str,
-    now: i64,
-    limit: usize,
-) -> Result<Vec<Delivery>, StoreError> {
-    let mut stmt = c.prepare_cached(
-        "SELECT id, destination, route, hook_id, payload, attempts, created_at, received_at
-         FROM deliveries WHERE destination = ?1 AND state = 'pending' AND next_attempt_at <= ?2
-         ORDER BY id LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![destination, now, limit as i64], delivery_from)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+const DELIVERY_COLUMNS: &str =
+    "id, destination, route, hook_id, payload, attempts, created_at, received_at";
+
+fn pace_state(c: &Connection, destination: &str) -> Result<PaceState, StoreError> {
+    Ok(
+        c.prepare_cached("SELECT tat, blocked_until FROM destinations WHERE name = ?1")?
+            .query_row([destination], |r| {
+                Ok(PaceState {
+                    tat: r.get(0)?,
+                    blocked_until: r.get(1)?,
+                })
+            })
+            .optional()?
+            .unwrap_or_default(),
+    )
 }
 
-pub(in crate::store::sqlite) fn next_due_at(
+fn save_pace(c: &Connection, destination: &str, p: &PaceState) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO destinations (name, tat, blocked_until) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET tat = excluded.tat, blocked_until = excluded.blocked_until",
+    )?
+    .execute(params![destination, p.tat, p.blocked_until])?;
+    Ok(())
+}
+
+pub(in crate::store::sqlite) fn lease_delivery(
     c: &Connection,
     destination: &str,
-) -> Result<Option<i64>, StoreError> {
-    Ok(c.prepare_cached(
-        "SELECT MIN(next_attempt_at) FROM deliveries WHERE destination = ?1 AND state = 'pending'",
+    who: &Claimant,
+    now: i64,
+    pacer: &Pacer,
+) -> Result<LeaseOutcome, StoreError> {
+    let live: Option<i64> = c
+        .prepare_cached(
+            "SELECT MAX(lease_until) FROM deliveries
+             WHERE destination = ?1 AND state = 'leased' AND lease_until >= ?2",
+        )?
+        .query_row(params![destination, now], |r| r.get(0))?;
+    if let Some(until) = live {
+        return Ok(LeaseOutcome::Busy(until));
+    }
+    let next = c
+        .prepare_cached(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries
+             WHERE destination = ?1 AND state IN ('pending', 'leased') AND next_attempt_at <= ?2
+             ORDER BY id LIMIT 1"
+        ))?
+        .query_row(params![destination, now], delivery_from)
+        .optional()?;
+    let Some(delivery) = next else {
+        let due: Option<i64> = c
+            .prepare_cached(
+                "SELECT MIN(next_attempt_at) FROM deliveries
+                 WHERE destination = ?1 AND state IN ('pending', 'leased')",
+            )?
+            .query_row([destination], |r| r.get(0))?;
+        return Ok(LeaseOutcome::Idle(due));
+    };
+    let pace = match (pacer.admit)(pacer, pace_state(c, destination)?, now) {
+        Ok(p) => p,
+        Err(at) => return Ok(LeaseOutcome::Paced(at)),
+    };
+    save_pace(c, destination, &pace)?;
+    let lease = Lease {
+        token: super::token(),
+        until: now + who.ttl_ms,
+        delivery,
+    };
+    c.prepare_cached(
+        "UPDATE deliveries SET state = 'leased', lease_owner = ?2, lease_token = ?3, lease_until = ?4
+         WHERE id = ?1",
     )?
-    .query_row([destination], |r| r.get(0))?)
+    .execute(params![lease.delivery.id, who.owner, lease.token, lease.until])?;
+    Ok(LeaseOutcome::Leased(lease))
 }
 
 pub(in crate::store::sqlite) fn record_attempt(
     c: &Connection,
-    id: i64,
+    lease: &Lease,
     attempt: &Attempt,
-) -> Result<(), StoreError> {
-    const SET: &str = "attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?2),
-                       last_attempt_at = ?2, last_status = ?3";
-    match attempt {
+    pause: Option<&Pause>,
+) -> Result<bool, StoreError> {
+    const SET: &str = "attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, :at),
+                       last_attempt_at = :at, last_status = :status,
+                       lease_owner = NULL, lease_token = NULL, lease_until = NULL";
+    const HELD: &str = "id = :id AND state = 'leased' AND lease_token = :token";
+    let (id, token) = (lease.delivery.id, lease.token);
+    let n = match attempt {
         Attempt::Delivered { status, at } => c
             .prepare_cached(&format!(
-                "UPDATE deliveries SET state = 'done', {SET}, done_at = ?2, reason = NULL
-                 WHERE id = ?1 AND state = 'pending'"
+                "UPDATE deliveries SET state = 'done', {SET}, done_at = :at, reason = NULL WHERE {HELD}"
             ))?
-            .execute(params![id, at, status])?,
+            .execute(named_params! {":id": id, ":token": token, ":at": at, ":status": status})?,
         Attempt::Retry { status, error, at, next_at } => c
             .prepare_cached(&format!(
-                "UPDATE deliveries SET {SET}, reason = ?4, next_attempt_at = ?5 WHERE id = ?1 AND state = 'pending'"
+                "UPDATE deliveries SET state = 'pending', {SET}, reason = :reason, next_attempt_at = :next
+                 WHERE {HELD}"
             ))?
-            .execute(params![id, at, status, error, next_at])?,
+            .execute(named_params! {":id": id, ":token": token, ":at": at, ":status": status,
+                ":reason": error, ":next": next_at})?,
         Attempt::Dead { status, reason, at } => c
             .prepare_cached(&format!(
-                "UPDATE deliveries SET state = 'dead', {SET}, reason = ?4 WHERE id = ?1 AND state = 'pending'"
+                "UPDATE deliveries SET state = 'dead', {SET}, reason = :reason WHERE {HELD}"
             ))?
-            .execute(params![id, at, status, reason])?,
+            .execute(named_params! {":id": id, ":token": token, ":at": at, ":status": status,
+                ":reason": reason})?,
     };
-    Ok(())
+    if n == 0 {
+        return Ok(false);
+    }
+    if let Some(p) = pause {
+        let dest = &lease.delivery.destination;
+        let paused = (p.pacer.pause)(&p.pacer, pace_state(c, dest)?, p.until);
+        save_pace(c, dest, &paused)?;
+    }
+    Ok(true)
 }
 
 const DEAD_COLUMNS: &str = "id, destination, route, template, hook_id, attempts, created_at,
@@ -217,9 +285,9 @@ pub(in crate::store::sqlite) fn purge(
 
 pub(in crate::store::sqlite) fn queue_stats(c: &Connection) -> Result<Vec<QueueStat>, StoreError> {
     let mut stmt = c.prepare_cached(
-        "SELECT destination, SUM(state = 'pending'), MIN(CASE WHEN state = 'pending' THEN created_at END),
-                SUM(state = 'dead')
-         FROM deliveries WHERE state IN ('pending', 'dead') GROUP BY destination ORDER BY destination",
+        "SELECT destination, SUM(state IN ('pending', 'leased')),
+                MIN(CASE WHEN state IN ('pending', 'leased') THEN created_at END), SUM(state = 'dead')
+         FROM deliveries WHERE state IN ('pending', 'leased', 'dead') GROUP BY destination ORDER BY destination",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(QueueStat {
@@ -232,24 +300,31 @@ pub(in crate::store::sqlite) fn queue_stats(c: &Connection) -> Result<Vec<QueueS
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub(in crate::store::sqlite) fn dead_letter_orphans(
+pub(in crate::store::sqlite) fn queued_destinations(
     c: &Connection,
-    known: &[String],
+) -> Result<Vec<String>, StoreError> {
+    Ok(c
+        .prepare_cached(
+            "SELECT DISTINCT destination FROM deliveries WHERE state IN ('pending', 'leased') ORDER BY 1",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}
+
+pub(in crate::store::sqlite) fn dead_letter_destinations(
+    c: &Connection,
+    destinations: &[String],
     now: i64,
 ) -> Result<usize, StoreError> {
-    let pending: Vec<String> = c
-        .prepare_cached("SELECT DISTINCT destination FROM deliveries WHERE state = 'pending'")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let mut stmt = c.prepare_cached(
+        "UPDATE deliveries SET state = 'dead', last_attempt_at = COALESCE(last_attempt_at, ?2),
+           lease_owner = NULL, lease_token = NULL, lease_until = NULL,
+           reason = 'destination `' || destination || '` is no longer in the config (add it back, then replay)'
+         WHERE state IN ('pending', 'leased') AND destination = ?1",
+    )?;
     let mut n = 0;
-    for dest in pending.iter().filter(|d| !known.contains(d)) {
-        n += c
-            .prepare_cached(
-                "UPDATE deliveries SET state = 'dead', last_attempt_at = COALESCE(last_attempt_at, ?2),
-                   reason = 'destination `' || destination || '` is no longer in the config (add it back, then replay)'
-                 WHERE state = 'pending' AND destination = ?1",
-            )?
-            .execute(params![dest, now])?;
+    for dest in destinations {
+        n += stmt.execute(params![dest, now])?;
     }
     Ok(n)
 }

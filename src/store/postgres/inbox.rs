@@ -1,0 +1,480 @@
+//! The inbox on PostgreSQL: ingest (one transaction for a whole batch of POSTs: group
+//! commit), claims with `FOR UPDATE SKIP LOCKED`, the routing commit fenced by the claim,
+//! failures and quarantine, rerouting and the rejected hooks.
+
+use std::collections::{BTreeMap, HashSet};
+
+use deadpool_postgres::{Pool, Transaction};
+use tokio_postgres::Row;
+
+use super::{hook_from, map};
+use crate::store::*;
+
+/// Rejected hooks are kept for inspection up to this many bytes each.
+const MAX_REJECTED_RAW: usize = 64 * 1024;
+
+const HOOK_COLUMNS: &str = "id, received_at, raw, envelope, sent_to, failures";
+
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Stores several POSTs in one transaction. Keys are inserted in sorted order, so two
+/// replicas storing the same keys at once wait for each other instead of deadlocking; a key
+/// that appears twice in the batch is a duplicate at its second appearance.
+pub(super) async fn ingest(
+    tx: &Transaction<'_>,
+    posts: &[NewPost],
+    dedup_window_ms: i64,
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    let reject = tx
+        .prepare_cached(
+            "INSERT INTO rejected (received_at, hooks_id, position, reason, raw)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[])",
+        )
+        .await
+        .map_err(map)?;
+    let (mut r_at, mut r_id, mut r_pos, mut r_reason, mut r_raw) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for p in posts {
+        for r in &p.rejected {
+            r_at.push(p.received_at);
+            r_id.push(p.hooks_id.clone());
+            r_pos.push(r.position as i64);
+            r_reason.push(r.reason.clone());
+            r_raw.push(clip(&r.raw, MAX_REJECTED_RAW).to_string());
+        }
+    }
+    if !r_at.is_empty() {
+        tx.execute(&reject, &[&r_at, &r_id, &r_pos, &r_reason, &r_raw])
+            .await
+            .map_err(map)?;
+    }
+    // First appearance of every key in the batch, with when its POST arrived.
+    let mut first: BTreeMap<&str, i64> = BTreeMap::new();
+    for p in posts {
+        for h in &p.hooks {
+            first.entry(h.dedup_key.as_str()).or_insert(p.received_at);
+        }
+    }
+    let keys: Vec<&str> = first.keys().copied().collect();
+    let seen_at: Vec<i64> = first.values().copied().collect();
+    let fresh_keys: HashSet<String> = if keys.is_empty() {
+        Default::default()
+    } else {
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO seen AS s (key, seen_at)
+                 SELECT * FROM unnest($1::text[], $2::bigint[])
+                 ON CONFLICT (key) DO UPDATE SET seen_at = excluded.seen_at
+                   WHERE s.seen_at < excluded.seen_at - $3
+                 RETURNING key",
+            )
+            .await
+            .map_err(map)?;
+        tx.query(&stmt, &[&keys, &seen_at, &dedup_window_ms])
+            .await
+            .map_err(map)?
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect()
+    };
+    let mut taken: HashSet<&str> = Default::default();
+    let mut outcomes = Vec::with_capacity(posts.len());
+    let (mut h_at, mut h_env, mut h_raw) = (vec![], vec![], vec![]);
+    for p in posts {
+        let mut out = IngestOutcome {
+            rejected: p.rejected.len(),
+            ..IngestOutcome::default()
+        };
+        for h in &p.hooks {
+            let fresh = fresh_keys.contains(&h.dedup_key) && taken.insert(h.dedup_key.as_str());
+            out.fresh.push(fresh);
+            if fresh {
+                out.accepted += 1;
+                h_at.push(p.received_at);
+                h_env.push(p.envelope_json.as_str());
+                h_raw.push(h.raw.as_str());
+            } else {
+                out.duplicates += 1;
+            }
+        }
+        outcomes.push(out);
+    }
+    if !h_at.is_empty() {
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO hooks (v, received_at, envelope, raw)
+                 SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[])",
+            )
+            .await
+            .map_err(map)?;
+        tx.execute(&insert, &[&FORMAT_VERSION, &h_at, &h_env, &h_raw])
+            .await
+            .map_err(map)?;
+    }
+    Ok(outcomes)
+}
+
+pub(super) async fn claim_hooks(
+    pool: &Pool,
+    who: &Claimant,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<StoredHook>, StoreError> {
+    let client = pool.get().await.map_err(map)?;
+    let stmt = client
+        .prepare_cached(&format!(
+            "WITH c AS (
+               SELECT id FROM hooks WHERE state = 'waiting'
+                 AND (claim_until IS NULL OR claim_until < $3 OR owner = $1)
+               ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)
+             UPDATE hooks h SET owner = $1, claim_until = $2 FROM c WHERE h.id = c.id
+             RETURNING {}",
+            HOOK_COLUMNS
+                .split(", ")
+                .map(|c| format!("h.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .await
+        .map_err(map)?;
+    let rows = client
+        .query(
+            &stmt,
+            &[&who.owner, &(now + who.ttl_ms), &now, &(limit as i64)],
+        )
+        .await
+        .map_err(map)?;
+    let mut hooks = hooks_from(&rows)?;
+    hooks.sort_by_key(|h| h.row);
+    Ok(hooks)
+}
+
+pub(super) fn hooks_from(rows: &[Row]) -> Result<Vec<StoredHook>, StoreError> {
+    let mut cache = None;
+    rows.iter().map(|r| hook_from(r, &mut cache)).collect()
+}
+
+pub(super) async fn commit_dispatch(
+    pool: &Pool,
+    who: &Claimant,
+    batch: &DispatchBatch,
+    rules: &Rules,
+) -> Result<DispatchCommit, StoreError> {
+    let mut client = pool.get().await.map_err(map)?;
+    let tx = client.transaction().await.map_err(map)?;
+    let ids: Vec<i64> = batch.hooks.iter().map(|h| h.row).collect();
+    let states: Vec<&str> = batch
+        .hooks
+        .iter()
+        .map(|h| if h.routed { "routed" } else { "unrouted" })
+        .collect();
+    let sent_to: Vec<Option<String>> = batch
+        .hooks
+        .iter()
+        .map(|h| {
+            (!h.sent_to.is_empty()).then(|| serde_json::to_string(&h.sent_to).unwrap_or_default())
+        })
+        .collect();
+    let settle = tx
+        .prepare_cached(
+            "UPDATE hooks h SET state = v.state, sent_to = v.sent_to, owner = NULL,
+                 claim_until = NULL, reason = NULL
+             FROM unnest($2::bigint[], $3::text[], $4::text[]) AS v(id, state, sent_to)
+             WHERE h.id = v.id AND h.state = 'waiting' AND h.owner = $1
+             RETURNING h.id",
+        )
+        .await
+        .map_err(map)?;
+    let held: HashSet<i64> = tx
+        .query(&settle, &[&who.owner, &ids, &states, &sent_to])
+        .await
+        .map_err(map)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let deliveries: Vec<&NewDelivery> = batch
+        .deliveries
+        .iter()
+        .filter(|d| d.hook_row.is_some_and(|r| held.contains(&r)))
+        .collect();
+    super::outbox::insert_deliveries(&tx, &deliveries, None).await?;
+    let members: Vec<&NewMember> = batch
+        .members
+        .iter()
+        .filter(|m| held.contains(&m.hook_row))
+        .collect();
+    join_groups(&tx, &members, rules).await?;
+    tx.commit().await.map_err(map)?;
+    let mut lost: Vec<i64> = ids.into_iter().filter(|id| !held.contains(id)).collect();
+    lost.sort_unstable();
+    Ok(DispatchCommit {
+        committed: held.len(),
+        lost,
+    })
+}
+
+/// Files members into their groups. Group rows are locked in sorted order (so concurrent
+/// replicas never deadlock) and each is read and written once per batch, under its lock.
+async fn join_groups(
+    tx: &Transaction<'_>,
+    members: &[&NewMember],
+    rules: &Rules,
+) -> Result<(), StoreError> {
+    if members.is_empty() {
+        return Ok(());
+    }
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO group_members (route, group_key, hook_row, received_at, kind, result_code, message_type, sender_key)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[])
+             ON CONFLICT DO NOTHING
+             RETURNING route, group_key, hook_row",
+        )
+        .await
+        .map_err(map)?;
+    let col = |f: fn(&NewMember) -> Option<String>| -> Vec<Option<String>> {
+        members.iter().map(|m| f(m)).collect()
+    };
+    let routes: Vec<&str> = members.iter().map(|m| m.route.as_str()).collect();
+    let keys: Vec<&str> = members.iter().map(|m| m.group_key.as_str()).collect();
+    let rows: Vec<i64> = members.iter().map(|m| m.hook_row).collect();
+    let at: Vec<i64> = members.iter().map(|m| m.joined_at).collect();
+    let kinds: Vec<&str> = members.iter().map(|m| m.kind.as_str()).collect();
+    let added: HashSet<(String, String, i64)> = tx
+        .query(
+            &insert,
+            &[
+                &routes,
+                &keys,
+                &rows,
+                &at,
+                &kinds,
+                &col(|m| m.result_code.clone()),
+                &col(|m| m.message_type.clone()),
+                &col(|m| m.sender_key.clone()),
+            ],
+        )
+        .await
+        .map_err(map)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let mut by_group: BTreeMap<(&str, &str), Vec<&NewMember>> = BTreeMap::new();
+    for m in members {
+        if added.contains(&(m.route.clone(), m.group_key.clone(), m.hook_row)) {
+            by_group
+                .entry((m.route.as_str(), m.group_key.as_str()))
+                .or_default()
+                .push(m);
+        }
+    }
+    let ensure = tx
+        .prepare_cached(
+            "INSERT INTO groups (route, group_key, started_at, total, pending, settings)
+             VALUES ($1, $2, 0, 0, 0, '{}') ON CONFLICT DO NOTHING",
+        )
+        .await
+        .map_err(map)?;
+    for ((route, key), joined) in by_group {
+        tx.execute(&ensure, &[&route, &key]).await.map_err(map)?;
+        let mut timing = super::groups::lock_timing(tx, route, key).await?;
+        for m in &joined {
+            timing = Some((rules.join)(
+                timing,
+                Join {
+                    at: m.joined_at,
+                    wait_ms: m.settings.wait_ms,
+                    interval_ms: m.settings.interval_ms,
+                },
+            ));
+        }
+        let (Some(t), Some(last)) = (timing, joined.last()) else {
+            continue;
+        };
+        let settings = serde_json::to_string(&last.settings)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        super::groups::save_timing(tx, route, key, &t, Some(&settings)).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn fail_dispatch(
+    pool: &Pool,
+    who: &Claimant,
+    f: &RoutingFailure,
+) -> Result<Vec<i64>, StoreError> {
+    let client = pool.get().await.map_err(map)?;
+    let stmt = client
+        .prepare_cached(
+            "UPDATE hooks SET failures = failures + 1, reason = $3,
+               state = CASE WHEN failures + 1 >= $4 THEN 'quarantined' ELSE state END,
+               owner = NULL, claim_until = $5
+             WHERE id = ANY($1) AND state = 'waiting' AND owner = $2
+             RETURNING id, state",
+        )
+        .await
+        .map_err(map)?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &f.rows,
+                &who.owner,
+                &f.reason,
+                &f.quarantine_after,
+                &f.retry_at,
+            ],
+        )
+        .await
+        .map_err(map)?;
+    Ok(rows
+        .iter()
+        .filter(|r| r.get::<_, String>(1) == "quarantined")
+        .map(|r| r.get(0))
+        .collect())
+}
+
+pub(super) async fn reroute(pool: &Pool, which: &Reroute) -> Result<usize, StoreError> {
+    let client = pool.get().await.map_err(map)?;
+    const SET: &str =
+        "UPDATE hooks SET state = 'waiting', owner = NULL, claim_until = NULL, failures = 0";
+    let n = match which {
+        Reroute::Since(t) => {
+            client
+                .execute(
+                    &format!("{SET} WHERE received_at >= $1 AND state <> 'waiting'"),
+                    &[t],
+                )
+                .await
+        }
+        Reroute::Unrouted => {
+            client
+                .execute(&format!("{SET} WHERE state = 'unrouted'"), &[])
+                .await
+        }
+        Reroute::Quarantined => {
+            client
+                .execute(&format!("{SET} WHERE state = 'quarantined'"), &[])
+                .await
+        }
+        Reroute::Rows(rows) => {
+            client
+                .execute(
+                    &format!("{SET} WHERE id = ANY($1) AND state <> 'waiting'"),
+                    &[rows],
+                )
+                .await
+        }
+    }
+    .map_err(map)?;
+    Ok(n as usize)
+}
+
+pub(super) async fn hooks_in(
+    pool: &Pool,
+    state: HookState,
+    limit: usize,
+) -> Result<Vec<ListedHook>, StoreError> {
+    let client = pool.get().await.map_err(map)?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {HOOK_COLUMNS}, reason FROM hooks WHERE state = $1 ORDER BY id DESC LIMIT $2"
+            ),
+            &[&state.as_str(), &(limit as i64)],
+        )
+        .await
+        .map_err(map)?;
+    let mut cache = None;
+    rows.iter()
+        .map(|r| {
+            Ok(ListedHook {
+                hook: hook_from(r, &mut cache)?,
+                state,
+                reason: r.get(6),
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn inbox_stats(pool: &Pool) -> Result<InboxStats, StoreError> {
+    let client = pool.get().await.map_err(map)?;
+    let r = client
+        .query_one(
+            "SELECT COUNT(*) FILTER (WHERE state = 'waiting'),
+                    MIN(received_at) FILTER (WHERE state = 'waiting'),
+                    COUNT(*) FILTER (WHERE state = 'unrouted'),
+                    COUNT(*) FILTER (WHERE state = 'quarantined')
+             FROM hooks WHERE state IN ('waiting', 'unrouted', 'quarantined')",
+            &[],
+        )
+        .await
+        .map_err(map)?;
+    Ok(InboxStats {
+        waiting: r.get(0),
+        oldest_waiting_at: r.get(1),
+        unrouted: r.get(2),
+        quarantined: r.get(3),
+    })
+}
+
+fn rejected_filter(selection: &Selection) -> (String, Option<Vec<i64>>, Option<i64>) {
+    match selection {
+        Selection::All | Selection::Destination(_) => ("TRUE".into(), None, None),
+        Selection::OlderThan(t) => ("received_at < $1".into(), None, Some(*t)),
+        Selection::Ids(ids) => ("id = ANY($1)".into(), Some(ids.clone()), None),
+    }
+}
+
+pub(super) async fn rejected(
+    pool: &Pool,
+    selection: &Selection,
+) -> Result<Vec<RejectedHook>, StoreError> {
+    let client = pool.get().await.map_err(map)?;
+    let (filter, ids, older) = rejected_filter(selection);
+    let sql = format!(
+        "SELECT id, received_at, hooks_id, position, reason, raw FROM rejected WHERE {filter} ORDER BY id DESC"
+    );
+    let rows = match (&ids, &older) {
+        (Some(ids), _) => client.query(&sql, &[ids]).await,
+        (_, Some(t)) => client.query(&sql, &[t]).await,
+        _ => client.query(&sql, &[]).await,
+    }
+    .map_err(map)?;
+    Ok(rows
+        .iter()
+        .map(|r| RejectedHook {
+            id: r.get(0),
+            received_at: r.get(1),
+            hooks_id: r.get(2),
+            position: r.get(3),
+            reason: r.get(4),
+            raw: r.get(5),
+        })
+        .collect())
+}
+
+pub(super) async fn purge_rejected(
+    pool: &Pool,
+    selection: &Selection,
+) -> Result<usize, StoreError> {
+    let client = pool.get().await.map_err(map)?;
+    let (filter, ids, older) = rejected_filter(selection);
+    let sql = format!("DELETE FROM rejected WHERE {filter}");
+    let n = match (&ids, &older) {
+        (Some(ids), _) => client.execute(&sql, &[ids]).await,
+        (_, Some(t)) => client.execute(&sql, &[t]).await,
+        _ => client.execute(&sql, &[]).await,
+    }
+    .map_err(map)?;
+    Ok(n as usize)
+}

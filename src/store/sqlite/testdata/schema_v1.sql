@@ -1,0 +1,105 @@
+-- bizrelay store, schema 1. Times are Unix milliseconds. Rows carry a format version `v`
+-- (the dedup keys in `seen` are bare keys and need none). Inspect with:
+--   sqlite3 data/bizrelay.db 'select id, destination, state, attempts, reason from deliveries'
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+-- The inbox. Rows with id <= meta.dispatch_cursor have been routed. Ids only grow: pruning
+-- never deletes the newest row, so SQLite never reuses an id below the cursor (no
+-- AUTOINCREMENT bookkeeping on the hot path). `envelope` is the POST's envelope as JSON.
+CREATE TABLE IF NOT EXISTS hooks (
+    id          INTEGER PRIMARY KEY,
+    v           INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    envelope    TEXT NOT NULL,
+    raw         TEXT NOT NULL
+);
+
+-- Dedup keys (h:<hookId> or c:<content hash>) and when they were last seen.
+CREATE TABLE IF NOT EXISTS seen (
+    key     TEXT PRIMARY KEY,
+    seen_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_by_time ON seen (seen_at);
+
+-- Hooks that could not be understood, kept for inspection.
+CREATE TABLE IF NOT EXISTS rejected (
+    id          INTEGER PRIMARY KEY,
+    v           INTEGER NOT NULL DEFAULT 1,
+    received_at INTEGER NOT NULL,
+    hooks_id    TEXT,
+    position    INTEGER NOT NULL,
+    reason      TEXT NOT NULL,
+    raw         TEXT NOT NULL
+);
+
+-- Digest groups of grouped routes and their members (hooks not yet in a digest).
+CREATE TABLE IF NOT EXISTS groups (
+    route         TEXT NOT NULL,
+    v             INTEGER NOT NULL DEFAULT 1,
+    group_key     TEXT NOT NULL,
+    started_at    INTEGER NOT NULL,
+    total         INTEGER NOT NULL,
+    pending       INTEGER NOT NULL,
+    last_flush_at INTEGER,
+    next_flush_at INTEGER,
+    settings      TEXT NOT NULL,
+    PRIMARY KEY (route, group_key)
+);
+-- A member carries what a digest counts, so a digest of any size is a few GROUP BY queries
+-- plus `max_items` sample rows, never the whole group in memory.
+CREATE TABLE IF NOT EXISTS group_members (
+    route        TEXT NOT NULL,
+    v            INTEGER NOT NULL DEFAULT 1,
+    group_key    TEXT NOT NULL,
+    hook_row     INTEGER NOT NULL,
+    received_at  INTEGER NOT NULL,
+    kind         TEXT NOT NULL,
+    result_code  TEXT,
+    message_type TEXT,
+    sender_key   TEXT,
+    PRIMARY KEY (route, group_key, hook_row)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS group_members_by_hook ON group_members (hook_row);
+
+-- Digests sent, with their template context (for re-rendering dead letters).
+CREATE TABLE IF NOT EXISTS digests (
+    id         INTEGER PRIMARY KEY,
+    v          INTEGER NOT NULL,
+    route      TEXT NOT NULL,
+    group_key  TEXT NOT NULL,
+    count      INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    context    TEXT NOT NULL
+);
+
+-- The outbox: one row per (hook or digest, destination), holding the rendered body.
+-- state: pending | done | dead. Ids are never reused (they are shown to operators and sent
+-- as X-Bizrelay-Delivery).
+CREATE TABLE IF NOT EXISTS deliveries (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    v                INTEGER NOT NULL,
+    destination      TEXT NOT NULL,
+    route            TEXT NOT NULL,
+    template         TEXT NOT NULL,
+    hook_row         INTEGER,
+    digest_id        INTEGER,
+    hook_id          TEXT,
+    payload          TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    created_at       INTEGER NOT NULL,
+    received_at      INTEGER NOT NULL,
+    next_attempt_at  INTEGER NOT NULL,
+    first_attempt_at INTEGER,
+    last_attempt_at  INTEGER,
+    last_status      INTEGER,
+    reason           TEXT,
+    done_at          INTEGER
+);
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (destination, id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, destination);
+CREATE INDEX IF NOT EXISTS deliveries_by_hook ON deliveries (hook_row) WHERE hook_row IS NOT NULL;
+CREATE INDEX IF NOT EXISTS deliveries_by_digest ON deliveries (digest_id) WHERE digest_id IS NOT NULL;
