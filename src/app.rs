@@ -484,3 +484,61 @@ async fn probe_loop(state: Arc<State>, stop: CancellationToken) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn a_task_that_panics_is_logged_counted_and_started_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::StoreConfig {
+            path: dir.path().join("s.db"),
+            ..Default::default()
+        };
+        let store = store::open(&cfg, Mode::Serve).await.unwrap();
+        let loaded =
+            crate::config::load(&crate::config::ConfigSource::Builtin, &HashMap::new()).unwrap();
+        let state = Arc::new(State::new(loaded, store, Metrics::new(), Clock::System));
+        let runs = Arc::new(AtomicU32::new(0));
+        let stop = CancellationToken::new();
+        let handle = supervise(&state, "flaky", stop.clone(), {
+            let (runs, stop) = (Arc::clone(&runs), stop.clone());
+            move || {
+                let (runs, stop) = (Arc::clone(&runs), stop.clone());
+                async move {
+                    if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                        panic!("first run fails");
+                    }
+                    stop.cancelled().await;
+                }
+            }
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while runs.load(Ordering::SeqCst) < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "not restarted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let life = state.liveness.snapshot()["flaky"].clone();
+        assert_eq!(life.restarts, 1);
+        assert!(
+            life.last_failure.unwrap().contains("first run fails"),
+            "the cause is kept"
+        );
+        assert!(
+            state
+                .metrics
+                .render()
+                .contains("bizrelay_task_restarts_total{task=\"flaky\"} 1")
+        );
+        stop.cancel();
+        handle.await.unwrap();
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "not restarted after a requested stop"
+        );
+        state.store.close().await;
+    }
+}

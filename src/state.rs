@@ -302,3 +302,57 @@ impl Liveness {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fail() -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(
+            "database disk image is malformed".into(),
+        ))
+    }
+
+    #[test]
+    fn a_store_failing_repeatedly_for_any_use_refuses_hooks_until_that_use_works() {
+        let h = StoreHealth::default();
+        h.record(StoreUse::Dispatch, &fail());
+        h.record(StoreUse::Dispatch, &fail());
+        assert!(h.refuses_hooks().is_none(), "two failures may be a blip");
+        h.record(StoreUse::Dispatch, &fail());
+        let why = h.refuses_hooks().expect("three in a row: refuse");
+        assert!(
+            why.starts_with("dispatch: ") && why.contains("malformed"),
+            "{why}"
+        );
+        // Other uses succeeding do not hide the dispatcher's trouble (reads failing while
+        // writes still work)...
+        h.record(StoreUse::Ingest, &Ok(()));
+        h.record(StoreUse::Probe, &Ok(()));
+        assert!(h.refuses_hooks().is_some());
+        // ...its own success does.
+        h.record(StoreUse::Dispatch, &Ok(()));
+        assert!(h.refuses_hooks().is_none());
+        // A damaged or replaced file counts at once.
+        h.record(
+            StoreUse::Probe,
+            &Err::<(), _>(StoreError::Refused("deleted".into())),
+        );
+        assert!(h.refuses_hooks().is_some());
+        // The webhook's own failures answer 503 by themselves and never lock it out.
+        let w = StoreHealth::default();
+        for _ in 0..5 {
+            w.record(StoreUse::Ingest, &fail());
+        }
+        assert!(w.refuses_hooks().is_none());
+        assert_eq!(w.failing().len(), 1, "but readiness sees them");
+    }
+
+    #[test]
+    fn a_manual_clock_moves_only_by_hand() {
+        let c = Clock::manual(1_000);
+        assert_eq!(c.now(), 1_000);
+        c.advance(500);
+        assert_eq!(c.now(), 1_500);
+    }
+}

@@ -147,39 +147,43 @@ async fn hold_back(state: &State, failed: Vec<(i64, String)>) -> Result<(), Stor
     Ok(())
 }
 
-/// Routes everything waiting and flushes due digests; returns when there is nothing to do.
-async fn pass(state: &Arc<State>) -> Result<(), StoreError> {
-    loop {
-        let claimed = state
-            .store
-            .claim_hooks(&state.claimant, state.now(), BATCH)
-            .await?;
-        if claimed.is_empty() {
-            break;
-        }
-        let (batch, report) = route_claimed(state, claimed).await?;
-        if !batch.hooks.is_empty() {
-            let commit = state
-                .store
-                .commit_dispatch(&state.claimant, batch, &digest::RULES)
-                .await?;
-            if !commit.lost.is_empty() {
-                tracing::warn!(
-                    hooks = commit.lost.len(),
-                    "hooks were taken over by another replica before this one committed their routing; left to it"
-                );
-            }
-        }
-        account(state, &report);
-        state.liveness.progress(TASK, state.now());
+/// Routes one claimed batch; returns how many hooks it claimed.
+async fn route_batch(state: &Arc<State>) -> Result<usize, StoreError> {
+    let claimed = state
+        .store
+        .claim_hooks(&state.claimant, state.now(), BATCH)
+        .await?;
+    let n = claimed.len();
+    if n == 0 {
+        return Ok(0);
     }
+    let (batch, report) = route_claimed(state, claimed).await?;
+    if !batch.hooks.is_empty() {
+        let commit = state
+            .store
+            .commit_dispatch(&state.claimant, batch, &digest::RULES)
+            .await?;
+        if !commit.lost.is_empty() {
+            tracing::warn!(
+                hooks = commit.lost.len(),
+                "hooks were taken over by another replica before this one committed their routing; left to it"
+            );
+        }
+    }
+    account(state, &report);
+    state.liveness.progress(TASK, state.now());
+    Ok(n)
+}
+
+/// Sends every digest that is due.
+async fn flush_due(state: &Arc<State>) -> Result<(), StoreError> {
     loop {
         let groups = state
             .store
             .claim_groups(&state.claimant, state.now(), GROUPS_PER_PASS)
             .await?;
         if groups.is_empty() {
-            break;
+            return Ok(());
         }
         for group in groups {
             let loaded = state.current();
@@ -204,7 +208,26 @@ async fn pass(state: &Arc<State>) -> Result<(), StoreError> {
             }
         }
     }
-    Ok(())
+}
+
+/// Routes everything waiting and flushes due digests; returns when there is nothing to do.
+/// A digest that falls due while a backlog is being routed goes out on time (the backlog's
+/// members wait for the next one), so a storm never delays the alert about it.
+async fn pass(state: &Arc<State>) -> Result<(), StoreError> {
+    loop {
+        let routed = route_batch(state).await?;
+        let due = state
+            .store
+            .next_flush_at()
+            .await?
+            .is_some_and(|at| at <= state.now());
+        if routed == 0 || due {
+            flush_due(state).await?;
+        }
+        if routed == 0 {
+            return Ok(());
+        }
+    }
 }
 
 /// Runs until `shutdown`: routes new hooks as they are stored and flushes digests on time.

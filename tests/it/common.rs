@@ -532,3 +532,26 @@ pub async fn postgres_database() -> String {
     url.set_path(&format!("/{name}"));
     url.to_string()
 }
+
+/// Runs a `bizrelay` command with `--config FILE`, in the config's folder (so nothing the
+/// user put in the checkout is read); returns its output.
+pub fn bizrelay_cmd(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .current_dir(config.parent().unwrap_or(Path::new(".")))
+        .env_remove("RUST_LOG")
+        .env_remove("BIZRELAY_CONFIG")
+        .output()
+        .unwrap()
+}
+
+/// Polls `check` every 20 ms until it holds (panics with `what` after `timeout`).
+pub async fn wait_until<F: FnMut() -> bool>(what: &str, timeout: Duration, mut check: F) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

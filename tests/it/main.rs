@@ -12,3 +12,5 @@ mod fuzz;
 mod hostile;
 mod operations;
 mod process;
+mod replicas;
+mod resilience;

@@ -53,9 +53,10 @@ async fn kill_9_mid_burst_loses_no_acknowledged_hook() {
 
     // Eight clients post 3-hook batches as fast as they can; the process is killed mid-burst.
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let ended: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut clients = Vec::new();
     for c in 0..8 {
-        let (acked, url) = (Arc::clone(&acked), url.clone());
+        let (acked, url, ended) = (Arc::clone(&acked), url.clone(), Arc::clone(&ended));
         clients.push(tokio::spawn(async move {
             let http = http_client();
             for n in 0.. {
@@ -69,7 +70,16 @@ async fn kill_9_mid_burst_loses_no_acknowledged_hook() {
                     .await;
                 match sent {
                     Ok(r) if r.status() == 200 => acked.lock().unwrap().extend(ids),
-                    _ => break,
+                    other => {
+                        let why = match other {
+                            Ok(r) => {
+                                format!("{} {}", r.status(), r.text().await.unwrap_or_default())
+                            }
+                            Err(e) => e.to_string(),
+                        };
+                        ended.lock().unwrap().push(why);
+                        break;
+                    }
                 }
             }
         }));
@@ -84,8 +94,10 @@ async fn kill_9_mid_burst_loses_no_acknowledged_hook() {
     let acked = acked.lock().unwrap().clone();
     assert!(
         acked.len() > 30,
-        "the burst was under way: {} acked",
-        acked.len()
+        "the burst was under way: {} acked; clients ended with {:?}; log: {}",
+        acked.len(),
+        ended.lock().unwrap(),
+        process.log_text()
     );
 
     slack.set_default(Reply::status(200).body("ok"));
