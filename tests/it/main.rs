@@ -6,6 +6,7 @@ mod common;
 
 mod bridge;
 mod digest;
+mod docs;
 mod durability;
 mod fuzz;
 mod hostile;
