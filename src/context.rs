@@ -1,6 +1,6 @@
 //! The template context of one hook: its fields under their NHN names, the envelope fields,
 //! and derived values (labels, result-code meaning, masked recipient, route and destination).
-//! The README documents every key; change both together.
+//! docs/templates.md documents every key; change both together.
 //!
 //! Invariants:
 //! - Every documented key of the hook's kind is present (null when the hook lacks it), so

@@ -1,5 +1,5 @@
 //! Prometheus metrics: one registry per running app (so tests can run several apps in one
-//! process), rendered in the text format at `GET /metrics`. The README lists every metric.
+//! process), rendered in the text format at `GET /metrics`. docs/operations.md lists every metric.
 //!
 //! Invariant: no label ever holds a secret or personal data, only names from the config
 //! (routes, destinations), kinds and fixed words.

@@ -7,6 +7,7 @@ mod common;
 mod bridge;
 mod conformance;
 mod digest;
+mod docs;
 mod durability;
 mod fuzz;
 mod hostile;
