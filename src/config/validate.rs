@@ -39,6 +39,18 @@ pub(super) fn validate(
             "must differ from server.listen".into(),
         );
     }
+    if let Some(url) = &config.store.url
+        && let Err(reason) = crate::store::postgres::parse_url(url.expose())
+    {
+        // The reason never quotes the URL: it may hold the password.
+        err("store.url".into(), reason);
+    }
+    if config.store.lease.is_zero() || config.store.commit_timeout.is_zero() {
+        err(
+            "store".into(),
+            "lease and commit_timeout must be longer than 0s".into(),
+        );
+    }
     if config.store.dedup_window.is_zero() {
         err("store.dedup_window".into(), "must be longer than 0s".into());
     }

@@ -117,7 +117,7 @@ pub async fn readyz(state: Arc<State>) -> warp::reply::Response {
         .map(|(name, h)| {
             (
                 name,
-                json!({"last_status": h.last_status, "since": rfc3339(h.since), "since_ms": h.since}),
+                json!({"healthy": false, "last_status": h.last_status, "since": rfc3339(h.since), "since_ms": h.since}),
             )
         })
         .collect();

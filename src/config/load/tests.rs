@@ -312,3 +312,38 @@ fn example_config_is_valid() {
     .unwrap_or_else(|e| panic!("{e:?}"));
     assert!(loaded.routes.iter().any(|r| r.group.is_some()));
 }
+
+#[test]
+fn a_postgres_url_is_checked_without_quoting_it() {
+    let bad = "[store]\nurl = \"mysql://u:hunter2@db/x\"\n";
+    let errs = load(
+        &ConfigSource::File {
+            path: PathBuf::from("/etc/bizrelay/config.toml"),
+            text: bad.into(),
+        },
+        &HashMap::new(),
+    )
+    .unwrap_err();
+    let text = format!("{errs:?}");
+    assert!(
+        text.contains("store.url") && text.contains("postgres://"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    let good = "[store]\nurl = \"postgres://u:${PW}@db:5432/bizrelay?sslmode=verify-full\"\n";
+    let env = HashMap::from([("PW".to_string(), "hunter2".to_string())]);
+    let loaded = load(
+        &ConfigSource::File {
+            path: PathBuf::from("/etc/bizrelay/config.toml"),
+            text: good.into(),
+        },
+        &env,
+    )
+    .unwrap();
+    assert!(!format!("{:?}", loaded.config).contains("hunter2"));
+    assert!(
+        !serde_json::to_string(&*loaded.config)
+            .unwrap()
+            .contains("hunter2")
+    );
+}
