@@ -18,5 +18,6 @@ pub mod samples;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod suggest;
 pub mod text;
 pub mod verify;

@@ -8,6 +8,8 @@
 //! - Loading is a pure function of (file text, environment map, template files): tests need
 //!   no process environment.
 
+mod env;
+mod explain;
 mod load;
 mod validate;
 
