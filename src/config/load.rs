@@ -13,7 +13,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::env::{self, OVERRIDE_PREFIX, Origins};
-use super::explain::{self, without_quoted};
+use super::explain::{self, is_secret_key, without_quoted};
 use super::{Config, ConfigError, Loaded, validate};
 use crate::render::Renderer;
 
@@ -231,12 +231,44 @@ fn hide_env_values(mut e: ConfigError, origins: &Origins) -> ConfigError {
     e
 }
 
-/// Short hash of the effective config and template sources, to tell versions apart.
+/// Short hash of the effective config and template sources, to tell versions apart. Secrets
+/// are replaced by placeholders first, so the hash neither changes when only a secret does nor
+/// lets anyone confirm a guessed signature or token.
 fn config_hash(config: &Config, renderer: &Renderer) -> String {
+    let mut value = serde_json::to_value(config).unwrap_or_default();
+    hide_secrets(&mut value, "");
     let mut hasher = Sha256::new();
-    hasher.update(serde_json::to_vec(config).unwrap_or_default());
+    hasher.update(serde_json::to_vec(&value).unwrap_or_default());
     hasher.update(renderer.fingerprint().as_bytes());
     hex::encode(&hasher.finalize()[..6])
+}
+
+fn hide_secrets(value: &mut Value, key: &str) {
+    let secret = is_secret_key(key);
+    match value {
+        Value::String(s) if secret => *s = "<secret>".into(),
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let inner = if secret {
+                    key.to_string()
+                } else {
+                    format!("{key}[{i}]")
+                };
+                hide_secrets(item, &inner);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let inner = if key.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{key}.{k}")
+                };
+                hide_secrets(v, &inner);
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -365,6 +365,73 @@ fn defaults_fill_unset_variables() {
 }
 
 #[test]
+fn the_hash_ignores_secrets() {
+    let text = "[ingest]\nsignatures = [\"${SIG}\"]\n[admin]\ntoken = \"${TOKEN}\"\n\
+                [destinations.s]\ntype = \"slack\"\nurl = \"${URL}\"\n\
+                [[routes]]\nname = \"r\"\nto = \"s\"\n";
+    let hash = |sig: &str, token: &str, url: &str, extra: &str| {
+        load(
+            &file(&format!("{text}{extra}")),
+            &env(&[("SIG", sig), ("TOKEN", token), ("URL", url)]),
+        )
+        .unwrap()
+        .hash
+    };
+    let base = hash(
+        "sig-a",
+        "tok-a",
+        "https://hooks.slack.com/services/T/B/A",
+        "",
+    );
+    assert_eq!(
+        base,
+        hash(
+            "sig-b",
+            "tok-a",
+            "https://hooks.slack.com/services/T/B/A",
+            ""
+        )
+    );
+    assert_eq!(
+        base,
+        hash(
+            "sig-a",
+            "tok-b",
+            "https://hooks.slack.com/services/T/B/A",
+            ""
+        )
+    );
+    assert_eq!(
+        base,
+        hash(
+            "sig-a",
+            "tok-a",
+            "https://hooks.slack.com/services/T/B/B",
+            ""
+        )
+    );
+    assert_ne!(
+        base,
+        hash(
+            "sig-a",
+            "tok-a",
+            "https://hooks.slack.com/services/T/B/A",
+            "continue = true\n"
+        )
+    );
+    // Secrets from overrides are hidden the same way.
+    let over = |sig: &str| {
+        load(
+            &ConfigSource::Builtin,
+            &env(&[("BIZRELAY__INGEST__SIGNATURES", sig)]),
+        )
+        .unwrap()
+        .hash
+    };
+    assert_eq!(over("one"), over("two"));
+}
+
+#[test]
 fn errors_never_show_secret_values() {
     let secret = "https://hooks.slack.com/services/T000/B000/SECRETSECRET";
     let texts = [
