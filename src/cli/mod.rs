@@ -150,6 +150,11 @@ pub fn source_spec(config: Option<&Path>) -> SourceSpec {
     }
 }
 
+/// `1 hook`, `2 hooks`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn print_config_errors(errors: &[ConfigError]) {
     for e in errors {
         eprintln!("error: {e}");
