@@ -140,7 +140,10 @@ async fn replay(
         items.push((letter.id, payload));
     }
     let n = store.requeue(items, now_ms()).await?;
-    println!("requeued {n} dead letter(s)");
+    println!(
+        "requeued {}",
+        super::count(n, "dead letter", "dead letters")
+    );
     Ok(())
 }
 
@@ -197,6 +200,6 @@ async fn purge(store: &SqliteStore, which: &PurgeWhich) -> Result<(), crate::sto
         Selection::Ids(which.ids.clone())
     };
     let n = store.purge(&sel).await?;
-    println!("purged {n} dead letter(s)");
+    println!("purged {}", super::count(n, "dead letter", "dead letters"));
     Ok(())
 }

@@ -655,7 +655,7 @@ fn route_dry_run_prints_routes_and_exact_bodies() {
         said.contains("grouped into {\"result_code\":\"3019\"}"),
         "{said}"
     );
-    assert!(said.contains("digest of route `fail` group {\"result_code\":\"3016\"} (1 hooks, if the window closed now)"), "{said}");
+    assert!(said.contains("digest of route `fail` group {\"result_code\":\"3016\"} (1 hook, if the window closed now)"), "{said}");
 }
 
 #[tokio::test]
