@@ -106,7 +106,7 @@ async fn reload_over_http_needs_the_token_and_applies_whole() {
         body["detail"][0]
             .as_str()
             .unwrap()
-            .contains("server changed; these settings need a restart"),
+            .contains("server.listen changed; these settings need a restart"),
         "{body}"
     );
 
@@ -122,6 +122,121 @@ async fn reload_over_http_needs_the_token_and_applies_whole() {
         "{m}"
     );
     assert!(m.contains(&format!("bizrelay_config_info{{hash=\"{hash}\"}} 1")));
+    app.stop().await;
+}
+
+fn reload_request(
+    app: &TestApp,
+    token: &str,
+) -> impl std::future::Future<Output = reqwest::Response> {
+    let req = app.http.post(app.url("/-/reload")).bearer_auth(token);
+    async move { req.send().await.unwrap() }
+}
+
+fn reload_count(m: &str, result: &str) -> u64 {
+    m.lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "bizrelay_config_reloads_total{{result=\"{result}\"}}"
+            ))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_reload_to_no_destinations_or_no_routes_is_refused_whole() {
+    let a = FakeChat::start().await;
+    let admin = "[admin]\ntoken = \"t\"\n";
+    let mut app = TestApp::spawn(&format!("{admin}{}{}", dest("a", &a), route("r", "a"))).await;
+    let hash = app.state().current().hash.clone();
+
+    // `: > config.toml`: an empty file (which also moves listen and store: all of it said).
+    std::fs::write(&app.config_path, "").unwrap();
+    let resp = reload_request(&app, "t").await;
+    assert_eq!(resp.status(), 422);
+    let body: Value = resp.json().await.unwrap();
+    let detail = body["detail"].to_string();
+    assert!(detail.contains("destinations: none configured"), "{detail}");
+    assert!(detail.contains("routes: none configured"), "{detail}");
+
+    // Destinations but every route gone (a file cut off before its routes).
+    std::fs::write(
+        &app.config_path,
+        base_config(app.dir.path(), &format!("{admin}{}", dest("a", &a))),
+    )
+    .unwrap();
+    let resp = reload_request(&app, "t").await;
+    assert_eq!(resp.status(), 422);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["detail"].as_array().unwrap().len(), 1, "{body}");
+    assert!(
+        body["detail"][0]
+            .as_str()
+            .unwrap()
+            .contains("routes: none configured; every hook would be dropped as unrouted"),
+        "{body}"
+    );
+
+    // The old config stays in force: hooks are still relayed, nothing is unrouted.
+    assert_eq!(app.state().current().hash, hash);
+    app.post_json(envelope(&[failure("kept", "3019")])).await;
+    let got = a.wait_accepted(1, Duration::from_secs(5)).await;
+    assert!(got[0].body.contains("kept"));
+    let m = app.metrics().await;
+    assert_eq!(reload_count(&m, "failure"), 2, "{m}");
+    assert_eq!(reload_count(&m, "success"), 0, "{m}");
+    assert!(m.contains("bizrelay_unrouted_hooks_total 0"), "{m}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_runs_the_same_template_rehearsal_as_check() {
+    let a = FakeChat::start().await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let tpl = dir.path().join("templates/slack");
+    std::fs::create_dir_all(&tpl).unwrap();
+    std::fs::write(
+        tpl.join("message_result.hbs"),
+        r#"{"text": "code {{resultCode}}"}"#,
+    )
+    .unwrap();
+    let config = format!(
+        "[templates]\ndir = \"{}\"\n[admin]\ntoken = \"t\"\n{}{}",
+        dir.path().join("templates").display(),
+        dest("a", &a),
+        route("r", "a")
+    );
+    let mut app = TestApp::spawn_in(Arc::clone(&dir), &config, HashMap::new()).await;
+
+    // A misspelt variable: compiles, but strict rendering fails for every hook.
+    std::fs::write(
+        tpl.join("message_result.hbs"),
+        r#"{"text": "code {{resultCod}}"}"#,
+    )
+    .unwrap();
+    let resp = reload_request(&app, "t").await;
+    assert_eq!(resp.status(), 422);
+    let body: Value = resp.json().await.unwrap();
+    let detail: Vec<&str> = body["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(detail.len(), 1, "one error for the template: {detail:?}");
+    assert!(
+        detail[0].contains("template slack/message_result (")
+            && detail[0].contains("route `r` → a): line 1, column 16: `resultCod` is not in the context (did you mean `resultCode`?)"),
+        "{detail:?}"
+    );
+
+    // Hooks still go out with the template in force, not as the plain fallback.
+    app.post_json(envelope(&[failure("still-good", "3019")]))
+        .await;
+    let got = a.wait_accepted(1, Duration::from_secs(5)).await;
+    assert_eq!(got[0].body, "{\"text\":\"code 3019\"}");
     app.stop().await;
 }
 
@@ -300,6 +415,93 @@ async fn editing_a_template_file_reloads_by_itself() {
             .render()
             .contains("bizrelay_config_reloads_total{result=\"failure\"}")
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_rewrite_is_never_loaded_half_written() {
+    use std::io::Write;
+    let (a, b) = (FakeChat::start().await, FakeChat::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let dests = format!("{}{}", dest("a", &a), dest("b", &b));
+    let old = base_config(dir.path(), &format!("{dests}{}", route("r", "a")));
+    std::fs::write(&path, &old).unwrap();
+    let loaded = load(
+        &ConfigSource::File {
+            path: path.clone(),
+            text: old,
+        },
+        &HashMap::new(),
+    )
+    .unwrap();
+    let app = App::build(
+        loaded,
+        Options {
+            source: SourceSpec::File(path.clone()),
+            env: HashMap::new(),
+            watch_files: true,
+        },
+    )
+    .await
+    .unwrap();
+    let old_hash = app.state().current().hash.clone();
+    let reloads = |result: &str| reload_count(&app.state().metrics.render(), result);
+    let http = http_client();
+    let post = |id: &str| {
+        http.post(format!("http://{}/hooks/bizmessage", app.addr()))
+            .header("content-type", "application/json")
+            .body(envelope(&[failure(id, "3019")]))
+            .send()
+    };
+
+    // The new file moves failures to `b`. Its first part is a valid config on its own (the
+    // cut falls between two routes), the worst case: loaded alone it would drop failures as
+    // unrouted.
+    let first = base_config(
+        dir.path(),
+        &format!(
+            "{dests}[[routes]]\nname = \"tpl\"\nto = [\"b\"]\n[routes.match]\nkind = \"template\"\n"
+        ),
+    );
+    let rest = route("r", "b");
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.write_all(first.as_bytes()).unwrap();
+    file.flush().unwrap();
+    // The writer pauses well beyond the debounce (300 ms), file still open.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        app.state().current().hash,
+        old_hash,
+        "half a file was loaded"
+    );
+    assert_eq!((reloads("success"), reloads("failure")), (0, 0));
+    post("mid-write").await.unwrap();
+    let got = a.wait_accepted(1, Duration::from_secs(5)).await;
+    assert!(
+        got[0].body.contains("mid-write"),
+        "the old config routed it"
+    );
+
+    file.write_all(rest.as_bytes()).unwrap();
+    drop(file);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reloads("success") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the finished file was not loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.state().current().routes.len(),
+        2,
+        "the whole file is in force"
+    );
+    post("after").await.unwrap();
+    let got = b.wait_accepted(1, Duration::from_secs(5)).await;
+    assert!(got[0].body.contains("after"));
+    assert_eq!((reloads("success"), reloads("failure")), (1, 0));
     app.stop().await;
 }
 
