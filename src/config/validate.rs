@@ -172,6 +172,13 @@ pub(super) fn validate(
             warnings.push(format!("destinations.{name}: no route sends anything here"));
         }
     }
+    for d in crate::route::double_digests(&routes) {
+        let (a, b) = (&routes[d.first], &routes[d.second]);
+        warnings.push(format!(
+            "routes[{}] ({}) and routes[{}] ({}): one hook can take both (the first has `continue = true`), so {} counts it in two digests; narrow one route's match or drop `continue`",
+            d.first, a.name, d.second, b.name, d.destinations.join(", ")
+        ));
+    }
     if config.routes.is_empty() {
         warnings.push("no routes: every hook is stored and then dropped as unrouted".into());
     }

@@ -516,3 +516,17 @@ fn example_config_is_valid() {
     .unwrap_or_else(|e| panic!("{e:?}"));
     assert!(loaded.routes.iter().any(|r| r.group.is_some()));
 }
+
+#[test]
+fn two_grouped_routes_reaching_one_destination_are_warned_about() {
+    let text = "[destinations.c]\ntype = \"console\"\n\
+        [[routes]]\nname = \"a\"\nto = \"c\"\ncontinue = true\n[routes.match]\noutcome = \"failure\"\n[routes.group]\nby = []\n\
+        [[routes]]\nname = \"b\"\nto = \"c\"\n[routes.match]\nkind = \"message_result\"\n[routes.group]\nby = [\"result_code\"]\n";
+    let loaded = load(&file(text), &env(&[])).unwrap();
+    assert!(
+        loaded.warnings.iter().any(|w| w
+            == "routes[0] (a) and routes[1] (b): one hook can take both (the first has `continue = true`), so c counts it in two digests; narrow one route's match or drop `continue`"),
+        "{:?}",
+        loaded.warnings
+    );
+}
