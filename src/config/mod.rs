@@ -27,6 +27,10 @@ use crate::route::{Route, RouteConfig};
 
 pub use load::{ConfigSource, DEFAULT_CONFIG, load};
 
+/// The signature config.toml.example accepts until `BIZRELAY_SIGNATURE` is set, so the README's
+/// quick start works; public, so `check` and start-up warn while it is accepted.
+pub const EXAMPLE_SIGNATURE: &str = "try-bizrelay";
+
 /// One problem with a config, named by file and key.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("{file}: {key}: {reason}")]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, EXAMPLE_SIGNATURE};
 use crate::destination::DestinationKind;
 use crate::render::Renderer;
 use crate::route::Route;
@@ -63,6 +63,16 @@ pub(super) fn validate(
                 "is empty (to accept any, leave the list empty)".into(),
             );
         }
+    }
+    if config
+        .ingest
+        .signatures
+        .iter()
+        .any(|s| s == EXAMPLE_SIGNATURE)
+    {
+        warnings.push(format!(
+            "ingest.signatures: INSECURE: `{EXAMPLE_SIGNATURE}` is accepted, the example config's public default: anyone who read the README can post hooks here (set BIZRELAY_SIGNATURE to the signature registered in NHN's console)"
+        ));
     }
     if config.ingest.signatures.is_empty() {
         warnings.push(

@@ -640,6 +640,17 @@ fn cli(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// config.toml.example, copied into a folder of its own as a newcomer would copy it.
+fn example_in(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::copy(
+        format!("{}/config.toml.example", env!("CARGO_MANIFEST_DIR")),
+        &path,
+    )
+    .unwrap();
+    path
+}
+
 fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
 }
@@ -773,23 +784,16 @@ fn check_reports_problems_one_per_line() {
         "a missing --config is an error, not the default"
     );
 
-    let example = format!("{}/config.toml.example", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(binary())
-        .args(["check", "--config", &example])
+    // The example passes with exactly one variable set, and says its signature is public.
+    let example_dir = tempfile::tempdir().unwrap();
+    let example = example_in(example_dir.path());
+    let out = bizrelay(example_dir.path())
+        .args(["check", "--config"])
+        .arg(&example)
         .env(
-            "SLACK_OPS_WEBHOOK_URL",
+            "SLACK_WEBHOOK_URL",
             "https://hooks.slack.com/services/T/B/X",
         )
-        .env(
-            "SLACK_ALERTS_WEBHOOK_URL",
-            "https://hooks.slack.com/services/T/B/Y",
-        )
-        .env(
-            "TEAMS_WORKFLOW_URL",
-            "https://prod.example.invalid/workflows/z",
-        )
-        .env("BIZRELAY_SIGNATURE", "sig")
-        .env("BIZRELAY_ADMIN_TOKEN", "token")
         .output()
         .unwrap();
     assert!(
@@ -798,6 +802,52 @@ fn check_reports_problems_one_per_line() {
         text(&out.stdout),
         text(&out.stderr)
     );
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("warning: ingest.signatures: INSECURE: `try-bizrelay` is accepted"),
+        "{said}"
+    );
+    assert!(!said.contains("two digests"), "{said}");
+    assert!(said.contains(", 1 destination, "), "{said}");
+}
+
+#[tokio::test]
+async fn the_example_config_serves_with_one_variable() {
+    let slack = FakeChat::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = example_in(dir.path());
+    let url = slack.url("/services/T000/B000/EXAMPLESECRET");
+    let process = Process::start(
+        &config,
+        &[
+            ("SLACK_WEBHOOK_URL", url.as_str()),
+            ("BIZRELAY__SERVER__LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    assert!(
+        process
+            .log_text()
+            .contains("INSECURE: `try-bizrelay` is accepted"),
+        "start-up warns about the public signature: {}",
+        process.log_text()
+    );
+    let http = http_client();
+    let post = |signature: Option<&'static str>| {
+        let mut req = http
+            .post(process.url("/hooks/bizmessage"))
+            .header("content-type", "application/json")
+            .body(fixture("template_rejected.json"));
+        if let Some(s) = signature {
+            req = req.header("X-Toast-Webhook-Signature", s);
+        }
+        req.send()
+    };
+    assert_eq!(post(None).await.unwrap().status(), 401);
+    assert_eq!(post(Some("try-bizrelay")).await.unwrap().status(), 200);
+    let got = slack.wait_accepted(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].path, "/services/T000/B000/EXAMPLESECRET");
+    assert!(got[0].json()["text"].is_string(), "{}", got[0].body);
+    assert!(!process.log_text().contains("EXAMPLESECRET"));
 }
 
 #[test]
