@@ -412,7 +412,7 @@ pub fn folder_of(config: &Path) -> &Path {
 
 impl Process {
     pub fn start(config: &Path, env: &[(&str, &str)]) -> Process {
-        let mut cmd = Command::new(binary());
+        let mut cmd = bizrelay(folder_of(config));
         cmd.args(["serve", "--log-format", "json", "--config"])
             .arg(config)
             .env_remove("RUST_LOG")

@@ -632,12 +632,11 @@ async fn a_separate_admin_listener_serves_the_operator_endpoints() {
     app.stop().await;
 }
 
+/// Runs the binary in an empty folder of its own (so `check` without `--config` sees the
+/// built-in default, whatever the checkout holds).
 fn cli(args: &[&str]) -> std::process::Output {
-    Command::new(binary())
-        .args(args)
-        .env_remove("BIZRELAY_CONFIG")
-        .output()
-        .unwrap()
+    let cwd = tempfile::tempdir().unwrap();
+    bizrelay(cwd.path()).args(args).output().unwrap()
 }
 
 /// config.toml.example, copied into a folder of its own as a newcomer would copy it.
@@ -809,6 +808,47 @@ fn check_reports_problems_one_per_line() {
     );
     assert!(!said.contains("two digests"), "{said}");
     assert!(said.contains(", 1 destination, "), "{said}");
+}
+
+/// The tests that run the binary: rerun from a folder holding a broken `config.toml`.
+const TESTS_RUNNING_THE_BINARY: [&str; 4] = [
+    "operations::check_reports_problems_one_per_line",
+    "operations::route_dry_run_prints_routes_and_exact_bodies",
+    "operations::send_test_posts_through_the_delivery_path",
+    "operations::the_example_config_serves_with_one_variable",
+];
+
+#[test]
+fn the_tests_ignore_a_config_toml_in_the_working_directory() {
+    let checkout = tempfile::tempdir().unwrap();
+    std::fs::write(checkout.path().join("config.toml"), "this is [not toml").unwrap();
+    // Run from there, the binary does read it (so what follows proves something).
+    let direct = Command::new(binary())
+        .arg("check")
+        .current_dir(checkout.path())
+        .env_remove("BIZRELAY_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(direct.status.code(), Some(1));
+    assert!(
+        text(&direct.stderr).contains("error: config.toml: (syntax)"),
+        "{}",
+        text(&direct.stderr)
+    );
+    // This test binary, started from that folder as `cargo test` is from a checkout where
+    // the user ran `cp config.toml.example config.toml` (and broke it).
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "--test-threads", "2"])
+        .args(TESTS_RUNNING_THE_BINARY)
+        .current_dir(checkout.path())
+        .output()
+        .unwrap();
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    assert!(
+        said.contains(&format!("{} passed", TESTS_RUNNING_THE_BINARY.len())),
+        "{said}"
+    );
 }
 
 #[tokio::test]
