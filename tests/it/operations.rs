@@ -553,6 +553,73 @@ async fn sighup_reloads_the_real_process() {
 }
 
 #[tokio::test]
+async fn values_from_the_environment_never_reach_errors_logs_or_the_reload_answer() {
+    let a = FakeChat::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let admin = "[admin]\ntoken = \"${ADMIN}\"\n";
+    let body = format!("{admin}{}{}", dest("a", &a), route("r", "a"));
+    std::fs::write(&path, base_config(dir.path(), &body)).unwrap();
+    let secret = "SIGsecretXYZ123";
+    let vars = [("ADMIN", "ADMINTOKEN456"), ("VALUE", secret)];
+    let process = Process::start(&path, &vars);
+
+    let broken = format!("[privacy]\nmask_recipient = \"${{VALUE}}\"\n{body}");
+    std::fs::write(&path, base_config(dir.path(), &broken)).unwrap();
+    let resp = http_client()
+        .post(process.url("/-/reload"))
+        .bearer_auth("ADMINTOKEN456")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let answer = resp.text().await.unwrap();
+    assert!(
+        answer
+            .contains("privacy.mask_recipient: expected true or false, got the value from $VALUE"),
+        "{answer}"
+    );
+    assert!(!answer.contains(secret), "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !process.log_text().contains("the value from $VALUE") {
+        assert!(Instant::now() < deadline, "{}", process.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !process.log_text().contains(secret),
+        "{}",
+        process.log_text()
+    );
+
+    // The same from `check`, and for an override variable.
+    let check = |extra: (&str, &str)| {
+        bizrelay(dir.path())
+            .args(["check", "--config"])
+            .arg(&path)
+            .envs(vars)
+            .env(extra.0, extra.1)
+            .output()
+            .unwrap()
+    };
+    let out = check(("UNRELATED", "x"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("got the value from $VALUE"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!text(&out.stderr).contains(secret) && !text(&out.stdout).contains(secret));
+    std::fs::write(&path, base_config(dir.path(), &body)).unwrap();
+    let out = check(("BIZRELAY__DELIVERY__MAX_ATTEMPTS", secret));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("error: BIZRELAY__DELIVERY__MAX_ATTEMPTS: delivery.max_attempts: expected a whole number, got the value from $BIZRELAY__DELIVERY__MAX_ATTEMPTS"),
+        "{said}"
+    );
+    assert!(!said.contains(secret), "{said}");
+}
+
+#[tokio::test]
 async fn metrics_cover_every_documented_family() {
     let a = FakeChat::start().await;
     let mut app = TestApp::spawn(&format!("{}{}", dest("a", &a), route("r", "a"))).await;
