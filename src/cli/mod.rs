@@ -228,8 +228,12 @@ async fn serve(loaded: Loaded, spec: SourceSpec, env: HashMap<String, String>) -
     let app = match crate::app::App::build(loaded, options).await {
         Ok(app) => app,
         Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            eprintln!("error: {e}");
+            // Once: through the log when it shows errors (in its format), else plainly.
+            if tracing::enabled!(tracing::Level::ERROR) {
+                tracing::error!(error = %e, "cannot start");
+            } else {
+                eprintln!("error: {e}");
+            }
             return ExitCode::from(2);
         }
     };

@@ -619,6 +619,34 @@ async fn values_from_the_environment_never_reach_errors_logs_or_the_reload_answe
     assert!(!said.contains(secret), "{said}");
 }
 
+#[test]
+fn a_start_up_failure_is_printed_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let config = base_config(
+        dir.path(),
+        &format!("[server]\nlisten = \"{addr}\"\n[destinations.c]\ntype = \"console\"\n"),
+    );
+    std::fs::write(&path, config).unwrap();
+    for format in ["text", "json"] {
+        let out = bizrelay(dir.path())
+            .args(["serve", "--log-format", format, "--config"])
+            .arg(&path)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let said = text(&out.stderr);
+        assert_eq!(
+            said.matches(&format!("cannot listen on {addr}")).count(),
+            1,
+            "{format}: {said}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn metrics_cover_every_documented_family() {
     let a = FakeChat::start().await;
