@@ -1,18 +1,22 @@
 //! Hot reload: SIGHUP, `POST /-/reload`, and changes to the config file or the templates
-//! folder (debounced) load the config anew.
+//! folder (once they have stopped changing, see [`watch`]) load the config anew.
 //!
 //! Invariants:
-//! - The new config is validated in full first; if it is invalid the old one stays in force
-//!   and every problem is logged with file, key and reason.
+//! - The new config is validated in full first, with the same rehearsal as `bizrelay check`
+//!   ([`crate::preflight`]); if anything is wrong the old one stays in force, every problem
+//!   is logged with file, key and reason, counted, and answered 422 over HTTP.
+//! - A reload never leaves bizrelay without destinations or without routes (an emptied or
+//!   half-written file): every hook would be dropped as unrouted.
 //! - A config is swapped whole: requests and deliveries in flight finish with the snapshot
 //!   they took, queued deliveries keep their rendered bodies.
 //! - Settings that need a restart (listen addresses, store, log) are never half-applied: a
 //!   reload that changes them is refused as a whole, with a log line saying so.
 
+mod watch;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::{Mutex, Notify};
@@ -59,6 +63,14 @@ fn restart_only(c: &Config) -> serde_json::Value {
         "store.path": c.store.path,
         "store.sync": c.store.sync,
         "store.dedup_window": c.store.dedup_window.as_millis() as u64,
+        // Compared by a digest: the URL may hold a password, and Secret serialises redacted.
+        "store.url": c.store.url.as_ref().map(|u| {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(u.expose().as_bytes()))
+        }),
+        "store.commit_timeout": c.store.commit_timeout.as_millis() as u64,
+        "store.lease": c.store.lease.as_millis() as u64,
+        "store.pool_size": c.store.pool_size,
         "delivery.shutdown_grace": c.delivery.shutdown_grace.as_millis() as u64,
         // The watcher watches the folder it was started with.
         "templates.dir": c.templates.dir,
@@ -66,18 +78,60 @@ fn restart_only(c: &Config) -> serde_json::Value {
     })
 }
 
-/// Names of restart-only settings that differ.
-fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
-    let (a, b) = (restart_only(old), restart_only(new));
-    let mut changed = Vec::new();
-    if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
-        for (k, v) in a {
-            if b.get(k) != Some(v) {
-                changed.push(k.clone());
+/// Restart-only settings by their full key (`server.max_body_bytes`, not `server`).
+fn restart_only_keys(c: &Config) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    if let Some(map) = restart_only(c).as_object() {
+        for (k, v) in map {
+            match v.as_object() {
+                Some(inner) => out.extend(
+                    inner
+                        .iter()
+                        .map(|(ik, iv)| (format!("{k}.{ik}"), iv.clone())),
+                ),
+                None => out.push((k.clone(), v.clone())),
             }
         }
     }
-    changed
+    out
+}
+
+/// Names of restart-only settings that differ.
+fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
+    let new_keys = restart_only_keys(new);
+    restart_only_keys(old)
+        .into_iter()
+        .filter(|(k, v)| !new_keys.iter().any(|(nk, nv)| nk == k && nv == v))
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Why a valid config must still not replace the running one.
+fn refusals(old: &Loaded, new: &Loaded) -> Vec<String> {
+    let mut problems = Vec::new();
+    let origin = &new.origin;
+    if new.config.destinations.is_empty() {
+        problems.push(format!(
+            "{origin}: destinations: none configured; a reload may not leave bizrelay without destinations, so nothing was reloaded"
+        ));
+    }
+    if new.routes.is_empty() {
+        problems.push(format!(
+            "{origin}: routes: none configured; every hook would be dropped as unrouted, so nothing was reloaded"
+        ));
+    }
+    let changed = restart_changes(&old.config, &new.config);
+    if !changed.is_empty() {
+        problems.push(format!(
+            "{origin}: {} changed; these settings need a restart, so nothing was reloaded",
+            changed.join(", ")
+        ));
+    }
+    if problems.is_empty() {
+        let (rendering, _) = crate::preflight::render_all(new);
+        problems.extend(rendering.into_iter().map(|p| format!("{origin}: {p}")));
+    }
+    problems
 }
 
 impl Reloader {
@@ -101,26 +155,21 @@ impl Reloader {
     pub async fn reload(&self, trigger: &str) -> Result<String, Vec<String>> {
         let _one_at_a_time = self.inner.serial.lock().await;
         let inner = Arc::clone(&self.inner);
-        let result = tokio::task::spawn_blocking(move || -> Result<Loaded, Vec<String>> {
+        let old = self.inner.state.current();
+        let outcome = tokio::task::spawn_blocking(move || -> Result<Loaded, Vec<String>> {
             let source = inner.source.read().map_err(|e| vec![e.to_string()])?;
-            load(&source, &inner.env).map_err(|errs| errs.iter().map(ToString::to_string).collect())
+            let new = load(&source, &inner.env)
+                .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+            let problems = refusals(&old, &new);
+            if problems.is_empty() {
+                Ok(new)
+            } else {
+                Err(problems)
+            }
         })
         .await
         .unwrap_or_else(|e| Err(vec![format!("reload task failed: {e}")]));
         let state = &self.inner.state;
-        let outcome = result.and_then(|new| {
-            let old = state.current();
-            let changed = restart_changes(&old.config, &new.config);
-            if changed.is_empty() {
-                Ok(new)
-            } else {
-                Err(vec![format!(
-                    "{}: {} changed; these settings need a restart, so nothing was reloaded",
-                    new.origin,
-                    changed.join(", ")
-                )])
-            }
-        });
         match outcome {
             Ok(new) => {
                 let hash = new.hash.clone();
@@ -184,80 +233,6 @@ impl Reloader {
             }
         })
     }
-
-    /// Reloads when the config file or anything under the templates folder changes. Bursts
-    /// of file events (editors write, rename, chmod) are debounced into one reload; reads are
-    /// not changes (a reload reads the templates, which must not trigger another reload).
-    pub fn watch_files(
-        &self,
-        shutdown: CancellationToken,
-        debounce: Duration,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        use notify::{EventKind, RecursiveMode, Watcher};
-        let config_path = match &self.inner.source {
-            SourceSpec::File(p) => Some(p.canonicalize().unwrap_or_else(|_| p.clone())),
-            SourceSpec::Builtin => None,
-        };
-        let templates = self.inner.state.current().config.templates.dir.clone();
-        let templates_abs = templates
-            .canonicalize()
-            .unwrap_or_else(|_| templates.clone());
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let watched_config = config_path.clone();
-        let handler = move |res: notify::Result<notify::Event>| {
-            let Ok(event) = res else { return };
-            if matches!(event.kind, EventKind::Access(_)) {
-                return;
-            }
-            let relevant = event.paths.iter().any(|p| {
-                watched_config.as_deref().is_some_and(|c| same_file(p, c))
-                    || p.starts_with(&templates_abs)
-            });
-            if relevant {
-                let _ = tx.send(());
-            }
-        };
-        let mut watcher = match notify::recommended_watcher(handler) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch files; reload with SIGHUP or POST /-/reload");
-                return None;
-            }
-        };
-        if let Some(parent) = config_path.as_deref().and_then(Path::parent)
-            && let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive)
-        {
-            tracing::warn!(error = %e, "cannot watch the config file's folder");
-        }
-        if templates.is_dir()
-            && let Err(e) = watcher.watch(&templates, RecursiveMode::Recursive)
-        {
-            tracing::warn!(error = %e, "cannot watch the templates folder");
-        }
-        let this = self.clone();
-        Some(tokio::spawn(async move {
-            let _keep_watching = watcher;
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    got = rx.recv() => if got.is_none() { return },
-                }
-                // Wait until the files have been quiet for `debounce`.
-                loop {
-                    match tokio::time::timeout(debounce, rx.recv()).await {
-                        Ok(Some(())) => continue,
-                        Ok(None) => return,
-                        Err(_) => break,
-                    }
-                }
-                let _ = this.reload("file change").await;
-            }
-        }))
-    }
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    a == b || a.canonicalize().is_ok_and(|a| a == b)
 }
 
 #[cfg(test)]
@@ -284,7 +259,14 @@ mod tests {
         assert!(restart_changes(&base, &config("[delivery]\nmax_attempts = 3\n")).is_empty());
         assert_eq!(
             restart_changes(&base, &config("[server]\nlisten = \"127.0.0.1:9\"\n")),
-            vec!["server"]
+            vec!["server.listen"]
+        );
+        assert_eq!(
+            restart_changes(
+                &base,
+                &config("[server]\nmax_body_bytes = 2048\n[log]\nlevel = \"debug\"\n")
+            ),
+            vec!["server.max_body_bytes", "log.level"]
         );
         assert_eq!(
             restart_changes(&base, &config("[store]\nsync = \"normal\"\n")),
@@ -294,5 +276,12 @@ mod tests {
             restart_changes(&base, &config("[admin]\nlisten = \"127.0.0.1:9\"\n")),
             vec!["admin.listen"]
         );
+        let pg = |url: &str| config(&format!("[store]\nurl = \"{url}\"\n"));
+        assert_eq!(
+            restart_changes(&pg("postgres://u:a@h/db"), &pg("postgres://u:b@h/db")),
+            vec!["store.url"],
+            "a changed password is a change, though it is never shown"
+        );
+        assert!(restart_changes(&base, &config("[store]\nkeep_unrouted = \"1d\"\n")).is_empty());
     }
 }

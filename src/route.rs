@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::bizmessage::{Envelope, Hook, HookBody, HookKind};
 
+mod overlap;
+
+pub use overlap::{DoubleDigest, double_digests};
+
 /// A field of a hook (or its envelope) that rules can match on and digests can group by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MatchKey {

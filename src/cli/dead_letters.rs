@@ -136,7 +136,10 @@ async fn replay(
         items.push((letter.id, payload));
     }
     let n = store.requeue(items, now_ms()).await?;
-    println!("requeued {n} dead letter(s)");
+    println!(
+        "requeued {}",
+        super::count(n, "dead letter", "dead letters")
+    );
     Ok(())
 }
 
@@ -193,6 +196,6 @@ async fn purge(store: &dyn Store, which: &PurgeWhich) -> Result<(), crate::store
         Selection::Ids(which.ids.clone())
     };
     let n = store.purge(&sel).await?;
-    println!("purged {n} dead letter(s)");
+    println!("purged {}", super::count(n, "dead letter", "dead letters"));
     Ok(())
 }

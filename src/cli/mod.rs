@@ -184,6 +184,11 @@ pub fn source_spec(config: Option<&Path>) -> SourceSpec {
     }
 }
 
+/// `1 hook`, `2 hooks`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn print_config_errors(errors: &[ConfigError]) {
     for e in errors {
         eprintln!("error: {e}");
@@ -271,8 +276,12 @@ async fn serve(loaded: Loaded, spec: SourceSpec, env: HashMap<String, String>) -
     let app = match crate::app::App::build(loaded, options).await {
         Ok(app) => app,
         Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            eprintln!("error: {e}");
+            // Once: through the log when it shows errors (in its format), else plainly.
+            if tracing::enabled!(tracing::Level::ERROR) {
+                tracing::error!(error = %e, "cannot start");
+            } else {
+                eprintln!("error: {e}");
+            }
             return ExitCode::from(2);
         }
     };

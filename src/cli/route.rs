@@ -145,8 +145,8 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
                 .map(|e| format!(" (template failed, fallback shown: {e})"))
                 .unwrap_or_default();
             text.push(format!(
-                "digest of route `{route_name}` group {key} ({} hooks, if the window closed now) → {dest} ({}){note}:",
-                members.len(),
+                "digest of route `{route_name}` group {key} ({}, if the window closed now) → {dest} ({}){note}:",
+                super::count(members.len(), "hook", "hooks"),
                 cfg.kind.as_str()
             ));
             text.push(pretty(cfg.kind, &payload));

@@ -1,13 +1,19 @@
 //! Loading: file text (or the built-in default) → `${VAR}` substitution → environment
 //! overrides (`BIZRELAY__SECTION__KEY`, through the `config` crate) → typed structs →
 //! templates → whole-config validation.
+//!
+//! Invariant: every error names where the value came from (the file, or the override
+//! variable) and never shows a value taken from the environment.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::env::{self, OVERRIDE_PREFIX, Origins};
+use super::explain::{self, is_secret_key, without_quoted};
 use super::{Config, ConfigError, Loaded, validate};
 use crate::render::Renderer;
 
@@ -85,12 +91,14 @@ pub fn load(
     })?;
 
     let mut errors = Vec::new();
-    substitute_table(&mut table, "", env, &mut |key, reason| {
+    let mut origins = Origins::default();
+    env::substitute_table(&mut table, env, &mut origins, &mut |key, reason| {
         errors.push(err(key, reason))
     });
     if !errors.is_empty() {
         return Err(errors);
     }
+    env::record_overrides(&mut origins, env);
     let text = toml::to_string(&table).map_err(|e| vec![err("(file)", e.to_string())])?;
 
     let layered = config::Config::builder()
@@ -105,15 +113,13 @@ pub fn load(
                 .source(Some(env.clone().into_iter().collect())),
         )
         .build()
-        .map_err(|e| vec![err("(environment)", redact(&e.to_string()))])?;
-    let mut value: serde_json::Value = layered
+        .map_err(|e| vec![err("(environment)", without_quoted(&e.to_string()))])?;
+    let mut value: Value = layered
         .try_deserialize()
-        .map_err(|e| vec![err("(file)", redact(&e.to_string()))])?;
+        .map_err(|e| vec![err("(file)", without_quoted(&e.to_string()))])?;
     verbatim_env_overrides(&mut value, env);
-    let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        vec![err(&path, redact(&e.inner().to_string()))]
-    })?;
+    let mut config: Config = serde_path_to_error::deserialize(&value)
+        .map_err(|e| vec![explain::deserialize_error(&file, &e, &value, &origins)])?;
 
     if config.templates.dir.is_relative() {
         config.templates.dir = source.base_dir().join(&config.templates.dir);
@@ -131,7 +137,11 @@ pub fn load(
             .collect::<Vec<_>>()
     })?;
 
-    let (routes, mut warnings) = validate::validate(&file, &config, &renderer)?;
+    let (routes, mut warnings) = validate::validate(&file, &config, &renderer).map_err(|errs| {
+        errs.into_iter()
+            .map(|e| hide_env_values(e, &origins))
+            .collect::<Vec<_>>()
+    })?;
     if !config.templates.dir.is_dir() && matches!(source, ConfigSource::File { .. }) {
         warnings.push(format!(
             "templates.dir {} does not exist: using the built-in templates only",
@@ -139,11 +149,7 @@ pub fn load(
         ));
     }
 
-    let mut hasher = Sha256::new();
-    hasher.update(serde_json::to_vec(&config).unwrap_or_default());
-    hasher.update(renderer.fingerprint().as_bytes());
-    let hash = hex::encode(&hasher.finalize()[..6]);
-
+    let hash = config_hash(&config, &renderer);
     Ok(Loaded {
         config: Arc::new(config),
         routes: Arc::new(routes),
@@ -160,7 +166,7 @@ pub fn load(
 fn verbatim_env_overrides(value: &mut serde_json::Value, env: &HashMap<String, String>) {
     use serde_json::Value;
     for (name, raw) in env {
-        let Some(rest) = name.strip_prefix("BIZRELAY__") else {
+        let Some(rest) = name.strip_prefix(OVERRIDE_PREFIX) else {
             continue;
         };
         let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
@@ -205,92 +211,66 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// serde's messages quote the offending value (`invalid type: string "https://…"`); a value
-/// may be a secret, so quoted text is replaced by `…`.
-fn redact(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut in_quote = false;
-    for c in message.chars() {
-        if c == '"' {
-            if in_quote {
-                out.push('…');
-            }
-            in_quote = !in_quote;
-            out.push(c);
-        } else if !in_quote {
-            out.push(c);
+/// A validation error about a key whose value came from the environment: named by its
+/// override variable, and with any quoted value left out.
+fn hide_env_values(mut e: ConfigError, origins: &Origins) -> ConfigError {
+    // `routes[0] (name).to` → `routes[0].to`
+    let key = match (e.key.find(" ("), e.key.find(')')) {
+        (Some(open), Some(close)) if open < close => {
+            format!("{}{}", &e.key[..open], &e.key[close + 1..])
         }
+        _ => e.key.clone(),
+    };
+    if let Some(var) = origins.override_of(&key) {
+        e.file = var.to_string();
     }
-    out
+    let hidden = without_quoted(&e.reason);
+    if hidden != e.reason
+        && let Some(source) = origins.involving(&key)
+    {
+        e.reason = format!("{hidden} ({})", source.instead_of_value());
+    }
+    e
 }
 
-/// Replaces `${VAR}` in every string value from `env`; `$${` is a literal `${`.
-fn substitute_table(
-    table: &mut toml::Table,
-    prefix: &str,
-    env: &HashMap<String, String>,
-    report: &mut dyn FnMut(&str, String),
-) {
-    for (key, value) in table.iter_mut() {
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        substitute_value(value, &path, env, report);
-    }
+/// Short hash of the effective config and template sources, to tell versions apart. Secrets
+/// are replaced by placeholders first, so the hash neither changes when only a secret does nor
+/// lets anyone confirm a guessed signature or token.
+fn config_hash(config: &Config, renderer: &Renderer) -> String {
+    let mut value = serde_json::to_value(config).unwrap_or_default();
+    hide_secrets(&mut value, "");
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(&value).unwrap_or_default());
+    hasher.update(renderer.fingerprint().as_bytes());
+    hex::encode(&hasher.finalize()[..6])
 }
 
-fn substitute_value(
-    value: &mut toml::Value,
-    path: &str,
-    env: &HashMap<String, String>,
-    report: &mut dyn FnMut(&str, String),
-) {
+fn hide_secrets(value: &mut Value, key: &str) {
+    let secret = is_secret_key(key);
     match value {
-        toml::Value::String(s) => match expand(s, env) {
-            Ok(expanded) => *s = expanded,
-            Err(reason) => report(path, reason),
-        },
-        toml::Value::Array(items) => {
+        Value::String(s) if secret => *s = "<secret>".into(),
+        Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                substitute_value(item, &format!("{path}[{i}]"), env, report);
+                let inner = if secret {
+                    key.to_string()
+                } else {
+                    format!("{key}[{i}]")
+                };
+                hide_secrets(item, &inner);
             }
         }
-        toml::Value::Table(t) => substitute_table(t, path, env, report),
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let inner = if key.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{key}.{k}")
+                };
+                hide_secrets(v, &inner);
+            }
+        }
         _ => {}
     }
-}
-
-/// Expands `${NAME}`; an unset variable is an error naming it (never its would-be value).
-pub(crate) fn expand(s: &str, env: &HashMap<String, String>) -> Result<String, String> {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(pos) = rest.find("${") {
-        if pos > 0 && rest[..pos].ends_with('$') {
-            out.push_str(&rest[..pos - 1]);
-            out.push_str("${");
-            rest = &rest[pos + 2..];
-            continue;
-        }
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| "unterminated ${ in value".to_string())?;
-        let name = &after[..end];
-        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(format!("`${{{name}}}` is not a valid variable reference"));
-        }
-        match env.get(name) {
-            Some(v) => out.push_str(v),
-            None => return Err(format!("environment variable {name} is not set")),
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 #[cfg(test)]

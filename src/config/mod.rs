@@ -8,6 +8,8 @@
 //! - Loading is a pure function of (file text, environment map, template files): tests need
 //!   no process environment.
 
+mod env;
+mod explain;
 mod load;
 mod validate;
 
@@ -25,6 +27,10 @@ use crate::route::{Route, RouteConfig};
 use crate::secret::Secret;
 
 pub use load::{ConfigSource, DEFAULT_CONFIG, load};
+
+/// The signature config.toml.example accepts until `BIZRELAY_SIGNATURE` is set, so the README's
+/// quick start works; public, so `check` and start-up warn while it is accepted.
+pub const EXAMPLE_SIGNATURE: &str = "try-bizrelay";
 
 /// One problem with a config, named by file and key.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, EXAMPLE_SIGNATURE};
 use crate::destination::DestinationKind;
 use crate::render::Renderer;
 use crate::route::Route;
@@ -75,6 +75,16 @@ pub(super) fn validate(
                 "is empty (to accept any, leave the list empty)".into(),
             );
         }
+    }
+    if config
+        .ingest
+        .signatures
+        .iter()
+        .any(|s| s == EXAMPLE_SIGNATURE)
+    {
+        warnings.push(format!(
+            "ingest.signatures: INSECURE: `{EXAMPLE_SIGNATURE}` is accepted, the example config's public default: anyone who read the README can post hooks here (set BIZRELAY_SIGNATURE to the signature registered in NHN's console)"
+        ));
     }
     if config.ingest.signatures.is_empty() {
         warnings.push(
@@ -183,6 +193,13 @@ pub(super) fn validate(
         if !used.contains(name) {
             warnings.push(format!("destinations.{name}: no route sends anything here"));
         }
+    }
+    for d in crate::route::double_digests(&routes) {
+        let (a, b) = (&routes[d.first], &routes[d.second]);
+        warnings.push(format!(
+            "routes[{}] ({}) and routes[{}] ({}): one hook can take both (the first has `continue = true`), so {} counts it in two digests; narrow one route's match or drop `continue`",
+            d.first, a.name, d.second, b.name, d.destinations.join(", ")
+        ));
     }
     if config.routes.is_empty() {
         warnings.push("no routes: every hook is stored and then dropped as unrouted".into());

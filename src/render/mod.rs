@@ -12,6 +12,7 @@
 //!   of a template.
 
 mod builtin;
+mod explain;
 pub mod helpers;
 
 use std::collections::BTreeMap;
@@ -112,7 +113,7 @@ impl Renderer {
                 if let Err(e) = reg.register_template_string(name, source) {
                     errors.push(TemplateLoadError {
                         path: format!("(built-in) {}/{name}.hbs", kind.as_str()),
-                        reason: e.to_string(),
+                        reason: explain::template_error(&e, source),
                     });
                 }
                 origins.insert((kind, name.to_string()), Origin::Builtin);
@@ -166,7 +167,7 @@ impl Renderer {
         let rendered = reg.render(name, ctx).map_err(|e| RenderError::Template {
             kind: kind.as_str(),
             name: name.to_string(),
-            reason: describe(&e),
+            reason: describe(&e, ctx),
         })?;
         destination::fit(kind, &rendered).map_err(|source| RenderError::Limit {
             kind: kind.as_str(),
@@ -191,17 +192,10 @@ impl Renderer {
     }
 }
 
-/// A render error without the rendered text (which may contain payload data).
-fn describe(e: &handlebars::RenderError) -> String {
-    let mut s = e.reason().to_string();
-    if let Some(line) = e.line_no {
-        s.push_str(&format!(" (line {line}"));
-        if let Some(col) = e.column_no {
-            s.push_str(&format!(", column {col}"));
-        }
-        s.push(')');
-    }
-    s
+/// A render error without the rendered text (which may contain payload data), in an
+/// operator's words: line and column, the missing variable and the closest context field.
+fn describe(e: &handlebars::RenderError, ctx: &Value) -> String {
+    explain::render_error(e, ctx)
 }
 
 fn load_overrides(
@@ -241,8 +235,8 @@ fn load_overrides(
             .and_then(|source| {
                 hasher.update(path.to_string_lossy().as_bytes());
                 hasher.update(source.as_bytes());
-                reg.register_template_string(&name, source)
-                    .map_err(|e| e.to_string())
+                reg.register_template_string(&name, &source)
+                    .map_err(|e| explain::template_error(&e, &source))
             });
         match result {
             Ok(()) => {

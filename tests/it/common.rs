@@ -387,9 +387,28 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_bizrelay")
 }
 
+/// The real binary as every test runs it: in `cwd`, a test's own temporary folder (never the
+/// checkout: a `config.toml` the user left there must not be read), and without the BIZRELAY*
+/// variables of the shell that started the tests.
+pub fn bizrelay(cwd: &Path) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.current_dir(cwd);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("BIZRELAY") {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
+/// The folder a config file is in (where tests run the binary that reads it).
+pub fn folder_of(config: &Path) -> &Path {
+    config.parent().unwrap_or(Path::new("/"))
+}
+
 impl Process {
     pub fn start(config: &Path, env: &[(&str, &str)]) -> Process {
-        let mut cmd = Command::new(binary());
+        let mut cmd = bizrelay(folder_of(config));
         cmd.args(["serve", "--log-format", "json", "--config"])
             .arg(config)
             .env_remove("RUST_LOG")

@@ -1,7 +1,6 @@
 //! Nothing lost: restarts, retries, rate limits, dead letters, dedup, pacing, store failures.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -147,7 +146,7 @@ async fn a_404_is_a_dead_letter_without_retries_and_replay_delivers_it() {
     assert!(!ready.to_string().contains("SECRET"), "no URL in readyz");
 
     // The CLI works on the store while the server runs.
-    let list = Command::new(binary())
+    let list = bizrelay(app.dir.path())
         .args(["dead-letters", "list", "--format", "json", "--config"])
         .arg(&app.config_path)
         .output()
@@ -172,7 +171,7 @@ async fn a_404_is_a_dead_letter_without_retries_and_replay_delivers_it() {
         !letters.to_string().contains("SECRET"),
         "the URL path is redacted: {letters}"
     );
-    let text = Command::new(binary())
+    let text = bizrelay(app.dir.path())
         .args(["dead-letters", "list", "--config"])
         .arg(&app.config_path)
         .output()
@@ -180,7 +179,7 @@ async fn a_404_is_a_dead_letter_without_retries_and_replay_delivers_it() {
     assert!(String::from_utf8_lossy(&text.stdout).contains("gone-1"));
 
     slack.set_default(Reply::status(200).body("ok"));
-    let replay = Command::new(binary())
+    let replay = bizrelay(app.dir.path())
         .args(["dead-letters", "replay", "--all", "--config"])
         .arg(&app.config_path)
         .output()

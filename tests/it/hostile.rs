@@ -1274,7 +1274,7 @@ struct TextLogProcess {
 impl TextLogProcess {
     fn start(config: &std::path::Path) -> TextLogProcess {
         use std::io::{BufRead, BufReader};
-        let mut child = std::process::Command::new(binary())
+        let mut child = bizrelay(folder_of(config))
             .args(["serve", "--log-format", "text", "--config"])
             .arg(config)
             .env_remove("RUST_LOG")

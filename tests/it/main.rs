@@ -5,6 +5,7 @@
 mod common;
 
 mod bridge;
+mod config;
 mod conformance;
 mod digest;
 mod docs;

@@ -84,7 +84,11 @@ async fn kill_9_mid_burst_loses_no_acknowledged_hook() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Kill it once the burst is well under way (however loaded the machine is).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.lock().unwrap().len() < 60 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut process = process;
     process.signal(Signal::SIGKILL);
     process.wait(Duration::from_secs(5)).await;

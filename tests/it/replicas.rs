@@ -202,6 +202,19 @@ async fn two_replicas_share_one_database_and_a_kill_9_loses_nothing() {
     let twin = envelope(&[failure("alert-twin", "3019")]);
     let (ra, rb) = tokio::join!(a.post(&http, twin.clone()), b.post(&http, twin));
     assert_eq!((ra.status().as_u16(), rb.status().as_u16()), (200, 200));
+    let (ra, rb): (Value, Value) = (ra.json().await.unwrap(), rb.json().await.unwrap());
+    let n = |k: &str| ra[k].as_u64().unwrap() + rb[k].as_u64().unwrap();
+    assert_eq!((n("accepted"), n("duplicates")), (1, 1), "{ra} {rb}");
+    // Wait until its delivery is recorded, so the kill below cannot catch it in flight.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = http.get(b.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if alerts.count() == 1 && m.contains("bizrelay_queue_depth{destination=\"alerts\"} 0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the twin was not delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // A stream of alerts posted alternately; replica A dies with SIGKILL in the middle.
     let mut acked = Vec::new();

@@ -152,36 +152,29 @@ fn unset_variable_names_the_key_and_variable() {
     assert_eq!(
         errs,
         vec![
-            "/nonexistent/bizrelay.toml: destinations.ops-slack.url: environment variable SLACK_URL is not set"
+            "/nonexistent/bizrelay.toml: destinations.ops-slack.url: environment variable SLACK_URL is not set (or write ${SLACK_URL:-default})"
         ]
     );
 }
 
 #[test]
-fn expand_rules() {
-    let vars = env(&[("A", "1"), ("B", "two")]);
-    assert_eq!(expand("x${A}y${B}", &vars).unwrap(), "x1ytwo");
-    assert_eq!(expand("cost $${A}", &vars).unwrap(), "cost ${A}");
-    assert_eq!(expand("no vars $ here", &vars).unwrap(), "no vars $ here");
-    assert!(expand("${A", &vars).unwrap_err().contains("unterminated"));
-    assert!(expand("${A-B}", &vars).unwrap_err().contains("not a valid"));
-}
-
-#[test]
 fn errors_name_file_key_and_reason() {
     let cases: Vec<(&str, &str)> = vec![
-        ("[server]\nlisten = \"nope\"\n", "server.listen: "),
+        (
+            "[server]\nlisten = \"nope\"\n",
+            "server.listen: expected an address like \"127.0.0.1:8080\", got \"nope\"",
+        ),
         (
             "[server]\nlistne = \"127.0.0.1:1\"\n",
-            "server.listne: unknown field `listne`",
+            "server.listne: unknown setting (did you mean listen?)",
         ),
         (
             "[store]\nsync = \"sometimes\"\n",
-            "store.sync: unknown variant",
+            "store.sync: expected one of \"full\", \"normal\", got \"sometimes\"",
         ),
         (
             "[store]\ndedup_window = \"a week\"\n",
-            "store.dedup_window: ",
+            "store.dedup_window: expected a duration like \"30s\", got \"a week\"",
         ),
         (
             "[server]\npath = \"hooks\"\n",
@@ -193,7 +186,7 @@ fn errors_name_file_key_and_reason() {
         ),
         (
             "[destinations.x]\ntype = \"pager\"\n",
-            "destinations.x.type: unknown variant",
+            "destinations.x.type: expected one of \"slack\", \"teams\", \"console\", got \"pager\"",
         ),
         (
             "[[routes]]\nname = \"r\"\nto = [\"ghost\"]\n",
@@ -225,6 +218,217 @@ fn errors_name_file_key_and_reason() {
             "{text:?}: wanted {want:?} in {errs:?}"
         );
     }
+}
+
+#[test]
+fn type_errors_are_in_the_operators_words() {
+    let failures = |n: usize| {
+        (0..n)
+            .map(|i| format!("[[routes]]\nname = \"r{i}\"\nto = \"c\"\n"))
+            .collect::<String>()
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (
+            "[delivery]\nmax_attempts = \"x\"\n".into(),
+            "delivery.max_attempts: expected a whole number, got \"x\"",
+        ),
+        (
+            "[delivery]\nmax_attempts = -1\n".into(),
+            "delivery.max_attempts: expected a whole number, got -1",
+        ),
+        (
+            format!(
+                "[destinations.c]\ntype = \"console\"\n{}[[routes]]\nname = \"failures\"\nto = \"c\"\n[routes.group]\nwait = 30\n",
+                failures(3)
+            ),
+            "routes[3] (failures).group.wait: expected a duration like \"30s\", got 30",
+        ),
+        (
+            "[privacy]\nmask_recipient = \"yes\"\n".into(),
+            "privacy.mask_recipient: expected true or false, got \"yes\"",
+        ),
+        ("server = 5\n".into(), "server: expected a table, got 5"),
+        (
+            "[[routes]]\nto = \"c\"\n".into(),
+            "routes[0].name: is required",
+        ),
+        (
+            "[[routes]]\nname = \"r\"\nto = 5\n".into(),
+            "routes[0] (r).to: expected text or a list of texts, got 5",
+        ),
+        (
+            "[delivery]\nmax_attempt = 3\n".into(),
+            "delivery.max_attempt: unknown setting (did you mean max_attempts?)",
+        ),
+    ];
+    for (text, want) in cases {
+        let errs = errors(&text, &[]);
+        assert_eq!(
+            errs,
+            vec![format!("/nonexistent/bizrelay.toml: {want}")],
+            "{text}"
+        );
+        for rust in ["u32", "Duration", "struct", "enum", "Some(", "usize"] {
+            assert!(!errs[0].contains(rust), "{errs:?}");
+        }
+    }
+}
+
+#[test]
+fn override_errors_name_the_variable_and_the_closest_key() {
+    let errs = errors("", &[("BIZRELAY__DELIVERY__MAX_ATTEMPT", "3")]);
+    assert_eq!(
+        errs,
+        vec![
+            "BIZRELAY__DELIVERY__MAX_ATTEMPT: delivery.max_attempt: unknown setting (did you mean max_attempts?)"
+        ]
+    );
+    let errs = errors("", &[("BIZRELAY__DELIVERY__MAX_ATTEMPTS", "many")]);
+    assert_eq!(
+        errs,
+        vec![
+            "BIZRELAY__DELIVERY__MAX_ATTEMPTS: delivery.max_attempts: expected a whole number, got the value from $BIZRELAY__DELIVERY__MAX_ATTEMPTS"
+        ]
+    );
+    // Whole-config checks name the variable too.
+    let errs = errors("", &[("BIZRELAY__DELIVERY__MAX_ATTEMPTS", "0")]);
+    assert_eq!(
+        errs,
+        vec!["BIZRELAY__DELIVERY__MAX_ATTEMPTS: delivery.max_attempts: must be at least 1"]
+    );
+}
+
+#[test]
+fn values_from_the_environment_are_never_echoed() {
+    let secret = "SIGsecretXYZ123";
+    let url = "https://hooks.slack.com/services/T000/B000/SECRETSECRET";
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "[store]\nsync = \"${SYNC}\"\n",
+            vec![("SYNC", secret)],
+            "store.sync: expected one of \"full\", \"normal\", got the value from $SYNC",
+        ),
+        (
+            "[destinations.x]\ntype = \"${SLACK_URL}\"\n",
+            vec![("SLACK_URL", url)],
+            "destinations.x.type: expected one of \"slack\", \"teams\", \"console\", got the value from $SLACK_URL",
+        ),
+        (
+            "[delivery]\nmax_age = \"${A}-${B}\"\n",
+            vec![("A", secret), ("B", "x")],
+            "max_age: expected a duration like \"30s\", got the value from $A and $B",
+        ),
+        (
+            "",
+            vec![("BIZRELAY__STORE__SYNC", secret)],
+            "BIZRELAY__STORE__SYNC: store.sync: expected one of \"full\", \"normal\", got the value from $BIZRELAY__STORE__SYNC",
+        ),
+        (
+            "[destinations.c]\ntype = \"console\"\n[[routes]]\nname = \"r\"\nto = [\"c\", \"${DEST}\"]\n",
+            vec![("DEST", secret)],
+            "routes[0] (r).to: unknown destination `…` (the value from $DEST)",
+        ),
+    ];
+    for (text, vars, want) in cases {
+        let errs = errors(text, &vars);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].ends_with(want),
+            "{text}: wanted {want:?}, got {errs:?}"
+        );
+        for (_, value) in &vars {
+            if value.len() > 1 {
+                assert!(!errs[0].contains(value), "{errs:?}");
+            }
+        }
+        assert!(
+            !errs[0].contains("SECRET") && !errs[0].contains("secret"),
+            "{errs:?}"
+        );
+    }
+}
+
+#[test]
+fn defaults_fill_unset_variables() {
+    let text =
+        "[ingest]\nsignatures = [\"${SIG:-try-bizrelay}\"]\n[admin]\ntoken = \"${TOKEN:-}\"\n";
+    let loaded = load(&file(text), &env(&[])).unwrap();
+    assert_eq!(loaded.config.ingest.signatures, vec!["try-bizrelay"]);
+    assert_eq!(
+        loaded.config.admin.token, None,
+        "an empty default turns reload over HTTP off"
+    );
+    let loaded = load(&file(text), &env(&[("SIG", "real"), ("TOKEN", "t")])).unwrap();
+    assert_eq!(loaded.config.ingest.signatures, vec!["real"]);
+    assert_eq!(loaded.config.admin.token.as_deref(), Some("t"));
+}
+
+#[test]
+fn the_hash_ignores_secrets() {
+    let text = "[ingest]\nsignatures = [\"${SIG}\"]\n[admin]\ntoken = \"${TOKEN}\"\n\
+                [destinations.s]\ntype = \"slack\"\nurl = \"${URL}\"\n\
+                [[routes]]\nname = \"r\"\nto = \"s\"\n";
+    let hash = |sig: &str, token: &str, url: &str, extra: &str| {
+        load(
+            &file(&format!("{text}{extra}")),
+            &env(&[("SIG", sig), ("TOKEN", token), ("URL", url)]),
+        )
+        .unwrap()
+        .hash
+    };
+    let base = hash(
+        "sig-a",
+        "tok-a",
+        "https://hooks.slack.com/services/T/B/A",
+        "",
+    );
+    assert_eq!(
+        base,
+        hash(
+            "sig-b",
+            "tok-a",
+            "https://hooks.slack.com/services/T/B/A",
+            ""
+        )
+    );
+    assert_eq!(
+        base,
+        hash(
+            "sig-a",
+            "tok-b",
+            "https://hooks.slack.com/services/T/B/A",
+            ""
+        )
+    );
+    assert_eq!(
+        base,
+        hash(
+            "sig-a",
+            "tok-a",
+            "https://hooks.slack.com/services/T/B/B",
+            ""
+        )
+    );
+    assert_ne!(
+        base,
+        hash(
+            "sig-a",
+            "tok-a",
+            "https://hooks.slack.com/services/T/B/A",
+            "continue = true\n"
+        )
+    );
+    // Secrets from overrides are hidden the same way.
+    let over = |sig: &str| {
+        load(
+            &ConfigSource::Builtin,
+            &env(&[("BIZRELAY__INGEST__SIGNATURES", sig)]),
+        )
+        .unwrap()
+        .hash
+    };
+    assert_eq!(over("one"), over("two"));
 }
 
 #[test]
@@ -281,24 +485,12 @@ fn hash_changes_with_config_and_templates() {
 }
 
 #[test]
-fn example_config_is_valid() {
+fn example_config_runs_with_one_variable() {
     let text = include_str!("../../../config.toml.example");
-    let vars = env(&[
-        (
-            "SLACK_OPS_WEBHOOK_URL",
-            "https://hooks.slack.com/services/T/B/X",
-        ),
-        (
-            "SLACK_ALERTS_WEBHOOK_URL",
-            "https://hooks.slack.com/services/T/B/Y",
-        ),
-        (
-            "TEAMS_WORKFLOW_URL",
-            "https://prod.example.invalid/workflows/z",
-        ),
-        ("BIZRELAY_SIGNATURE", "sig"),
-        ("BIZRELAY_ADMIN_TOKEN", "token"),
-    ]);
+    let vars = env(&[(
+        "SLACK_WEBHOOK_URL",
+        "https://hooks.slack.com/services/T/B/X",
+    )]);
     let loaded = load(
         &ConfigSource::File {
             path: PathBuf::from(format!(
@@ -310,7 +502,46 @@ fn example_config_is_valid() {
         &vars,
     )
     .unwrap_or_else(|e| panic!("{e:?}"));
+    let c = &loaded.config;
+    assert_eq!(c.ingest.signatures, vec![crate::config::EXAMPLE_SIGNATURE]);
+    assert_eq!(c.admin.token, None, "reload over HTTP is off by default");
+    assert_eq!(c.destinations.keys().collect::<Vec<_>>(), vec!["slack"]);
     assert!(loaded.routes.iter().any(|r| r.group.is_some()));
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("INSECURE") && w.contains("try-bizrelay")),
+        "{:?}",
+        loaded.warnings
+    );
+    assert!(
+        !loaded.warnings.iter().any(|w| w.contains("two digests")),
+        "no hook reaches one destination twice: {:?}",
+        loaded.warnings
+    );
+    // With the real signature set, no warning about it.
+    let mut vars = vars;
+    vars.insert("BIZRELAY_SIGNATURE".into(), "from-nhn".into());
+    vars.insert("BIZRELAY_ADMIN_TOKEN".into(), "t".into());
+    let loaded = load(&file(text), &vars).unwrap();
+    assert_eq!(loaded.config.ingest.signatures, vec!["from-nhn"]);
+    assert_eq!(loaded.config.admin.token.as_deref(), Some("t"));
+    assert!(!loaded.warnings.iter().any(|w| w.contains("INSECURE")));
+}
+
+#[test]
+fn two_grouped_routes_reaching_one_destination_are_warned_about() {
+    let text = "[destinations.c]\ntype = \"console\"\n\
+        [[routes]]\nname = \"a\"\nto = \"c\"\ncontinue = true\n[routes.match]\noutcome = \"failure\"\n[routes.group]\nby = []\n\
+        [[routes]]\nname = \"b\"\nto = \"c\"\n[routes.match]\nkind = \"message_result\"\n[routes.group]\nby = [\"result_code\"]\n";
+    let loaded = load(&file(text), &env(&[])).unwrap();
+    assert!(
+        loaded.warnings.iter().any(|w| w
+            == "routes[0] (a) and routes[1] (b): one hook can take both (the first has `continue = true`), so c counts it in two digests; narrow one route's match or drop `continue`"),
+        "{:?}",
+        loaded.warnings
+    );
 }
 
 #[test]

@@ -1,0 +1,285 @@
+//! The rehearsal a config must pass before it serves, shared by `bizrelay check` and reload:
+//! every template a route uses is rendered in strict mode for each of the route's
+//! destinations against the built-in samples (reference, adversarial and a failure storm for
+//! digests), and each body is audited against the destination's limits.
+//!
+//! Invariants:
+//! - Pure apart from CPU: no I/O, so reload can run it before swapping a config in.
+//! - One problem per template (per destination type and name), however many samples or
+//!   routes fail with it; the first failure is described, the rest are counted.
+
+use std::collections::BTreeMap;
+
+use crate::bizmessage::HookKind;
+use crate::config::Loaded;
+use crate::context::{Meta, hook_context};
+use crate::destination::DestinationKind;
+use crate::destination::audit::violations;
+use crate::digest::{self, DigestInput, Member};
+use crate::render::{Origin, RenderError};
+use crate::route::Route;
+use crate::samples::{self, Sample};
+
+/// When the samples were "received", so rendered dates do not depend on the clock.
+const SAMPLE_RECEIVED_AT: i64 = 1_795_830_000_000;
+
+/// The first failure of one template, and how many more renders of it failed.
+struct Failure {
+    uses: Vec<String>,
+    first: String,
+    with: String,
+    more: usize,
+}
+
+/// Renders every (route, destination, sample) combination; returns the problems (one per
+/// failing template) and how many bodies were checked.
+pub fn render_all(loaded: &Loaded) -> (Vec<String>, usize) {
+    let all: Vec<Sample> = samples::reference()
+        .into_iter()
+        .chain(samples::adversarial())
+        .collect();
+    let storm = samples::storm(500, 300);
+    let mut failures: BTreeMap<(DestinationKind, String), Failure> = BTreeMap::new();
+    let mut renders = 0;
+    for route in loaded.routes.iter() {
+        for dest_name in &route.to {
+            let Some(dest) = loaded.config.destinations.get(dest_name) else {
+                continue;
+            };
+            let mut check = |what: String, template: &str, ctx: &serde_json::Value| {
+                renders += 1;
+                let problem = match loaded.renderer.render(dest.kind, template, ctx) {
+                    Ok(body) => violations(dest.kind, &body).into_iter().next(),
+                    Err(e) => Some(reason(&e)),
+                };
+                let Some(problem) = problem else { return };
+                let used = format!("route `{}` → {dest_name}", route.name);
+                match failures.entry((dest.kind, template.to_string())) {
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert(Failure {
+                            uses: vec![used],
+                            first: problem,
+                            with: what,
+                            more: 0,
+                        });
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut slot) => {
+                        let f = slot.get_mut();
+                        f.more += 1;
+                        if !f.uses.contains(&used) {
+                            f.uses.push(used);
+                        }
+                    }
+                }
+            };
+            if let Some(group) = &route.group {
+                for (what, members) in digest_samples(route, &all, &storm) {
+                    let list: Vec<Member<'_>> = members
+                        .iter()
+                        .map(|s| Member {
+                            envelope: &s.envelope,
+                            hook: &s.hook,
+                            received_at: SAMPLE_RECEIVED_AT,
+                        })
+                        .collect();
+                    let tally = digest::tally(&list);
+                    let samples = &list[..list.len().min(group.max_items)];
+                    let ctx = digest::digest_context(&DigestInput {
+                        route: &route.name,
+                        group_key: &digest::group_key(
+                            group,
+                            &members[0].envelope,
+                            &members[0].hook,
+                        ),
+                        total_before: 0,
+                        mask_recipient: loaded.config.privacy.mask_recipient,
+                        tally: &tally,
+                        samples,
+                    });
+                    let ctx = digest::for_destination(ctx, dest_name, dest.kind);
+                    check(what, route.template_for(HookKind::MessageResult), &ctx);
+                }
+                continue;
+            }
+            for sample in &all {
+                if !route.may_match_kind(sample.hook.kind()) {
+                    continue;
+                }
+                let ctx = hook_context(
+                    &sample.envelope,
+                    &sample.hook,
+                    &Meta {
+                        route: &route.name,
+                        destination: dest_name,
+                        destination_type: dest.kind,
+                        received_at_ms: SAMPLE_RECEIVED_AT,
+                        mask_recipient: loaded.config.privacy.mask_recipient,
+                    },
+                );
+                check(
+                    format!("sample {}", sample.name),
+                    route.template_for(sample.hook.kind()),
+                    &ctx,
+                );
+            }
+        }
+    }
+    let problems = failures
+        .into_iter()
+        .map(|((kind, name), f)| {
+            let file = loaded
+                .renderer
+                .templates()
+                .find_map(|(k, n, origin)| match origin {
+                    Origin::File(path) if k == kind && n == name => {
+                        Some(format!("{}; ", path.display()))
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let more = match f.more {
+                0 => String::new(),
+                1 => " (and 1 more render)".into(),
+                n => format!(" (and {n} more renders)"),
+            };
+            format!(
+                "template {}/{name} ({file}{}): {}, with {}{more}",
+                kind.as_str(),
+                f.uses.join(", "),
+                f.first,
+                f.with
+            )
+        })
+        .collect();
+    (problems, renders)
+}
+
+/// What went wrong, without repeating the template's name.
+fn reason(e: &RenderError) -> String {
+    match e {
+        RenderError::Template { reason, .. } => reason.clone(),
+        RenderError::Limit { source, .. } => source.to_string(),
+        RenderError::Missing { .. } => e.to_string(),
+    }
+}
+
+/// Digests to try on a grouped route: all its kind's reference samples, all adversarial ones,
+/// and a storm of 500 hooks with 300 distinct codes.
+fn digest_samples<'a>(
+    route: &Route,
+    all: &'a [Sample],
+    storm: &'a [Sample],
+) -> Vec<(String, Vec<&'a Sample>)> {
+    let fits: Vec<&Sample> = all
+        .iter()
+        .filter(|s| route.may_match_kind(s.hook.kind()))
+        .collect();
+    let mut out = Vec::new();
+    let reference: Vec<&Sample> = fits
+        .iter()
+        .copied()
+        .filter(|s| !s.name.starts_with("adversarial"))
+        .collect();
+    let adversarial: Vec<&Sample> = fits
+        .iter()
+        .copied()
+        .filter(|s| s.name.starts_with("adversarial"))
+        .collect();
+    if !reference.is_empty() {
+        out.push(("a digest of the reference samples".to_string(), reference));
+    }
+    if !adversarial.is_empty() {
+        out.push((
+            "a digest of the adversarial samples".to_string(),
+            adversarial,
+        ));
+    }
+    if route.may_match_kind(HookKind::MessageResult) {
+        out.push((
+            "a digest of a 500-hook storm with 300 codes".to_string(),
+            storm.iter().collect(),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::{ConfigSource, load};
+
+    fn with_template(name: &str, source: &str, routes: &str) -> Loaded {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("templates/slack")).unwrap();
+        std::fs::write(
+            dir.path().join(format!("templates/slack/{name}.hbs")),
+            source,
+        )
+        .unwrap();
+        let text = format!(
+            "[destinations.s]\ntype = \"slack\"\nurl = \"https://hooks.slack.invalid/x\"\n\
+             [destinations.t]\ntype = \"slack\"\nurl = \"https://hooks.slack.invalid/y\"\n{routes}"
+        );
+        load(
+            &ConfigSource::File {
+                path: dir.path().join("config.toml"),
+                text,
+            },
+            &HashMap::new(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_builtin_default_passes() {
+        let loaded = load(&ConfigSource::Builtin, &HashMap::new()).unwrap();
+        let (problems, renders) = render_all(&loaded);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(renders > 10, "{renders}");
+    }
+
+    #[test]
+    fn a_template_that_breaks_json_is_reported_once() {
+        // Raw triple-stash output of untrusted text: breaks on the adversarial quotes.
+        let loaded = with_template(
+            "raw",
+            r#"{"text": "{{{templateCode}}}"}"#,
+            "[[routes]]\nname = \"r\"\nto = \"s\"\ntemplate = \"raw\"\n[routes.match]\nkind = \"template\"\n",
+        );
+        let (problems, _) = render_all(&loaded);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let p = &problems[0];
+        assert!(p.starts_with("template slack/raw ("), "{p}");
+        assert!(p.contains("raw.hbs; route `r` → s): "), "{p}");
+        assert!(
+            p.contains("not valid JSON") && p.contains("with sample adversarial"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_variable_is_one_error_naming_line_column_and_the_closest_field() {
+        let loaded = with_template(
+            "status",
+            "{\n  \"text\": \"{{templateCod}}\"\n}",
+            "[[routes]]\nname = \"a\"\nto = [\"s\", \"t\"]\ntemplate = \"status\"\n[routes.match]\nkind = \"template\"\n\
+             [[routes]]\nname = \"b\"\nto = \"s\"\ntemplate = \"status\"\n[routes.match]\nkind = \"unknown\"\n",
+        );
+        let (problems, renders) = render_all(&loaded);
+        assert_eq!(problems.len(), 1, "one error per template: {problems:?}");
+        let p = &problems[0];
+        assert!(
+            p.contains(
+                "route `a` → s, route `a` → t, route `b` → s): line 2, column 12: `templateCod` is not in the context (did you mean `templateCode`?), with sample "
+            ),
+            "{p}"
+        );
+        assert!(!p.contains("Some("), "{p}");
+        assert!(
+            p.ends_with(&format!("(and {} more renders)", renders - 1)),
+            "{p}"
+        );
+    }
+}
