@@ -195,7 +195,8 @@ fn unknown_fields(ctx: &mut Map<String, Value>, map: &Map<String, Value>, mask: 
     ctx.insert("fields".into(), fields);
 }
 
-/// Masks `recipientNo` values anywhere in the tree and phone-like text in every string.
+/// Masks `recipientNo` values anywhere in the tree and phone-like text in every string, every
+/// number (`821077776666` is a phone number sent as a JSON number) and every key.
 fn mask_value(v: &mut Value, is_recipient: bool) {
     match v {
         Value::String(s) => {
@@ -206,10 +207,19 @@ fn mask_value(v: &mut Value, is_recipient: bool) {
             };
         }
         Value::Number(n) if is_recipient => *v = json!(mask_phone(&n.to_string())),
+        Value::Number(n) => {
+            let text = n.to_string();
+            let masked = mask_phone_like(&text);
+            if masked != text {
+                *v = json!(masked);
+            }
+        }
         Value::Array(items) => items.iter_mut().for_each(|i| mask_value(i, is_recipient)),
         Value::Object(map) => {
-            for (k, child) in map.iter_mut() {
-                mask_value(child, k.eq_ignore_ascii_case("recipientNo"));
+            let fields = std::mem::take(map);
+            for (k, mut child) in fields {
+                mask_value(&mut child, k.eq_ignore_ascii_case("recipientNo"));
+                map.insert(mask_phone_like(&k), child);
             }
         }
         _ => {}
@@ -304,6 +314,32 @@ mod tests {
         assert!(!text.contains("01011112222"), "{text}");
         assert_eq!(ctx["fields"]["contact"]["recipientNo"], "010****2222");
         assert!(ctx["raw_json"].as_str().unwrap().contains("profileStatus"));
+    }
+
+    #[test]
+    fn unknown_hooks_mask_numbers_glued_ids_full_width_digits_and_keys() {
+        let raw = r#"{"hookId":"u-2","profile":{"phone":821077776666,"owner":"ID01077776666",
+            "memo":"연락처 ０１０－７７７７－６６６６","01055554444":"by key","count":3,
+            "recipientNo":1077776666}}"#;
+        let hook = parse_hook(raw).unwrap();
+        let meta = Meta {
+            route: "r",
+            destination: "d",
+            destination_type: DestinationKind::Slack,
+            received_at_ms: 0,
+            mask_recipient: true,
+        };
+        let ctx = hook_context(&Envelope::default(), &hook, &meta);
+        let text = ctx.to_string();
+        for leaked in ["77776666", "７７７７", "55554444"] {
+            assert!(!text.contains(leaked), "{leaked} in {text}");
+        }
+        let profile = &ctx["fields"]["profile"];
+        assert_eq!(profile["phone"], "821*****6666");
+        assert_eq!(profile["owner"], "ID010****6666");
+        assert_eq!(profile["count"], 3, "other numbers stay numbers");
+        assert_eq!(profile["010****4444"], "by key");
+        assert_eq!(profile["recipientNo"], "107***6666");
     }
 
     #[test]
