@@ -7,6 +7,8 @@
 //!   strict-mode templates can test optional fields with `{{#if}}`.
 //! - With `mask_recipient` on (the default), no phone number from the hook is in the context:
 //!   `recipientNo` is masked, and hooks of unknown shape have phone-like text masked too.
+//! - No string of the context holds a bidirectional control (U+202E and kin): every
+//!   destination gets text that reads in the order it was sent ([`neutralise`]).
 
 use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value, json};
@@ -68,7 +70,36 @@ pub fn hook_context(envelope: &Envelope, hook: &Hook, meta: &Meta<'_>) -> Value 
         HookBody::MessageResult(r) => result_fields(&mut ctx, r, meta.mask_recipient),
         HookBody::Unknown(map) => unknown_fields(&mut ctx, map, meta.mask_recipient),
     }
-    Value::Object(ctx)
+    let mut ctx = Value::Object(ctx);
+    neutralise(&mut ctx);
+    ctx
+}
+
+/// Drops bidirectional controls from every string and key of a context: a right-to-left
+/// override in a hook (`\u{202E}gnp.exe` shows as `exe.png`) would disguise text in Slack and
+/// Teams alike, so it is removed here, once for every destination, not per escape function.
+pub fn neutralise(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            if let std::borrow::Cow::Owned(clean) = crate::text::strip_bidi(s) {
+                *s = clean;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(neutralise),
+        Value::Object(map) => {
+            if map
+                .keys()
+                .any(|k| k.chars().any(crate::text::is_bidi_control))
+            {
+                let fields = std::mem::take(map);
+                for (k, child) in fields {
+                    map.insert(crate::text::strip_bidi(&k).into_owned(), child);
+                }
+            }
+            map.values_mut().for_each(neutralise);
+        }
+        _ => {}
+    }
 }
 
 /// `{en, ko, known}`: the label of a status code, or the raw code when it is not documented.
@@ -340,6 +371,40 @@ mod tests {
         assert_eq!(profile["count"], 3, "other numbers stay numbers");
         assert_eq!(profile["010****4444"], "by key");
         assert_eq!(profile["recipientNo"], "107***6666");
+    }
+
+    #[test]
+    fn bidi_controls_from_hooks_never_reach_the_context() {
+        let meta = Meta {
+            route: "r",
+            destination: "d",
+            destination_type: DestinationKind::Teams,
+            received_at_ms: 0,
+            mask_recipient: true,
+        };
+        let raws = [
+            r#"{"hookId":"b\u202e1","templateCode":"T\u2066X","status":"TSC04",
+                "comments":[{"content":"see invoice\u202egnp.exe","userName":"\u200fadmin",
+                "attachment":[{"originalFileName":"\u202dguide.png"}]}]}"#,
+            r#"{"hookId":"b2","requestId":"r\u061c","resultCode":"3019\u202e",
+                "senderGroupingKey":"\u202agroup"}"#,
+            r#"{"hookId":"b3","memo":"\u2067x\u2069","\u202ekey":{"deep":["\u200e"]}}"#,
+        ];
+        for raw in raws {
+            let hook = parse_hook(raw).unwrap();
+            let envelope = Envelope {
+                event: Some("E\u{202E}".into()),
+                ..Envelope::default()
+            };
+            let ctx = hook_context(&envelope, &hook, &meta);
+            let text = serde_json::to_string(&ctx).unwrap();
+            assert!(!text.chars().any(crate::text::is_bidi_control), "{text}");
+            assert!(!text.contains("\\u202"), "{text}");
+        }
+        let hook = parse_hook(raws[0]).unwrap();
+        let ctx = hook_context(&Envelope::default(), &hook, &meta);
+        assert_eq!(ctx["latest_comment"]["content"], "see invoicegnp.exe");
+        assert_eq!(ctx["templateCode"], "TX");
     }
 
     #[test]

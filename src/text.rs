@@ -77,6 +77,26 @@ pub fn teams_text(s: &str) -> String {
         .replace("](", "]\u{200B}(")
 }
 
+/// Unicode's bidirectional formatting controls: embeddings and overrides (U+202A..U+202E),
+/// isolates (U+2066..U+2069) and the marks LRM, RLM and ALM. An override in untrusted text
+/// makes `\u{202E}gnp.exe` read as `exe.png`.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+    )
+}
+
+/// Drops bidirectional controls (see [`is_bidi_control`]), so text reads in the order it is
+/// stored.
+pub fn strip_bidi(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(is_bidi_control) {
+        std::borrow::Cow::Owned(s.chars().filter(|c| !is_bidi_control(*c)).collect())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 /// For plain-text output on a terminal: drops control characters (ANSI escapes included)
 /// except newlines and tabs.
 pub fn strip_controls(s: &str) -> String {
@@ -132,6 +152,16 @@ mod tests {
             "[safe]\u{200B}(http://evil)"
         );
         assert_eq!(teams_text("plain"), "plain");
+    }
+
+    #[test]
+    fn bidi_controls_are_dropped_and_other_text_kept() {
+        assert_eq!(strip_bidi("invoice\u{202E}gnp.exe"), "invoicegnp.exe");
+        let all = "a\u{202A}\u{202B}\u{202C}\u{202D}\u{202E}\u{2066}\u{2067}\u{2068}\u{2069}\u{200E}\u{200F}\u{061C}b";
+        assert_eq!(strip_bidi(all), "ab");
+        let kept = "검수 반려 עברית عربي 👍 \u{200B}";
+        assert!(matches!(strip_bidi(kept), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(strip_bidi(kept), kept);
     }
 
     #[test]

@@ -66,7 +66,11 @@ pub fn fallback_info(template: &str, envelope: &Envelope, hook: &Hook) -> Fallba
     }
     FallbackInfo {
         title: format!("bizrelay could not render template `{template}`; the event in brief:"),
-        facts,
+        // The fallback bypasses the template context, so it drops bidi controls itself.
+        facts: facts
+            .into_iter()
+            .map(|(k, v)| (k, crate::text::strip_bidi(&v).into_owned()))
+            .collect(),
     }
 }
 
