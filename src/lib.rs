@@ -11,6 +11,7 @@ pub mod logging;
 pub mod mask;
 pub mod metrics;
 pub mod pace;
+pub mod redact;
 pub mod reload;
 pub mod render;
 pub mod route;

@@ -42,7 +42,7 @@ pub async fn run(loaded: &Loaded, cmd: DeadLetterCommand) -> ExitCode {
         DeadLetterCommand::List {
             destination,
             format,
-        } => list(&store, destination.as_deref(), format).await,
+        } => list(&store, loaded, destination.as_deref(), format).await,
         DeadLetterCommand::Replay { which, rerender } => {
             replay(&store, loaded, &selection(&which), rerender).await
         }
@@ -59,10 +59,22 @@ pub async fn run(loaded: &Loaded, cmd: DeadLetterCommand) -> ExitCode {
 
 async fn list(
     store: &SqliteStore,
+    loaded: &Loaded,
     destination: Option<&str>,
     format: OutputFormat,
 ) -> Result<(), crate::store::StoreError> {
-    let letters = store.dead_letters(destination).await?;
+    let mut letters = store.dead_letters(destination).await?;
+    // Reasons are redacted when recorded; this also covers those an older version recorded.
+    for d in &mut letters {
+        if let Some(url) = loaded
+            .config
+            .destinations
+            .get(&d.destination)
+            .and_then(|c| c.url.as_deref())
+        {
+            d.reason = crate::redact::redact_url_secrets(&d.reason, url);
+        }
+    }
     match format {
         OutputFormat::Json => {
             let items: Vec<_> = letters.iter().map(as_json).collect();

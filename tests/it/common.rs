@@ -474,3 +474,50 @@ impl Drop for Process {
         let _ = self.child.wait();
     }
 }
+
+/// Runs the real binary with these arguments (plus `--config`), off the async runtime so fake
+/// receivers keep answering; returns (exit code, stdout, stderr).
+pub async fn run_cli(args: &[&str], config: &Path) -> (Option<i32>, String, String) {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.push("--config".into());
+    all.push(config.display().to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(binary())
+            .args(&all)
+            .env_remove("BIZRELAY_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits until the process's log has `n` lines containing `needle` (panics after `timeout`).
+pub async fn wait_for_log(process: &Process, needle: &str, n: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let count = process
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count();
+        if count >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{count} of {n} log lines with `{needle}` after {timeout:?}:\n{}",
+            process.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

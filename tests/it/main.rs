@@ -12,3 +12,4 @@ mod fuzz;
 mod hostile;
 mod operations;
 mod process;
+mod secrets;
