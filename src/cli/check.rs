@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 
+use super::out;
 use crate::bizmessage::HookKind;
 use crate::config::Loaded;
 use crate::context::{Meta, hook_context};
@@ -23,21 +24,21 @@ pub fn run(spec: &SourceSpec, env: &HashMap<String, String>) -> ExitCode {
         }
     };
     for w in &loaded.warnings {
-        println!("warning: {w}");
+        out::line(&format!("warning: {}", out::cell(&w.to_string())));
     }
     let (problems, renders) = render_all(&loaded);
     for p in &problems {
-        println!("error: {p}");
+        out::line(&format!("error: {}", out::cell(p)));
     }
     if problems.is_empty() {
-        println!(
+        out::line(&format!(
             "ok: {} ({}): {} routes, {} destinations, {} renders checked",
-            loaded.origin,
+            out::cell(&loaded.origin.to_string()),
             loaded.hash,
             loaded.routes.len(),
             loaded.config.destinations.len(),
             renders
-        );
+        ));
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

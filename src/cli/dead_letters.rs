@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
+use super::out;
 use super::{DeadLetterCommand, OutputFormat, PurgeWhich, Which};
 use crate::bizmessage::parse_hook;
 use crate::config::Loaded;
@@ -34,7 +35,10 @@ pub async fn run(loaded: &Loaded, cmd: DeadLetterCommand) -> ExitCode {
     let store = match SqliteStore::open(&cfg.path, cfg.sync, cfg.dedup_window) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot open the store {}: {e}", cfg.path.display());
+            out::err(&format!(
+                "error: cannot open the store {}: {e}",
+                cfg.path.display()
+            ));
             return ExitCode::from(2);
         }
     };
@@ -51,7 +55,7 @@ pub async fn run(loaded: &Loaded, cmd: DeadLetterCommand) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            out::err(&format!("error: {e}"));
             ExitCode::from(2)
         }
     }
@@ -78,17 +82,14 @@ async fn list(
     match format {
         OutputFormat::Json => {
             let items: Vec<_> = letters.iter().map(as_json).collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&items).unwrap_or_default()
-            );
+            out::json(&serde_json::Value::Array(items));
         }
         OutputFormat::Text => {
             if letters.is_empty() {
-                println!("no dead letters");
+                out::line("no dead letters");
                 return Ok(());
             }
-            println!(
+            out::line(&format!(
                 "{:>6}  {:<16} {:<20} {:<14} {:>8}  {:<19}  {:<19}  REASON",
                 "ID",
                 "DESTINATION",
@@ -97,19 +98,19 @@ async fn list(
                 "ATTEMPTS",
                 "FIRST ATTEMPT (KST)",
                 "LAST ATTEMPT (KST)"
-            );
+            ));
             for d in &letters {
-                println!(
+                out::line(&format!(
                     "{:>6}  {:<16} {:<20} {:<14} {:>8}  {:<19}  {:<19}  {}",
                     d.id,
-                    d.destination,
-                    d.route,
-                    d.hook_id.as_deref().unwrap_or("(digest)"),
+                    out::cell(&d.destination),
+                    out::cell(&d.route),
+                    out::cell(d.hook_id.as_deref().unwrap_or("(digest)")),
                     d.attempts,
                     time(d.first_attempt_at),
                     time(d.last_attempt_at),
-                    d.reason
-                );
+                    out::cell(&d.reason)
+                ));
             }
         }
     }
@@ -133,7 +134,7 @@ async fn replay(
 ) -> Result<(), crate::store::StoreError> {
     let sources = store.dead_sources(sel).await?;
     if sources.is_empty() {
-        println!("no matching dead letters");
+        out::line("no matching dead letters");
         return Ok(());
     }
     let mut items = Vec::new();
@@ -144,15 +145,15 @@ async fn replay(
             None
         };
         if rerender && payload.is_none() {
-            println!(
+            out::line(&format!(
                 "dead letter {}: cannot re-render (its destination or source is gone); replaying the stored body",
                 letter.id
-            );
+            ));
         }
         items.push((letter.id, payload));
     }
     let n = store.requeue(items, now_ms()).await?;
-    println!("requeued {n} dead letter(s)");
+    out::line(&format!("requeued {n} dead letter(s)"));
     Ok(())
 }
 
@@ -172,10 +173,11 @@ fn rerendered(loaded: &Loaded, letter: &DeadLetter, source: &DeadSource) -> Opti
                 hook.received_at,
             );
             if let Some(e) = err {
-                println!(
-                    "dead letter {}: {e}; the fallback message will be sent",
-                    letter.id
-                );
+                out::line(&format!(
+                    "dead letter {}: {}; the fallback message will be sent",
+                    letter.id,
+                    out::cell(&e.to_string())
+                ));
             }
             Some(body)
         }
@@ -189,10 +191,11 @@ fn rerendered(loaded: &Loaded, letter: &DeadLetter, source: &DeadSource) -> Opti
                 dest.kind,
             );
             if let Some(e) = err {
-                println!(
-                    "dead letter {}: {e}; the fallback message will be sent",
-                    letter.id
-                );
+                out::line(&format!(
+                    "dead letter {}: {}; the fallback message will be sent",
+                    letter.id,
+                    out::cell(&e.to_string())
+                ));
             }
             Some(body)
         }
@@ -209,6 +212,6 @@ async fn purge(store: &SqliteStore, which: &PurgeWhich) -> Result<(), crate::sto
         Selection::Ids(which.ids.clone())
     };
     let n = store.purge(&sel).await?;
-    println!("purged {n} dead letter(s)");
+    out::line(&format!("purged {n} dead letter(s)"));
     Ok(())
 }

@@ -6,6 +6,7 @@
 
 mod check;
 mod dead_letters;
+mod out;
 mod route;
 mod send_test;
 
@@ -152,7 +153,7 @@ pub fn source_spec(config: Option<&Path>) -> SourceSpec {
 
 fn print_config_errors(errors: &[ConfigError]) {
     for e in errors {
-        eprintln!("error: {e}");
+        out::err(&format!("error: {e}"));
     }
 }
 
@@ -195,7 +196,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            out::err(&format!("error: cannot start the async runtime: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -224,7 +225,7 @@ async fn serve(loaded: Loaded, spec: SourceSpec, env: HashMap<String, String>) -
         Ok(app) => app,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
-            eprintln!("error: {e}");
+            out::err(&format!("error: {e}"));
             return ExitCode::from(2);
         }
     };

@@ -13,3 +13,4 @@ mod hostile;
 mod operations;
 mod process;
 mod secrets;
+mod terminal;
