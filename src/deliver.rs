@@ -236,7 +236,7 @@ async fn attempt(
     let jitter = rand::rng().random::<f64>();
     let outcome = decide(&verdict, d, answer.status, &answer.detail, now, cfg, jitter);
     let metrics = &state.metrics;
-    let hook_id = d.hook_id.as_deref().unwrap_or("-");
+    let hook_id = &*crate::logging::clip(d.hook_id.as_deref().unwrap_or("-"));
     match &outcome {
         Attempt::Delivered { status, .. } => {
             metrics.deliveries.with_label_values(&[name, "ok"]).inc();

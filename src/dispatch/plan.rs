@@ -163,7 +163,7 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
         if routes.is_empty() {
             report.unrouted += 1;
             tracing::debug!(
-                hook_id = hook.hook_id.as_deref().unwrap_or("-"),
+                hook_id = &*crate::logging::clip(hook.hook_id.as_deref().unwrap_or("-")),
                 kind = hook.kind().as_str(),
                 "hook matched no route"
             );

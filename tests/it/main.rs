@@ -10,6 +10,7 @@ mod digest;
 mod durability;
 mod fuzz;
 mod hostile;
+mod logs;
 mod operations;
 mod process;
 mod secrets;
