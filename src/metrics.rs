@@ -34,6 +34,8 @@ pub struct Metrics {
     pub config_info: IntGaugeVec,
     pub destination_healthy: IntGaugeVec,
     pub store_writable: Gauge,
+    /// Log lines dropped, by reason: write_failed (stderr refused them), queue_full.
+    log_lines_dropped: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -167,6 +169,12 @@ impl Metrics {
                 &["destination"],
             ),
             store_writable,
+            log_lines_dropped: counter(
+                &r,
+                "bizrelay_log_lines_dropped_total",
+                "Log lines dropped because stderr refused them (write_failed) or was too slow (queue_full); process-wide",
+                &["reason"],
+            ),
             registry: r,
         }
     }
@@ -229,6 +237,13 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
+        // The logger belongs to the process, not to an app: copy its counts in.
+        let (write_failed, queue_full) = crate::logging::lost_lines();
+        for (reason, n) in [("write_failed", write_failed), ("queue_full", queue_full)] {
+            let c = self.log_lines_dropped.with_label_values(&[reason]);
+            c.reset();
+            c.inc_by(n);
+        }
         let mut buf = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metrics.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

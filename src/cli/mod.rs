@@ -192,7 +192,21 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(LogFormatArg::Text) => LogFormat::Text,
         None => loaded.config.log.format,
     };
-    crate::logging::init(format, &loaded.config.log.level);
+    // Held to the end: dropping it lets the last lines reach stderr.
+    let _log = match crate::logging::init(
+        format,
+        &loaded.config.log.level,
+        matches!(command, Command::Serve),
+    ) {
+        Ok(guard) => guard,
+        Err(e) => {
+            // stderr is gone; stdout may not be.
+            let message = format!("error: {e}; bizrelay does not serve without its logs");
+            out::line(&message);
+            out::err(&message);
+            return ExitCode::from(2);
+        }
+    };
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {

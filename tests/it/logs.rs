@@ -1,11 +1,14 @@
 //! The real binary's logs: bounded whatever a request holds, free of phone numbers at any
 //! level, coloured only on a terminal, and never a reason to stop or hang.
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 use nix::sys::signal::Signal;
+use serde_json::Value;
 
 fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
     let path = dir.join("config.toml");
@@ -91,6 +94,14 @@ fn spawn_serve(
     child
 }
 
+fn listen_addr(line: &str) -> Option<SocketAddr> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    if v["message"] != "bizrelay is listening" {
+        return None;
+    }
+    v["listen"].as_str()?.parse().ok()
+}
+
 async fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> Option<i32> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -104,6 +115,116 @@ async fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> Option
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_log_pipe_whose_reader_exits_stops_neither_serving_nor_sigterm() {
+    let slack = FakeChat::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &slack_route(&slack));
+    // `bizrelay serve 2>&1 | head`: both streams into one pipe, read until the server listens.
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut child = spawn_serve(
+        &config,
+        "json",
+        Stdio::from(writer.try_clone().unwrap()),
+        Stdio::from(writer),
+    );
+    let addr = {
+        let mut lines = BufReader::new(reader).lines();
+        let mut addr = None;
+        for _ in 0..20 {
+            let Some(Ok(line)) = lines.next() else { break };
+            if let Some(a) = listen_addr(&line) {
+                addr = Some(a);
+                break;
+            }
+        }
+        // `head` exits here: the pipe has no reader any more.
+        addr.expect("bizrelay logged where it listens")
+    };
+    let http = http_client();
+    let url = format!("http://{addr}");
+    for i in 0..5 {
+        let hooks = vec![failure(&format!("pipe-{i}"), "3019")];
+        let resp = http
+            .post(format!("{url}/hooks/bizmessage"))
+            .header("content-type", "application/json")
+            .body(envelope(&hooks))
+            .send()
+            .await;
+        let resp = resp.unwrap_or_else(|e| panic!("POST {i} after the log pipe closed: {e}"));
+        assert_eq!(resp.status(), 200);
+    }
+    slack.wait_accepted(5, Duration::from_secs(10)).await;
+    // The lost lines are counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metric(
+            &m,
+            "bizrelay_log_lines_dropped_total{reason=\"write_failed\"}",
+        ) >= 5.0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no lost lines counted:\n{m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).await,
+        Some(0),
+        "SIGTERM shuts down cleanly"
+    );
+}
+
+#[tokio::test]
+async fn a_log_pipe_closed_before_start_up_exits_2_with_a_message() {
+    let slack = FakeChat::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &slack_route(&slack));
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let (out_reader, out_writer) = std::io::pipe().unwrap();
+    let mut child = spawn_serve(
+        &config,
+        "json",
+        Stdio::from(out_writer),
+        Stdio::from(writer),
+    );
+    let said = tokio::task::spawn_blocking(move || {
+        let mut said = String::new();
+        let _ = std::io::Read::read_to_string(&mut { out_reader }, &mut said);
+        said
+    });
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).await,
+        Some(2)
+    );
+    let said = said.await.unwrap();
+    assert!(
+        said.contains("cannot write logs to stderr") && said.contains("does not serve"),
+        "{said:?}"
+    );
 }
 
 #[tokio::test]
@@ -201,4 +322,58 @@ async fn text_logs_are_coloured_only_on_a_terminal() {
         terminal.contains("\u{1b}["),
         "no colour on a terminal: {terminal:?}"
     );
+}
+
+#[tokio::test]
+async fn a_log_reader_that_stops_reading_blocks_nothing() {
+    let slack = FakeChat::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!("[log]\nlevel = \"debug\"\n{}", slack_route(&slack)).replace(
+            "type = \"slack\"\n",
+            "type = \"slack\"\nrate_per_second = 500\nburst = 100\n",
+        ),
+    );
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut child = spawn_serve(&config, "json", Stdio::null(), Stdio::from(writer));
+    // Read until the server listens, then keep the pipe open without reading: once the pipe's
+    // buffer (64 KiB) is full, every write to it would wait.
+    let mut lines = BufReader::new(reader).lines();
+    let addr = loop {
+        let line = lines.next().expect("a log line").unwrap();
+        if let Some(a) = listen_addr(&line) {
+            break a;
+        }
+    };
+    let http = http_client();
+    let url = format!("http://{addr}/hooks/bizmessage");
+    const POSTS: usize = 300;
+    for i in 0..POSTS {
+        let hooks: Vec<Value> = (0..3)
+            .map(|k| failure(&format!("stuck-{i}-{k}-{}", "x".repeat(100)), "3019"))
+            .collect();
+        let resp = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(envelope(&hooks))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {i} with a stuck log reader: {e}"));
+        assert_eq!(resp.status(), 200);
+    }
+    slack
+        .wait_accepted(3 * POSTS, Duration::from_secs(60))
+        .await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(15)).await,
+        Some(0)
+    );
+    drop(lines);
 }
