@@ -7,6 +7,8 @@
 //!   strict-mode templates can test optional fields with `{{#if}}`.
 //! - With `mask_recipient` on (the default), no phone number from the hook is in the context:
 //!   `recipientNo` is masked, and hooks of unknown shape have phone-like text masked too.
+//! - A field that came with an unexpected type shows as the text received, and is listed in
+//!   `type_mismatches` (`[]` when there is none) with what was expected; masked like the rest.
 //! - No string of the context holds a bidirectional control (U+202E and kin): every
 //!   destination gets text that reads in the order it was sent ([`neutralise`]).
 
@@ -70,9 +72,29 @@ pub fn hook_context(envelope: &Envelope, hook: &Hook, meta: &Meta<'_>) -> Value 
         HookBody::MessageResult(r) => result_fields(&mut ctx, r, meta.mask_recipient),
         HookBody::Unknown(map) => unknown_fields(&mut ctx, map, meta.mask_recipient),
     }
+    mismatch_fields(&mut ctx, hook, meta.mask_recipient);
     let mut ctx = Value::Object(ctx);
     neutralise(&mut ctx);
     ctx
+}
+
+/// `type_mismatches`, and the received text in place of each top-level field that had one (a
+/// number or boolean field is otherwise null).
+fn mismatch_fields(ctx: &mut Map<String, Value>, hook: &Hook, mask: bool) {
+    let shown = |m: &bizmessage::TypeMismatch| match (mask, m.field.as_str()) {
+        (true, "recipientNo") => mask_phone(&m.received),
+        (true, _) => mask_phone_like(&m.received),
+        (false, _) => m.received.clone(),
+    };
+    let mut list = Vec::with_capacity(hook.mismatches.len());
+    for m in &hook.mismatches {
+        let text = shown(m);
+        if let Some(slot) = ctx.get_mut(&m.field) {
+            *slot = json!(text);
+        }
+        list.push(json!({"field": m.field, "expected": m.expected, "received": text}));
+    }
+    ctx.insert("type_mismatches".into(), Value::Array(list));
 }
 
 /// Drops bidirectional controls from every string and key of a context: a right-to-left
@@ -405,6 +427,52 @@ mod tests {
         let ctx = hook_context(&Envelope::default(), &hook, &meta);
         assert_eq!(ctx["latest_comment"]["content"], "see invoicegnp.exe");
         assert_eq!(ctx["templateCode"], "TX");
+    }
+
+    #[test]
+    fn fields_of_unexpected_types_show_as_received_and_are_listed() {
+        let meta = Meta {
+            route: "r",
+            destination: "d",
+            destination_type: DestinationKind::Slack,
+            received_at_ms: 0,
+            mask_recipient: true,
+        };
+        let raw = r#"{"hookId":"tm-1","requestId":"r","recipientSeq":"Integer","resultCode":"String",
+            "isAddedChannel":"Boolean","recipientNo":["01099998888"],"senderGroupingKey":{"k":"01012345678"}}"#;
+        let ctx = hook_context(&Envelope::default(), &parse_hook(raw).unwrap(), &meta);
+        assert_eq!(ctx["recipientSeq"], "Integer");
+        assert_eq!(ctx["isAddedChannel"], "Boolean");
+        assert_eq!(
+            ctx["resultCode"], "String",
+            "a string is a string: no mismatch"
+        );
+        let list = ctx["type_mismatches"].as_array().unwrap();
+        let fields: Vec<&str> = list.iter().map(|m| m["field"].as_str().unwrap()).collect();
+        assert_eq!(
+            fields,
+            [
+                "recipientSeq",
+                "recipientNo",
+                "senderGroupingKey",
+                "isAddedChannel"
+            ]
+        );
+        assert_eq!(list[0]["expected"], "an integer");
+        assert_eq!(list[0]["received"], "Integer");
+        let text = ctx.to_string();
+        assert!(
+            !text.contains("99998888") && !text.contains("12345678"),
+            "{text}"
+        );
+
+        let clean = hook_context(
+            &Envelope::default(),
+            &parse_hook(r#"{"hookId":"tm-2","requestId":"r","recipientSeq":3}"#).unwrap(),
+            &meta,
+        );
+        assert_eq!(clean["type_mismatches"], json!([]));
+        assert_eq!(clean["recipientSeq"], 3);
     }
 
     #[test]

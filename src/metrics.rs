@@ -16,6 +16,8 @@ pub struct Metrics {
     registry: Registry,
     /// Hooks by kind and what became of them: accepted, duplicate, rejected.
     pub hooks_received: IntCounterVec,
+    /// Accepted hooks' fields that came with an unexpected type, by field.
+    pub hook_type_mismatches: IntCounterVec,
     /// Refused requests by reason: signature, app_key, body, size, content_type, store.
     pub requests_rejected: IntCounterVec,
     pub route_matches: IntCounterVec,
@@ -104,6 +106,12 @@ impl Metrics {
                 "bizrelay_hooks_received_total",
                 "Hooks received, by kind and outcome (accepted, duplicate, rejected)",
                 &["kind", "outcome"],
+            ),
+            hook_type_mismatches: counter(
+                &r,
+                "bizrelay_hook_type_mismatches_total",
+                "Fields of accepted hooks that came with an unexpected type (kept as text), by field",
+                &["field"],
             ),
             requests_rejected: counter(
                 &r,

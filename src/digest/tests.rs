@@ -17,6 +17,7 @@ fn result(code: Option<&str>, kind: &str, sender: Option<&str>, seq: i64) -> Hoo
             sender_grouping_key: sender.map(str::to_string),
             ..ResultHook::default()
         }),
+        mismatches: Vec::new(),
     }
 }
 
@@ -58,6 +59,7 @@ fn group_keys_follow_the_by_list() {
             status: "TSC04".into(),
             ..TemplateHook::default()
         }),
+        mismatches: Vec::new(),
     };
     assert_eq!(
         group_key(&spec(&[MatchKey::Kind, MatchKey::Status]), &env, &t),

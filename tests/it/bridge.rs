@@ -297,3 +297,39 @@ async fn bidi_controls_and_hidden_phone_numbers_reach_no_destination() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_vendor_guides_example_hooks_are_accepted_and_relayed() {
+    // The two examples share hookId "String", so each goes to a store of its own.
+    for (fixture_name, shown) in [
+        ("nhn_guide_message_result.json", "Integer"),
+        ("nhn_guide_template.json", "String"),
+    ] {
+        let (slack, teams) = (FakeChat::start().await, FakeChat::start().await);
+        let routes = "[[routes]]\nname = \"all\"\nto = [\"ops-slack\", \"ops-teams\"]\n";
+        let mut app = TestApp::spawn(&slack_teams(&slack, &teams, routes)).await;
+        let (status, body) = app.post_json(fixture(fixture_name)).await;
+        assert_eq!(
+            (status, body),
+            (200, json!({"accepted": 1, "duplicates": 0, "rejected": 0})),
+            "{fixture_name}"
+        );
+        let got = slack.wait_accepted(1, Duration::from_secs(10)).await;
+        assert!(
+            got[0].body.contains(shown),
+            "{fixture_name}: {}",
+            got[0].body
+        );
+        teams.wait_accepted(1, Duration::from_secs(10)).await;
+        let m = app.metrics().await;
+        if fixture_name.contains("result") {
+            for field in ["recipientSeq", "isAddedChannel"] {
+                let series = format!("bizrelay_hook_type_mismatches_total{{field=\"{field}\"}} 1");
+                assert!(m.contains(&series), "missing {series} in\n{m}");
+            }
+        } else {
+            assert!(!m.contains("bizrelay_hook_type_mismatches_total{"), "{m}");
+        }
+        app.stop().await;
+    }
+}
