@@ -7,6 +7,10 @@
 //!   strict-mode templates can test optional fields with `{{#if}}`.
 //! - With `mask_recipient` on (the default), no phone number from the hook is in the context:
 //!   `recipientNo` is masked, and hooks of unknown shape have phone-like text masked too.
+//! - A field that came with an unexpected type shows as the text received, and is listed in
+//!   `type_mismatches` (`[]` when there is none) with what was expected; masked like the rest.
+//! - No string of the context holds a bidirectional control (U+202E and kin): every
+//!   destination gets text that reads in the order it was sent ([`neutralise`]).
 
 use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value, json};
@@ -68,7 +72,56 @@ pub fn hook_context(envelope: &Envelope, hook: &Hook, meta: &Meta<'_>) -> Value 
         HookBody::MessageResult(r) => result_fields(&mut ctx, r, meta.mask_recipient),
         HookBody::Unknown(map) => unknown_fields(&mut ctx, map, meta.mask_recipient),
     }
-    Value::Object(ctx)
+    mismatch_fields(&mut ctx, hook, meta.mask_recipient);
+    let mut ctx = Value::Object(ctx);
+    neutralise(&mut ctx);
+    ctx
+}
+
+/// `type_mismatches`, and the received text in place of each top-level field that had one (a
+/// number or boolean field is otherwise null).
+fn mismatch_fields(ctx: &mut Map<String, Value>, hook: &Hook, mask: bool) {
+    let shown = |m: &bizmessage::TypeMismatch| match (mask, m.field.as_str()) {
+        (true, "recipientNo") => mask_phone(&m.received),
+        (true, _) => mask_phone_like(&m.received),
+        (false, _) => m.received.clone(),
+    };
+    let mut list = Vec::with_capacity(hook.mismatches.len());
+    for m in &hook.mismatches {
+        let text = shown(m);
+        if let Some(slot) = ctx.get_mut(&m.field) {
+            *slot = json!(text);
+        }
+        list.push(json!({"field": m.field, "expected": m.expected, "received": text}));
+    }
+    ctx.insert("type_mismatches".into(), Value::Array(list));
+}
+
+/// Drops bidirectional controls from every string and key of a context: a right-to-left
+/// override in a hook (`\u{202E}gnp.exe` shows as `exe.png`) would disguise text in Slack and
+/// Teams alike, so it is removed here, once for every destination, not per escape function.
+pub fn neutralise(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            if let std::borrow::Cow::Owned(clean) = crate::text::strip_bidi(s) {
+                *s = clean;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(neutralise),
+        Value::Object(map) => {
+            if map
+                .keys()
+                .any(|k| k.chars().any(crate::text::is_bidi_control))
+            {
+                let fields = std::mem::take(map);
+                for (k, child) in fields {
+                    map.insert(crate::text::strip_bidi(&k).into_owned(), child);
+                }
+            }
+            map.values_mut().for_each(neutralise);
+        }
+        _ => {}
+    }
 }
 
 /// `{en, ko, known}`: the label of a status code, or the raw code when it is not documented.
@@ -195,7 +248,8 @@ fn unknown_fields(ctx: &mut Map<String, Value>, map: &Map<String, Value>, mask: 
     ctx.insert("fields".into(), fields);
 }
 
-/// Masks `recipientNo` values anywhere in the tree and phone-like text in every string.
+/// Masks `recipientNo` values anywhere in the tree and phone-like text in every string, every
+/// number (`821077776666` is a phone number sent as a JSON number) and every key.
 fn mask_value(v: &mut Value, is_recipient: bool) {
     match v {
         Value::String(s) => {
@@ -206,10 +260,19 @@ fn mask_value(v: &mut Value, is_recipient: bool) {
             };
         }
         Value::Number(n) if is_recipient => *v = json!(mask_phone(&n.to_string())),
+        Value::Number(n) => {
+            let text = n.to_string();
+            let masked = mask_phone_like(&text);
+            if masked != text {
+                *v = json!(masked);
+            }
+        }
         Value::Array(items) => items.iter_mut().for_each(|i| mask_value(i, is_recipient)),
         Value::Object(map) => {
-            for (k, child) in map.iter_mut() {
-                mask_value(child, k.eq_ignore_ascii_case("recipientNo"));
+            let fields = std::mem::take(map);
+            for (k, mut child) in fields {
+                mask_value(&mut child, k.eq_ignore_ascii_case("recipientNo"));
+                map.insert(mask_phone_like(&k), child);
             }
         }
         _ => {}
@@ -217,116 +280,4 @@ fn mask_value(v: &mut Value, is_recipient: bool) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::bizmessage::{parse_hook, parse_post};
-
-    fn contexts(fixture: &str, mask: bool) -> Vec<Value> {
-        let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
-        let body = std::fs::read(path).unwrap();
-        let post = parse_post(&body).unwrap();
-        let meta = Meta {
-            route: "r",
-            destination: "d",
-            destination_type: DestinationKind::Slack,
-            received_at_ms: 1_764_290_998_000,
-            mask_recipient: mask,
-        };
-        post.hooks
-            .iter()
-            .filter_map(|h| parse_hook(h.get()).ok())
-            .map(|h| hook_context(&post.envelope, &h, &meta))
-            .collect()
-    }
-
-    #[test]
-    fn template_context_has_labels_and_comments() {
-        let ctx = &contexts("template_rejected.json", true)[0];
-        assert_eq!(ctx["kind"], "template");
-        assert_eq!(ctx["templateCode"], "ORDER_SHIPPED_V2");
-        assert_eq!(ctx["status_label"]["en"], "Rejected");
-        assert_eq!(ctx["status_label"]["ko"], "반려");
-        assert_eq!(ctx["comments"][0]["status_label"]["en"], "Rejected");
-        assert_eq!(ctx["comments"][0]["id"], "48213");
-        assert_eq!(ctx["latest_comment"]["userName"], "카카오 검수자");
-        assert_eq!(ctx["recent_comments"].as_array().unwrap().len(), 1);
-        assert_eq!(ctx["omitted_comments"], 0);
-        assert_eq!(ctx["hooksId"], "20261128093015123abcdEFGH");
-        assert_eq!(ctx["received_at"], "2025-11-28 09:49:58");
-        assert_eq!(ctx["route"], "r");
-        assert_eq!(ctx["destination_type"], "slack");
-    }
-
-    #[test]
-    fn result_context_masks_the_recipient() {
-        let ctxs = contexts("message_results.json", true);
-        let failed = &ctxs[1];
-        assert_eq!(failed["recipientNo"], "010****5432");
-        assert_eq!(failed["recipient_masked"], "010****5432");
-        assert_eq!(failed["result"]["outcome"], "failure");
-        assert!(
-            failed["result"]["meaning_en"]
-                .as_str()
-                .unwrap()
-                .contains("KakaoTalk")
-        );
-        assert_eq!(failed["receiveDate"], Value::Null);
-        assert_eq!(failed["_links"], Value::Null);
-        assert_eq!(failed["message_type_label"], "AlimTalk");
-        assert!(!failed.to_string().contains("01098765432"));
-        assert_eq!(ctxs[0]["_links"]["self"]["href"], ctxs[0]["link"]);
-
-        let unmasked = contexts("message_results.json", false);
-        assert_eq!(unmasked[1]["recipientNo"], "01098765432");
-        assert_eq!(unmasked[1]["recipient_masked"], "010****5432");
-    }
-
-    #[test]
-    fn unknown_codes_and_types_pass_through() {
-        let ctxs = contexts("quirks.json", true);
-        assert_eq!(ctxs[0]["status_label"]["en"], "TSC09");
-        assert_eq!(ctxs[0]["status_label"]["known"], false);
-        assert_eq!(ctxs[0]["comments"][2]["status_label"]["en"], "XYZ");
-        assert_eq!(ctxs[2]["message_type_label"], "FRIENDTALK_UPGRADE_WIDE");
-        assert_eq!(ctxs[2]["result"]["code"], Value::Null);
-        assert_eq!(ctxs[2]["result"]["known"], false);
-        assert_eq!(ctxs[3]["result"]["outcome"], "uncertain");
-        assert_eq!(
-            result_value(Some("9090"))["meaning_en"],
-            "Unknown result code"
-        );
-    }
-
-    #[test]
-    fn unknown_hooks_are_masked_everywhere() {
-        let ctx = &contexts("unknown_event.json", true)[0];
-        let text = ctx.to_string();
-        assert!(!text.contains("01011112222"), "{text}");
-        assert_eq!(ctx["fields"]["contact"]["recipientNo"], "010****2222");
-        assert!(ctx["raw_json"].as_str().unwrap().contains("profileStatus"));
-    }
-
-    #[test]
-    fn recent_comments_keep_the_newest_ten_in_order() {
-        let t = TemplateHook {
-            template_code: "T".into(),
-            status: "TSC04".into(),
-            comments: (0..25)
-                .map(|i| Comment {
-                    created_at: Some(format!("2026-11-28 10:{i:02}:00")),
-                    content: Some(format!("c{i}")),
-                    ..Comment::default()
-                })
-                .collect(),
-            ..TemplateHook::default()
-        };
-        let mut ctx = Map::new();
-        template_fields(&mut ctx, &t);
-        let recent = ctx["recent_comments"].as_array().unwrap();
-        assert_eq!(recent.len(), RECENT_COMMENTS);
-        assert_eq!(recent[0]["content"], "c15");
-        assert_eq!(recent[9]["content"], "c24");
-        assert_eq!(ctx["omitted_comments"], 15);
-        assert_eq!(ctx["comment_count"], 25);
-    }
-}
+mod tests;

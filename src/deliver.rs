@@ -202,18 +202,12 @@ pub async fn post(
             _ => break,
         }
     }
-    // One line, without the webhook's path (an error page may echo the request URL, and the
-    // path is the credential): the excerpt ends up in logs and dead-letter reasons.
+    // One line, without the webhook's secret parts in any encoding (an error page may echo the
+    // request URL, and the URL is the credential): the excerpt ends up in logs, dead-letter
+    // reasons and send-test output. Redacted before it is shortened, so no cut hides a secret.
     let one_line =
         text::strip_controls(&String::from_utf8_lossy(&bytes)).replace(['\n', '\t'], " ");
-    let secret_path = url::Url::parse(url)
-        .map(|u| u.path().to_string())
-        .unwrap_or_default();
-    let one_line = if secret_path.len() > 1 {
-        one_line.replace(&secret_path, "/…")
-    } else {
-        one_line
-    };
+    let one_line = crate::redact::redact_url_secrets(&one_line, url);
     let detail = text::truncate(one_line.trim(), EXCERPT);
     Answer {
         status: Some(status),
@@ -243,7 +237,7 @@ async fn attempt(
     let jitter = rand::rng().random::<f64>();
     let outcome = decide(&verdict, d, answer.status, &answer.detail, now, cfg, jitter);
     let metrics = &state.metrics;
-    let hook_id = d.hook_id.as_deref().unwrap_or("-");
+    let hook_id = &*crate::logging::clip(d.hook_id.as_deref().unwrap_or("-"));
     match &outcome {
         Attempt::Delivered { status, .. } => {
             metrics.deliveries.with_label_values(&[name, "ok"]).inc();

@@ -211,7 +211,7 @@ pub fn digest_context(input: &DigestInput<'_>) -> Value {
         (false, true) => "event",
         (false, false) => "events",
     };
-    json!({
+    let mut ctx = json!({
         "kind": "digest",
         "route": input.route,
         "destination": "",
@@ -229,7 +229,10 @@ pub fn digest_context(input: &DigestInput<'_>) -> Value {
         "outcomes": outcomes,
         "omitted": t.count.saturating_sub(samples.len()),
         "samples": samples,
-    })
+    });
+    // Codes, types, sender keys and group values come from hooks too (samples already are).
+    context::neutralise(&mut ctx);
+    ctx
 }
 
 /// Fills the destination fields of a digest context (and of its samples).

@@ -12,6 +12,7 @@ pub mod mask;
 pub mod metrics;
 pub mod pace;
 pub mod preflight;
+pub mod redact;
 pub mod reload;
 pub mod render;
 pub mod route;

@@ -16,7 +16,8 @@ pub fn mask_phone(number: &str) -> String {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            if i < head || i >= n - tail || !c.is_ascii_alphanumeric() {
+            let maskable = c.is_ascii_alphanumeric() || digit(*c).is_some();
+            if i < head || i >= n - tail || !maskable {
                 *c
             } else {
                 '*'
@@ -25,47 +26,92 @@ pub fn mask_phone(number: &str) -> String {
         .collect()
 }
 
+/// The value of an ASCII or full-width digit (`０`..`９`, as Korean and Japanese input methods
+/// produce them).
+fn digit(c: char) -> Option<char> {
+    match c {
+        '0'..='9' => Some(c),
+        '\u{FF10}'..='\u{FF19}' => char::from_digit(c as u32 - 0xFF10, 10),
+        _ => None,
+    }
+}
+
+/// What may stand between the digit groups of a written phone number, ASCII or full-width.
+fn separator(c: char) -> bool {
+    matches!(
+        c,
+        '-' | ' ' | '.' | '(' | ')' | '\u{A0}' | '\u{2010}'
+            ..='\u{2015}' | '\u{3000}' | '\u{FF08}' | '\u{FF09}' | '\u{FF0D}' | '\u{FF0E}'
+    )
+}
+
+/// A number has at most this many digit groups (`+82 10 1234 5678`).
+const MAX_GROUPS: usize = 5;
+
 /// Masks anything in free text that looks like a Korean mobile number (`010-1234-5678`,
-/// `01012345678`, `+82 10 1234 5678`). Used on hooks of unknown shape, whose fields we do not
-/// know, so a number in an unexpected place is still not relayed.
+/// `01012345678`, `+82 10 1234 5678`, `ID01077776666`, full-width `０１０…`). Used on hooks of
+/// unknown shape, whose fields we do not know, so a number in an unexpected place is still not
+/// relayed. A number is a run of digit groups not preceded or followed by another digit:
+/// letters may touch it (ids such as `ID01077776666` embed numbers).
 pub fn mask_phone_like(text: &str) -> String {
-    let bytes = text.as_bytes();
+    let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
-    let mut copied = 0;
-    while i < bytes.len() {
-        let starts_number = matches!(bytes[i], b'+' | b'(') || bytes[i].is_ascii_digit();
-        let after_boundary = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
-        if starts_number && after_boundary {
-            // Take the longest run of digits and separators (`-`, ` `, `.`, `(`, `)`).
-            let separator = |b: u8| matches!(b, b'-' | b' ' | b'.' | b'(' | b')');
-            let mut j = i + 1;
-            while j < bytes.len() && (bytes[j].is_ascii_digit() || separator(bytes[j])) {
-                j += 1;
+    while i < chars.len() {
+        match phone_at(&chars, i) {
+            Some(end) => {
+                let run: String = chars[i..end].iter().collect();
+                out.push_str(&mask_phone(&run));
+                i = end;
             }
-            // Do not swallow a trailing separator.
-            while j > i && separator(bytes[j - 1]) {
-                j -= 1;
+            None => {
+                out.push(chars[i]);
+                i += 1;
             }
-            let run = &text[i..j];
-            let digits: String = run.chars().filter(char::is_ascii_digit).collect();
-            let before_boundary = j == bytes.len() || !bytes[j].is_ascii_alphanumeric();
-            if before_boundary && looks_like_mobile(&digits) {
-                out.push_str(&text[copied..i]);
-                out.push_str(&mask_phone(run));
-                copied = j;
-            }
-            i = j.max(i + 1);
-        } else {
-            i += 1;
         }
     }
-    out.push_str(&text[copied..]);
     out
 }
 
+/// Where a mobile number that starts at `start` ends: the longest run of at most
+/// [`MAX_GROUPS`] digit groups whose digits make one.
+fn phone_at(chars: &[char], start: usize) -> Option<usize> {
+    let first = chars[start];
+    let opens = matches!(first, '+' | '(' | '\u{FF0B}' | '\u{FF08}');
+    if (start > 0 && digit(chars[start - 1]).is_some()) || !(opens || digit(first).is_some()) {
+        return None;
+    }
+    let mut digits = String::new();
+    let mut groups = 0;
+    let mut found = None;
+    let mut j = if opens { start + 1 } else { start };
+    while j < chars.len() && groups < MAX_GROUPS && digits.len() <= 13 {
+        if let Some(d) = digit(chars[j]) {
+            digits.push(d);
+            j += 1;
+            if chars.get(j).and_then(|c| digit(*c)).is_none() {
+                groups += 1;
+                if looks_like_mobile(&digits) {
+                    found = Some(j);
+                }
+            }
+        } else if separator(chars[j]) && !digits.is_empty() || chars[j] == '(' {
+            j += 1;
+        } else {
+            break;
+        }
+    }
+    found
+}
+
 fn looks_like_mobile(digits: &str) -> bool {
-    let local = digits.strip_prefix("82").map(|rest| format!("0{rest}"));
+    let local = digits.strip_prefix("82").map(|rest| {
+        if rest.starts_with('0') {
+            rest.to_string()
+        } else {
+            format!("0{rest}")
+        }
+    });
     let d = local.as_deref().unwrap_or(digits);
     (d.len() == 10 || d.len() == 11) && d.starts_with("01")
 }
@@ -134,6 +180,39 @@ mod tests {
             "주문 010****5678 건"
         );
         assert_eq!(mask_phone_like(""), "");
+    }
+
+    #[test]
+    fn numbers_glued_to_letters_full_width_or_after_other_numbers_are_masked() {
+        let cases = [
+            ("ID01077776666", "ID010****6666"),
+            ("01077776666번", "010****6666번"),
+            ("x01077776666y", "x010****6666y"),
+            ("０１０７７７７６６６６", "０１０****６６６６"),
+            ("０１０－７７７７－６６６６", "０１０－****－６６６６"),
+            ("tel:+82-10-7777-6666", "tel:+82-**-****-6666"),
+            ("＋８２ １０ ７７７７ ６６６６", "＋８２ ** **** ６６６６"),
+            ("+82 010 7777 6666", "+82 *** **** 6666"),
+            ("seq 12 010-7777-6666", "seq 12 010-****-6666"),
+            ("010-7777-6666 12", "010-****-6666 12"),
+            ("821077776666", "821*****6666"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(mask_phone_like(input), want, "{input}");
+        }
+        // Longer digit runs are other numbers (order ids, timestamps), not phones.
+        for kept in ["order 20261128101455", "a101077776666", "1010777766660"] {
+            let masked = mask_phone_like(kept);
+            assert!(
+                masked.ends_with(&kept[kept.len() - 4..]),
+                "{kept}: {masked}"
+            );
+        }
+        assert_eq!(
+            mask_phone_like("order 20261128101455"),
+            "order 20261128101455"
+        );
+        assert_eq!(mask_phone_like("1010777766660"), "1010777766660");
     }
 
     #[test]

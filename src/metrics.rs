@@ -16,6 +16,8 @@ pub struct Metrics {
     registry: Registry,
     /// Hooks by kind and what became of them: accepted, duplicate, rejected.
     pub hooks_received: IntCounterVec,
+    /// Accepted hooks' fields that came with an unexpected type, by field.
+    pub hook_type_mismatches: IntCounterVec,
     /// Refused requests by reason: signature, app_key, body, size, content_type, store.
     pub requests_rejected: IntCounterVec,
     pub route_matches: IntCounterVec,
@@ -43,6 +45,8 @@ pub struct Metrics {
     pub routing_lag: Gauge,
     /// Stored hooks kept for `reroute`, by state (unrouted, quarantined).
     pub hooks_kept: IntGaugeVec,
+    /// Log lines dropped, by reason: write_failed (stderr refused them), queue_full.
+    log_lines_dropped: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -131,6 +135,12 @@ impl Metrics {
                 "Hooks received, by kind and outcome (accepted, duplicate, rejected)",
                 &["kind", "outcome"],
             ),
+            hook_type_mismatches: counter(
+                &r,
+                "bizrelay_hook_type_mismatches_total",
+                "Fields of accepted hooks that came with an unexpected type (kept as text), by field",
+                &["field"],
+            ),
             requests_rejected: counter(
                 &r,
                 "bizrelay_requests_rejected_total",
@@ -210,6 +220,12 @@ impl Metrics {
                 "Stored hooks kept for `bizrelay reroute`, by state (unrouted, quarantined)",
                 &["state"],
             ),
+            log_lines_dropped: counter(
+                &r,
+                "bizrelay_log_lines_dropped_total",
+                "Log lines dropped because stderr refused them (write_failed) or was too slow (queue_full); process-wide",
+                &["reason"],
+            ),
             registry: r,
         }
     }
@@ -288,6 +304,13 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
+        // The logger belongs to the process, not to an app: copy its counts in.
+        let (write_failed, queue_full) = crate::logging::lost_lines();
+        for (reason, n) in [("write_failed", write_failed), ("queue_full", queue_full)] {
+            let c = self.log_lines_dropped.with_label_values(&[reason]);
+            c.reset();
+            c.inc_by(n);
+        }
         let mut buf = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metrics.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

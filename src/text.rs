@@ -77,6 +77,72 @@ pub fn teams_text(s: &str) -> String {
         .replace("](", "]\u{200B}(")
 }
 
+/// Unicode's bidirectional formatting controls: embeddings and overrides (U+202A..U+202E),
+/// isolates (U+2066..U+2069) and the marks LRM, RLM and ALM. An override in untrusted text
+/// makes `\u{202E}gnp.exe` read as `exe.png`.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+    )
+}
+
+/// Drops bidirectional controls (see [`is_bidi_control`]), so text reads in the order it is
+/// stored.
+pub fn strip_bidi(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(is_bidi_control) {
+        std::borrow::Cow::Owned(s.chars().filter(|c| !is_bidi_control(*c)).collect())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// Whether a terminal could act on `c` rather than show it: C0 controls (ESC, CR, BEL...),
+/// DEL, C1 controls (U+0080..U+009F, which some terminals take as ESC sequences) and the bidi
+/// controls that reorder what follows.
+fn acts_on_terminal(c: char) -> bool {
+    c.is_control() || is_bidi_control(c)
+}
+
+/// Text for a terminal, as the logs show it: every character a terminal would act on becomes a
+/// visible escape (`\r`, `\u{1b}`), so untrusted text cannot move the cursor, retitle the
+/// window, colour the screen or forge a line. With `keep_lines`, newlines and tabs pass (a
+/// multi-line block); without, they are escaped too (a table cell stays on its row).
+pub fn terminal_safe(s: &str, keep_lines: bool) -> std::borrow::Cow<'_, str> {
+    let kept = |c: char| keep_lines && (c == '\n' || c == '\t');
+    if !s.chars().any(|c| acts_on_terminal(c) && !kept(c)) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            c if kept(c) || !acts_on_terminal(c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Serialised JSON for a terminal: serde_json escapes C0 controls but writes DEL, C1 and bidi
+/// controls raw; they can only occur inside strings, where `\uXXXX` means the same.
+pub fn terminal_safe_json(json: &str) -> std::borrow::Cow<'_, str> {
+    if !json.chars().any(acts_on_terminal) {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if acts_on_terminal(c) && c != '\n' {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// For plain-text output on a terminal: drops control characters (ANSI escapes included)
 /// except newlines and tabs.
 pub fn strip_controls(s: &str) -> String {
@@ -132,6 +198,50 @@ mod tests {
             "[safe]\u{200B}(http://evil)"
         );
         assert_eq!(teams_text("plain"), "plain");
+    }
+
+    #[test]
+    fn bidi_controls_are_dropped_and_other_text_kept() {
+        assert_eq!(strip_bidi("invoice\u{202E}gnp.exe"), "invoicegnp.exe");
+        let all = "a\u{202A}\u{202B}\u{202C}\u{202D}\u{202E}\u{2066}\u{2067}\u{2068}\u{2069}\u{200E}\u{200F}\u{061C}b";
+        assert_eq!(strip_bidi(all), "ab");
+        let kept = "검수 반려 עברית عربي 👍 \u{200B}";
+        assert!(matches!(strip_bidi(kept), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(strip_bidi(kept), kept);
+    }
+
+    #[test]
+    fn terminal_text_shows_controls_as_escapes() {
+        let hostile = "id\u{1b}]0;pwned\u{7}\r\u{1b}[2J\u{9b}31m\u{202e}fake\nrow\tcell\u{7f}";
+        let cell = terminal_safe(hostile, false);
+        assert_eq!(
+            cell,
+            "id\\u{1b}]0;pwned\\u{7}\\r\\u{1b}[2J\\u{9b}31m\\u{202e}fake\\nrow\\tcell\\u{7f}"
+        );
+        assert!(!cell.chars().any(acts_on_terminal));
+        let block = terminal_safe(hostile, true);
+        assert!(block.contains("fake\nrow\tcell"), "{block}");
+        assert!(
+            !block.contains('\u{1b}') && !block.contains('\r'),
+            "{block}"
+        );
+        assert!(matches!(
+            terminal_safe("검수 반려 👍 plain", false),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn terminal_json_stays_the_same_json() {
+        let value = serde_json::json!({"id": "a\u{1b}b\u{9b}c\u{202e}d\u{7f}", "n": 1});
+        let pretty = serde_json::to_string_pretty(&value).unwrap();
+        let safe = terminal_safe_json(&pretty);
+        assert!(
+            !safe.chars().any(|c| acts_on_terminal(c) && c != '\n'),
+            "{safe}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, value);
     }
 
     #[test]

@@ -3,7 +3,12 @@
 //! NHN's "signature" is a plain shared string, not an HMAC: it is compared in constant time
 //! against every accepted value (a list, so operators can rotate). Neither the expected nor the
 //! received value ever appears in an error.
+//!
+//! Invariant: both sides are hashed (SHA-256) before the comparison, so the comparison always
+//! runs over 32 bytes and its time tells neither the accepted value's length nor how much of a
+//! guess was right.
 
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// The header NHN sends the signature in.
@@ -25,18 +30,24 @@ pub fn verify_signature(header: Option<&[u8]>, accepted: &[String]) -> Result<()
     if accepted.is_empty() {
         return Ok(());
     }
-    let got = header.ok_or(VerifyError::MissingSignature)?;
+    let got = fingerprint(header.ok_or(VerifyError::MissingSignature)?);
     // Check every candidate without short-circuiting, so timing does not reveal which matched.
     let matched = accepted
         .iter()
         .fold(subtle::Choice::from(0u8), |acc, want| {
-            acc | want.as_bytes().ct_eq(got)
+            acc | fingerprint(want.as_bytes())[..].ct_eq(&got[..])
         });
     if bool::from(matched) {
         Ok(())
     } else {
         Err(VerifyError::WrongSignature)
     }
+}
+
+/// A fixed-length stand-in for a signature: `subtle`'s slice comparison returns early when the
+/// lengths differ, which would tell an attacker the accepted value's length.
+fn fingerprint(value: &[u8]) -> [u8; 32] {
+    Sha256::digest(value).into()
 }
 
 /// Checks the envelope's `appKey` against the allow-list; an empty list allows every key.
@@ -75,6 +86,28 @@ mod tests {
         ];
         for (header, want) in cases {
             assert_eq!(&verify_signature(*header, &accepted), want, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn comparisons_run_over_fixed_length_digests() {
+        // Whatever the lengths, both sides of the comparison are 32 bytes.
+        for value in [&b""[..], b"s", b"s3cret-one", &[b'x'; 10_000]] {
+            assert_eq!(fingerprint(value).len(), 32);
+        }
+        assert_ne!(fingerprint(b"s3cret-one"), fingerprint(b"s3cret-on"));
+        // Accepted values of different lengths are all still recognised, and a prefix or an
+        // extension of one is not.
+        let accepted = list(&["short", &"long".repeat(100)]);
+        assert_eq!(verify_signature(Some(b"short"), &accepted), Ok(()));
+        let long = "long".repeat(100);
+        assert_eq!(verify_signature(Some(long.as_bytes()), &accepted), Ok(()));
+        for wrong in ["shor", "shortt", &long[..399], &format!("{long}g")] {
+            assert_eq!(
+                verify_signature(Some(wrong.as_bytes()), &accepted),
+                Err(VerifyError::WrongSignature),
+                "{wrong}"
+            );
         }
     }
 

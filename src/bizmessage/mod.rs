@@ -8,6 +8,9 @@
 //!   else is unknown and is still relayed.
 //! - Parsing is tolerant of the documented type drift (numbers for strings and back, `createAt`,
 //!   nulls) and keeps unknown enum values as raw strings; it never panics on network input.
+//! - A field of any other unexpected type is kept as received, as text, and listed in
+//!   [`Hook::mismatches`]; it never costs the hook. Only an element whose shape cannot be told
+//!   (not an object) is rejected.
 //! - Errors never quote values from the payload: they may hold phone numbers.
 
 pub mod codes;
@@ -74,6 +77,23 @@ impl HookKind {
 pub struct Hook {
     pub hook_id: Option<String>,
     pub body: HookBody,
+    /// Fields that came with an unexpected type, kept as text in the body.
+    pub mismatches: Vec<TypeMismatch>,
+}
+
+/// A field NHN sent with a type bizrelay did not expect (the vendor's own examples put
+/// `"Integer"` in `recipientSeq`). A string field keeps the value as text; a number or boolean
+/// field is left empty and the template context shows the text instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeMismatch {
+    /// Where, with positions: `recipientSeq`, `comments[0].id`.
+    pub field: String,
+    /// The same without positions, for metrics: `comments.id`.
+    pub label: &'static str,
+    /// What was expected, in words: "an integer".
+    pub expected: &'static str,
+    /// The value as received, as text (a string's content, else its JSON), clipped.
+    pub received: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

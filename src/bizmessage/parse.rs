@@ -4,12 +4,21 @@
 //! costs only itself: [`parse_post`] fails only when the body as a whole is not an object with a
 //! `hooks` array; [`parse_hook`] judges each element separately. Error messages name fields,
 //! never their values.
+//!
+//! A field of an unexpected type never costs the hook (NHN's own guide shows
+//! `"recipientSeq": "Integer"`): it is kept as received, as text, and listed in
+//! [`Hook::mismatches`]. Only an element whose shape cannot be told is rejected: one that is
+//! not a JSON object, or an object of unknown shape too deeply nested to keep.
+
+mod fields;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
+use serde::de;
 use serde_json::value::RawValue;
 
-use super::{Attachment, Comment, Envelope, Hook, HookBody, ResultHook, TemplateHook};
+use fields::{Mismatches, bool_field, comments_field, links_field, seq_field, string_field};
+
+use super::{Envelope, Hook, HookBody, ResultHook, TemplateHook};
 
 /// Why a whole POST body was refused (answered with 400).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -35,11 +44,6 @@ pub enum HookError {
     NotAnObject,
     #[error("hook is not valid JSON: {0}")]
     Syntax(String),
-    #[error("field `{field}`: {expected}")]
-    Field {
-        field: &'static str,
-        expected: &'static str,
-    },
 }
 
 /// A parsed POST: its envelope and each hook as the exact JSON text NHN sent.
@@ -182,187 +186,56 @@ pub fn parse_hook(raw: &str) -> Result<Hook, HookError> {
         return Err(HookError::NotAnObject);
     }
     let h: RawHook<'_> = serde_json::from_str(raw).map_err(|e| HookError::Syntax(describe(&e)))?;
+    let mut found = Mismatches::default();
+    let f = &mut found;
     // An empty id identifies nothing: such hooks are deduplicated by content instead.
-    let hook_id = string_field("hookId", h.hook_id)?.filter(|id| !id.trim().is_empty());
+    let hook_id = string_field("hookId", h.hook_id, f).filter(|id| !id.trim().is_empty());
 
     let body = if h.template_code.is_some() && h.status.is_some() {
         HookBody::Template(TemplateHook {
-            sender_key: string_field("senderKey", h.sender_key)?,
-            template_code: required(string_field("templateCode", h.template_code)?),
-            kakao_template_code: string_field("kakaoTemplateCode", h.kakao_template_code)?,
-            status: required(string_field("status", h.status)?),
-            comments: comments_field(h.comments)?,
-            update_date: string_field("updateDate", h.update_date)?,
+            sender_key: string_field("senderKey", h.sender_key, f),
+            template_code: required(string_field("templateCode", h.template_code, f)),
+            kakao_template_code: string_field("kakaoTemplateCode", h.kakao_template_code, f),
+            status: required(string_field("status", h.status, f)),
+            comments: comments_field(h.comments, f),
+            update_date: string_field("updateDate", h.update_date, f),
         })
     } else if h.kakao_message_type.is_some() || h.request_id.is_some() || h.recipient_seq.is_some()
     {
         HookBody::MessageResult(ResultHook {
-            kakao_message_type: string_field("kakaoMessageType", h.kakao_message_type)?,
-            request_id: string_field("requestId", h.request_id)?,
-            recipient_seq: seq_field(h.recipient_seq)?,
-            request_date: string_field("requestDate", h.request_date)?,
-            create_date: string_field("createDate", h.create_date)?,
-            receive_date: string_field("receiveDate", h.receive_date)?,
-            recipient_no: string_field("recipientNo", h.recipient_no)?,
-            result_code: string_field("resultCode", h.result_code)?,
-            sender_grouping_key: string_field("senderGroupingKey", h.sender_grouping_key)?,
-            recipient_grouping_key: string_field("recipientGroupingKey", h.recipient_grouping_key)?,
+            kakao_message_type: string_field("kakaoMessageType", h.kakao_message_type, f),
+            request_id: string_field("requestId", h.request_id, f),
+            recipient_seq: seq_field(h.recipient_seq, f),
+            request_date: string_field("requestDate", h.request_date, f),
+            create_date: string_field("createDate", h.create_date, f),
+            receive_date: string_field("receiveDate", h.receive_date, f),
+            recipient_no: string_field("recipientNo", h.recipient_no, f),
+            result_code: string_field("resultCode", h.result_code, f),
+            sender_grouping_key: string_field("senderGroupingKey", h.sender_grouping_key, f),
+            recipient_grouping_key: string_field(
+                "recipientGroupingKey",
+                h.recipient_grouping_key,
+                f,
+            ),
             links_self: links_field(h.links),
-            is_added_channel: bool_field(h.is_added_channel)?,
+            is_added_channel: bool_field(h.is_added_channel, f),
         })
     } else {
         let map: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(raw).map_err(|e| HookError::Syntax(describe(&e)))?;
         HookBody::Unknown(map)
     };
-    Ok(Hook { hook_id, body })
+    Ok(Hook {
+        hook_id,
+        body,
+        mismatches: found.0,
+    })
 }
 
 fn required(s: Option<String>) -> String {
     // Presence was checked by the classifier; only `null`s are filtered before, so this
     // cannot be reached with None, but an empty string is a safe answer if it ever is.
     s.unwrap_or_default()
-}
-
-const EXPECT_STRING: &str = "expected a string or a number";
-
-fn string_field(field: &'static str, raw: Option<&RawValue>) -> Result<Option<String>, HookError> {
-    let Some(raw) = raw else { return Ok(None) };
-    serde_json::from_str::<Option<Lenient>>(raw.get())
-        .map(|v| v.map(|l| l.0))
-        .map_err(|_| HookError::Field {
-            field,
-            expected: EXPECT_STRING,
-        })
-}
-
-fn seq_field(raw: Option<&RawValue>) -> Result<Option<i64>, HookError> {
-    let err = HookError::Field {
-        field: "recipientSeq",
-        expected: "expected an integer or a numeric string",
-    };
-    let Some(raw) = raw else { return Ok(None) };
-    let text = raw.get();
-    if let Ok(n) = serde_json::from_str::<i64>(text) {
-        return Ok(Some(n));
-    }
-    match serde_json::from_str::<String>(text) {
-        Ok(s) => s.trim().parse::<i64>().map(Some).map_err(|_| err),
-        Err(_) => Err(err),
-    }
-}
-
-fn bool_field(raw: Option<&RawValue>) -> Result<Option<bool>, HookError> {
-    let Some(raw) = raw else { return Ok(None) };
-    match raw.get() {
-        "true" | "\"true\"" | "\"Y\"" => Ok(Some(true)),
-        "false" | "\"false\"" | "\"N\"" => Ok(Some(false)),
-        _ => Err(HookError::Field {
-            field: "isAddedChannel",
-            expected: "expected a boolean",
-        }),
-    }
-}
-
-/// `_links.self.href` is optional decoration: anything unexpected there is ignored.
-fn links_field(raw: Option<&RawValue>) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Links {
-        #[serde(rename = "self")]
-        this: Option<Href>,
-    }
-    #[derive(Deserialize)]
-    struct Href {
-        href: Option<Lenient>,
-    }
-    let links: Links = serde_json::from_str(raw?.get()).ok()?;
-    links.this?.href.map(|l| l.0)
-}
-
-#[derive(Deserialize)]
-struct RawComment {
-    #[serde(default)]
-    id: Option<Lenient>,
-    #[serde(default)]
-    content: Option<Lenient>,
-    #[serde(rename = "userName", default)]
-    user_name: Option<Lenient>,
-    #[serde(rename = "createdAt", alias = "createAt", default)]
-    created_at: Option<Lenient>,
-    #[serde(default)]
-    attachment: Option<Vec<RawAttachment>>,
-    #[serde(default)]
-    status: Option<Lenient>,
-}
-
-#[derive(Deserialize)]
-struct RawAttachment {
-    #[serde(rename = "originalFileName", default)]
-    original_file_name: Option<Lenient>,
-    #[serde(rename = "filePath", default)]
-    file_path: Option<Lenient>,
-}
-
-fn comments_field(raw: Option<&RawValue>) -> Result<Vec<Comment>, HookError> {
-    let Some(raw) = raw else {
-        return Ok(Vec::new());
-    };
-    let comments: Option<Vec<RawComment>> =
-        serde_json::from_str(raw.get()).map_err(|_| HookError::Field {
-            field: "comments",
-            expected: "expected an array of comment objects",
-        })?;
-    Ok(comments
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| Comment {
-            id: c.id.map(|l| l.0),
-            content: c.content.map(|l| l.0),
-            user_name: c.user_name.map(|l| l.0),
-            created_at: c.created_at.map(|l| l.0),
-            attachments: c
-                .attachment
-                .unwrap_or_default()
-                .into_iter()
-                .map(|a| Attachment {
-                    original_file_name: a.original_file_name.map(|l| l.0),
-                    file_path: a.file_path.map(|l| l.0),
-                })
-                .collect(),
-            status: c.status.map(|l| l.0),
-        })
-        .collect())
-}
-
-/// A string that NHN may also send as a number (comment ids, codes, sequence numbers).
-struct Lenient(String);
-
-impl<'de> Deserialize<'de> for Lenient {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Lenient;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str(EXPECT_STRING)
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Lenient, E> {
-                Ok(Lenient(v.to_string()))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Lenient, E> {
-                Ok(Lenient(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Lenient, E> {
-                Ok(Lenient(v.to_string()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Lenient, E> {
-                Ok(Lenient(v.to_string()))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Lenient, E> {
-                Ok(Lenient(v.to_string()))
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-use super::count;
+use super::{count, out};
 use crate::preflight::render_all;
 use crate::reload::SourceSpec;
 
@@ -19,16 +19,16 @@ pub fn run(spec: &SourceSpec, env: &HashMap<String, String>) -> ExitCode {
         }
     };
     for w in &loaded.warnings {
-        println!("warning: {w}");
+        out::line(&format!("warning: {}", out::cell(&w.to_string())));
     }
     let (problems, renders) = render_all(&loaded);
     for p in &problems {
-        println!("error: {p}");
+        out::line(&format!("error: {}", out::cell(p)));
     }
     if problems.is_empty() {
-        println!(
+        out::line(&format!(
             "ok: {} ({}): {}, {}, {} checked",
-            loaded.origin,
+            out::cell(&loaded.origin.to_string()),
             loaded.hash,
             count(loaded.routes.len(), "route", "routes"),
             count(
@@ -37,7 +37,7 @@ pub fn run(spec: &SourceSpec, env: &HashMap<String, String>) -> ExitCode {
                 "destinations"
             ),
             count(renders, "render", "renders"),
-        );
+        ));
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

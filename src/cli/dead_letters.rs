@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
+use super::out;
 use super::{DeadLetterCommand, OutputFormat, PurgeWhich, Which};
 use crate::bizmessage::parse_hook;
 use crate::config::Loaded;
@@ -37,7 +38,7 @@ pub async fn run(loaded: &Loaded, cmd: DeadLetterCommand) -> ExitCode {
         DeadLetterCommand::List {
             destination,
             format,
-        } => list(store.as_ref(), destination.as_deref(), format).await,
+        } => list(store.as_ref(), loaded, destination.as_deref(), format).await,
         DeadLetterCommand::Replay { which, rerender } => {
             replay(store.as_ref(), loaded, &selection(&which), rerender).await
         }
@@ -47,7 +48,7 @@ pub async fn run(loaded: &Loaded, cmd: DeadLetterCommand) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            out::err(&format!("error: {e}"));
             ExitCode::from(2)
         }
     }
@@ -55,24 +56,33 @@ pub async fn run(loaded: &Loaded, cmd: DeadLetterCommand) -> ExitCode {
 
 async fn list(
     store: &dyn Store,
+    loaded: &Loaded,
     destination: Option<&str>,
     format: OutputFormat,
 ) -> Result<(), crate::store::StoreError> {
-    let letters = store.dead_letters(destination).await?;
+    let mut letters = store.dead_letters(destination).await?;
+    // Reasons are redacted when recorded; this also covers those an older version recorded.
+    for d in &mut letters {
+        if let Some(url) = loaded
+            .config
+            .destinations
+            .get(&d.destination)
+            .and_then(|c| c.url.as_deref())
+        {
+            d.reason = crate::redact::redact_url_secrets(&d.reason, url);
+        }
+    }
     match format {
         OutputFormat::Json => {
             let items: Vec<_> = letters.iter().map(as_json).collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&items).unwrap_or_default()
-            );
+            out::json(&serde_json::Value::Array(items));
         }
         OutputFormat::Text => {
             if letters.is_empty() {
-                println!("no dead letters in {}", store.describe());
+                out::line(&format!("no dead letters in {}", store.describe()));
                 return Ok(());
             }
-            println!(
+            out::line(&format!(
                 "{:>6}  {:<16} {:<20} {:<14} {:>8}  {:<19}  {:<19}  REASON",
                 "ID",
                 "DESTINATION",
@@ -81,19 +91,19 @@ async fn list(
                 "ATTEMPTS",
                 "FIRST ATTEMPT (KST)",
                 "LAST ATTEMPT (KST)"
-            );
+            ));
             for d in &letters {
-                println!(
+                out::line(&format!(
                     "{:>6}  {:<16} {:<20} {:<14} {:>8}  {:<19}  {:<19}  {}",
                     d.id,
-                    d.destination,
-                    d.route,
-                    d.hook_id.as_deref().unwrap_or("(digest)"),
+                    out::cell(&d.destination),
+                    out::cell(&d.route),
+                    out::cell(d.hook_id.as_deref().unwrap_or("(digest)")),
                     d.attempts,
                     time(d.first_attempt_at),
                     time(d.last_attempt_at),
-                    d.reason
-                );
+                    out::cell(&d.reason)
+                ));
             }
         }
     }
@@ -117,7 +127,7 @@ async fn replay(
 ) -> Result<(), crate::store::StoreError> {
     let sources = store.dead_sources(sel).await?;
     if sources.is_empty() {
-        println!("no matching dead letters in {}", store.describe());
+        out::line(&format!("no matching dead letters in {}", store.describe()));
         return Ok(());
     }
     let mut items = Vec::new();
@@ -128,18 +138,18 @@ async fn replay(
             None
         };
         if rerender && payload.is_none() {
-            println!(
+            out::line(&format!(
                 "dead letter {}: cannot re-render (its destination or source is gone); replaying the stored body",
                 letter.id
-            );
+            ));
         }
         items.push((letter.id, payload));
     }
     let n = store.requeue(items, now_ms()).await?;
-    println!(
+    out::line(&format!(
         "requeued {}",
         super::count(n, "dead letter", "dead letters")
-    );
+    ));
     Ok(())
 }
 
@@ -159,10 +169,11 @@ fn rerendered(loaded: &Loaded, letter: &DeadLetter, source: &DeadSource) -> Opti
                 hook.received_at,
             );
             if let Some(e) = err {
-                println!(
-                    "dead letter {}: {e}; the fallback message will be sent",
-                    letter.id
-                );
+                out::line(&format!(
+                    "dead letter {}: {}; the fallback message will be sent",
+                    letter.id,
+                    out::cell(&e.to_string())
+                ));
             }
             Some(body)
         }
@@ -176,10 +187,11 @@ fn rerendered(loaded: &Loaded, letter: &DeadLetter, source: &DeadSource) -> Opti
                 dest.kind,
             );
             if let Some(e) = err {
-                println!(
-                    "dead letter {}: {e}; the fallback message will be sent",
-                    letter.id
-                );
+                out::line(&format!(
+                    "dead letter {}: {}; the fallback message will be sent",
+                    letter.id,
+                    out::cell(&e.to_string())
+                ));
             }
             Some(body)
         }
@@ -196,6 +208,9 @@ async fn purge(store: &dyn Store, which: &PurgeWhich) -> Result<(), crate::store
         Selection::Ids(which.ids.clone())
     };
     let n = store.purge(&sel).await?;
-    println!("purged {}", super::count(n, "dead letter", "dead letters"));
+    out::line(&format!(
+        "purged {}",
+        super::count(n, "dead letter", "dead letters")
+    ));
     Ok(())
 }

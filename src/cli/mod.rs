@@ -7,6 +7,7 @@
 
 mod check;
 mod dead_letters;
+mod out;
 mod reroute;
 mod route;
 mod send_test;
@@ -191,7 +192,7 @@ fn count(n: usize, one: &str, many: &str) -> String {
 
 fn print_config_errors(errors: &[ConfigError]) {
     for e in errors {
-        eprintln!("error: {e}");
+        out::err(&format!("error: {e}"));
     }
 }
 
@@ -210,7 +211,10 @@ async fn open_store(loaded: &Loaded) -> Result<std::sync::Arc<dyn crate::store::
     crate::store::open(cfg, crate::store::Mode::Tool)
         .await
         .map_err(|e| {
-            eprintln!("error: cannot open {}: {e}", crate::app::store_name(cfg));
+            out::err(&format!(
+                "error: cannot open {}: {e}",
+                crate::app::store_name(cfg)
+            ));
             ExitCode::from(2)
         })
 }
@@ -241,11 +245,25 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(LogFormatArg::Text) => LogFormat::Text,
         None => loaded.config.log.format,
     };
-    crate::logging::init(format, &loaded.config.log.level);
+    // Held to the end: dropping it lets the last lines reach stderr.
+    let _log = match crate::logging::init(
+        format,
+        &loaded.config.log.level,
+        matches!(command, Command::Serve),
+    ) {
+        Ok(guard) => guard,
+        Err(e) => {
+            // stderr is gone; stdout may not be.
+            let message = format!("error: {e}; bizrelay does not serve without its logs");
+            out::line(&message);
+            out::err(&message);
+            return ExitCode::from(2);
+        }
+    };
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            out::err(&format!("error: cannot start the async runtime: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -280,7 +298,7 @@ async fn serve(loaded: Loaded, spec: SourceSpec, env: HashMap<String, String>) -
             if tracing::enabled!(tracing::Level::ERROR) {
                 tracing::error!(error = %e, "cannot start");
             } else {
-                eprintln!("error: {e}");
+                out::err(&format!("error: {e}"));
             }
             return ExitCode::from(2);
         }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::{OutputFormat, RerouteWhich};
+use super::{OutputFormat, RerouteWhich, out};
 use crate::bizmessage::parse_hook;
 use crate::config::Loaded;
 use crate::context::format_ms;
@@ -37,18 +37,18 @@ pub async fn run(loaded: &Loaded, which: RerouteWhich) -> ExitCode {
     store.close().await;
     match result {
         Ok(0) => {
-            println!("no stored hooks {what} in {}", store.describe());
+            out::line(&format!("no stored hooks {what} in {}", store.describe()));
             ExitCode::SUCCESS
         }
         Ok(n) => {
-            let noun = if n == 1 { "hook" } else { "hooks" };
-            println!(
-                "{n} stored {noun} {what} will be routed again by the running server (destinations they already reached are skipped)"
-            );
+            out::line(&format!(
+                "{} {what} will be routed again by the running server (destinations they already reached are skipped)",
+                super::count(n, "stored hook", "stored hooks")
+            ));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            out::err(&format!("error: {e}"));
             ExitCode::from(2)
         }
     }
@@ -64,7 +64,7 @@ pub async fn quarantine_list(loaded: &Loaded, format: OutputFormat) -> ExitCode 
     let hooks = match listed {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("error: {e}");
+            out::err(&format!("error: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -84,35 +84,32 @@ pub async fn quarantine_list(loaded: &Loaded, format: OutputFormat) -> ExitCode 
                     })
                 })
                 .collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&items).unwrap_or_default()
-            );
+            out::json(&serde_json::Value::Array(items));
         }
         OutputFormat::Text => {
             if hooks.is_empty() {
-                println!("no quarantined hooks in {}", store.describe());
+                out::line(&format!("no quarantined hooks in {}", store.describe()));
                 return ExitCode::SUCCESS;
             }
-            println!(
+            out::line(&format!(
                 "{:>8}  {:<19}  {:<24} {:>8}  REASON",
                 "ROW", "RECEIVED (KST)", "HOOK", "FAILURES"
-            );
+            ));
             for h in &hooks {
                 let id = parse_hook(&h.hook.raw)
                     .ok()
                     .and_then(|p| p.hook_id)
                     .unwrap_or_else(|| "(no hookId)".into());
-                println!(
+                out::line(&format!(
                     "{:>8}  {:<19}  {:<24} {:>8}  {}",
                     h.hook.row,
                     format_ms(h.hook.received_at),
-                    text::truncate(&text::strip_controls(&id), 24),
+                    text::truncate(&out::cell(&id), 24),
                     h.hook.failures,
-                    text::strip_controls(h.reason.as_deref().unwrap_or("-")).replace('\n', " ")
-                );
+                    out::cell(h.reason.as_deref().unwrap_or("-"))
+                ));
             }
-            println!("route them again with: bizrelay reroute --quarantined");
+            out::line("route them again with: bizrelay reroute --quarantined");
         }
     }
     ExitCode::SUCCESS

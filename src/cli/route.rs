@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use super::OutputFormat;
+use super::out;
 use crate::bizmessage::{Hook, parse_hook, parse_post};
 use crate::config::Loaded;
 use crate::destination::DestinationKind;
@@ -42,14 +43,20 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
     let body = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: cannot read {}: {e}", path.display());
+            out::err(&format!(
+                "error: cannot read {}: {e}",
+                out::cell(&path.display().to_string())
+            ));
             return ExitCode::from(2);
         }
     };
     let post = match parse_post(&body) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {}: {e}", path.display());
+            out::err(&format!(
+                "error: {}: {e}",
+                out::cell(&path.display().to_string())
+            ));
             return ExitCode::from(2);
         }
     };
@@ -68,7 +75,7 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
         };
         let label = format!(
             "hook #{position} {} ({})",
-            hook.hook_id.as_deref().unwrap_or("(no hookId)"),
+            out::cell(hook.hook_id.as_deref().unwrap_or("(no hookId)")),
             hook.kind().as_str()
         );
         let routes = route(&loaded.routes, &post.envelope, &hook);
@@ -80,8 +87,9 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
             if let Some(spec) = &r.group {
                 let key = digest::group_key(spec, &post.envelope, &hook);
                 text.push(format!(
-                    "{label} → route `{}`: grouped into {key} (digest below)",
-                    r.name
+                    "{label} → route `{}`: grouped into {} (digest below)",
+                    out::cell(&r.name),
+                    out::cell(&key)
                 ));
                 groups
                     .entry((r.name.clone(), key))
@@ -103,11 +111,17 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
                 let (payload, err) =
                     dispatch::render_hook(loaded, r, dest, cfg.kind, &post.envelope, &hook, now);
                 let note = err
-                    .map(|e| format!(" (template failed, fallback shown: {e})"))
+                    .map(|e| {
+                        format!(
+                            " (template failed, fallback shown: {})",
+                            out::cell(&e.to_string())
+                        )
+                    })
                     .unwrap_or_default();
                 text.push(format!(
-                    "{label} → route `{}` → {dest} ({}){note}:",
-                    r.name,
+                    "{label} → route `{}` → {} ({}){note}:",
+                    out::cell(&r.name),
+                    out::cell(dest),
                     cfg.kind.as_str()
                 ));
                 text.push(pretty(cfg.kind, &payload));
@@ -142,11 +156,19 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
             let (payload, err) =
                 dispatch::render_digest(loaded, &settings.template, &ctx, dest, cfg.kind);
             let note = err
-                .map(|e| format!(" (template failed, fallback shown: {e})"))
+                .map(|e| {
+                    format!(
+                        " (template failed, fallback shown: {})",
+                        out::cell(&e.to_string())
+                    )
+                })
                 .unwrap_or_default();
             text.push(format!(
-                "digest of route `{route_name}` group {key} ({}, if the window closed now) → {dest} ({}){note}:",
+                "digest of route `{}` group {} ({}, if the window closed now) → {} ({}){note}:",
+                out::cell(route_name),
+                out::cell(key),
                 super::count(members.len(), "hook", "hooks"),
+                out::cell(dest),
                 cfg.kind.as_str()
             ));
             text.push(pretty(cfg.kind, &payload));
@@ -164,7 +186,7 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
     match format {
         OutputFormat::Text => {
             for line in text {
-                println!("{line}");
+                out::line(&line);
             }
         }
         OutputFormat::Json => {
@@ -184,10 +206,7 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
                     v
                 })
                 .collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&items).unwrap_or_default()
-            );
+            out::json(&Value::Array(items));
         }
     }
     ExitCode::SUCCESS

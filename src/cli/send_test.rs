@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use super::SampleKind;
+use super::out;
 use crate::bizmessage::HookKind;
 use crate::config::Loaded;
 use crate::context::{Meta, hook_context};
@@ -23,10 +24,11 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
             .keys()
             .map(String::as_str)
             .collect();
-        eprintln!(
-            "error: no destination `{name}` (configured: {})",
-            known.join(", ")
-        );
+        out::err(&format!(
+            "error: no destination `{}` (configured: {})",
+            out::cell(name),
+            out::cell(&known.join(", "))
+        ));
         return ExitCode::from(2);
     };
     let now = now_ms();
@@ -39,7 +41,7 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
                 HookKind::MessageResult
             };
             let Some(s) = samples::one_of(hook_kind) else {
-                eprintln!("error: no built-in sample");
+                out::err("error: no built-in sample");
                 return ExitCode::from(2);
             };
             let meta = Meta {
@@ -82,7 +84,7 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
     let body = match loaded.renderer.render(dest.kind, template, &ctx) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {e}");
+            out::err(&format!("error: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -90,7 +92,7 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
     let client = match deliver::client() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: cannot build the HTTP client: {e}");
+            out::err(&format!("error: cannot build the HTTP client: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -123,10 +125,12 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
                 .to_string()
         }
     };
-    println!(
-        "{name} ({}): {status}{detail} → {meaning}",
-        dest.kind.as_str()
-    );
+    out::line(&format!(
+        "{} ({}): {status}{} → {meaning}",
+        out::cell(name),
+        dest.kind.as_str(),
+        out::cell(&detail)
+    ));
     if verdict == Verdict::Delivered {
         ExitCode::SUCCESS
     } else {

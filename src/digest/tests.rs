@@ -17,6 +17,7 @@ fn result(code: Option<&str>, kind: &str, sender: Option<&str>, seq: i64) -> Hoo
             sender_grouping_key: sender.map(str::to_string),
             ..ResultHook::default()
         }),
+        mismatches: Vec::new(),
     }
 }
 
@@ -58,6 +59,7 @@ fn group_keys_follow_the_by_list() {
             status: "TSC04".into(),
             ..TemplateHook::default()
         }),
+        mismatches: Vec::new(),
     };
     assert_eq!(
         group_key(&spec(&[MatchKey::Kind, MatchKey::Status]), &env, &t),
@@ -169,6 +171,41 @@ fn digest_context_counts_and_breaks_down() {
     let ctx = for_destination(ctx, "ops", DestinationKind::Slack);
     assert_eq!(ctx["destination"], "ops");
     assert_eq!(ctx["samples"][2]["destination_type"], "slack");
+}
+
+#[test]
+fn digest_contexts_carry_no_bidi_controls() {
+    let hooks = [
+        result(
+            Some("3019\u{202E}"),
+            "ALIMTALK\u{2066}",
+            Some("\u{202E}orders"),
+            1,
+        ),
+        result(Some("3016"), "FRIENDTALK_NORMAL", Some("\u{200F}x"), 2),
+    ];
+    let env = Envelope::default();
+    let members: Vec<Member<'_>> = hooks
+        .iter()
+        .map(|hook| Member {
+            envelope: &env,
+            hook,
+            received_at: 0,
+        })
+        .collect();
+    let tally = tally(&members);
+    let ctx = digest_context(&DigestInput {
+        route: "failures",
+        group_key: "{\"sender_grouping_key\":\"\u{202E}orders\"}",
+        total_before: 0,
+        mask_recipient: true,
+        tally: &tally,
+        samples: &members,
+    });
+    let text = serde_json::to_string(&ctx).unwrap();
+    assert!(!text.chars().any(crate::text::is_bidi_control), "{text}");
+    assert_eq!(ctx["group_label"], "sender_grouping_key=orders");
+    assert_eq!(ctx["samples"][0]["senderGroupingKey"], "orders");
 }
 
 #[test]

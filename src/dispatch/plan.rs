@@ -81,7 +81,11 @@ pub fn fallback_info(template: &str, envelope: &Envelope, hook: &Hook) -> Fallba
     }
     FallbackInfo {
         title: format!("bizrelay could not render template `{template}`; the event in brief:"),
-        facts,
+        // The fallback bypasses the template context, so it drops bidi controls itself.
+        facts: facts
+            .into_iter()
+            .map(|(k, v)| (k, crate::text::strip_bidi(&v).into_owned()))
+            .collect(),
     }
 }
 
@@ -176,7 +180,7 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
         if routes.is_empty() {
             report.unrouted += 1;
             tracing::debug!(
-                hook_id = hook.hook_id.as_deref().unwrap_or("-"),
+                hook_id = &*crate::logging::clip(hook.hook_id.as_deref().unwrap_or("-")),
                 kind = hook.kind().as_str(),
                 "hook matched no route"
             );

@@ -39,6 +39,7 @@ fn template(code: &str, status: &str, comment_status: Option<&str>) -> Hook {
                 .unwrap_or_default(),
             ..TemplateHook::default()
         }),
+        mismatches: Vec::new(),
     }
 }
 
@@ -51,6 +52,7 @@ fn result(kind: &str, code: Option<&str>, sender_group: Option<&str>) -> Hook {
             sender_grouping_key: sender_group.map(str::to_string),
             ..ResultHook::default()
         }),
+        mismatches: Vec::new(),
     }
 }
 
@@ -61,6 +63,7 @@ fn unknown(fields: serde_json::Value) -> Hook {
     Hook {
         hook_id: None,
         body: HookBody::Unknown(map),
+        mismatches: Vec::new(),
     }
 }
 

@@ -107,12 +107,15 @@ where
     let received_at = state.now();
     let mut hooks = Vec::with_capacity(post.hooks.len());
     let mut kinds = Vec::with_capacity(post.hooks.len());
+    // Per accepted hook, the metric labels of its fields of unexpected types.
+    let mut mismatched: Vec<Vec<&'static str>> = Vec::with_capacity(post.hooks.len());
     let mut rejected = Vec::new();
     for (position, raw) in post.hooks.iter().enumerate() {
         let raw = raw.get();
         match parse_hook(raw) {
             Ok(hook) => {
                 kinds.push(hook.kind());
+                mismatched.push(hook.mismatches.iter().map(|m| m.label).collect());
                 hooks.push(NewHook {
                     dedup_key: dedup_key(hook.hook_id.as_deref(), raw),
                     raw: raw.to_string(),
@@ -162,6 +165,23 @@ where
     for (kind, fresh) in kinds.iter().zip(&outcome.fresh) {
         m.with_label_values(&[kind.as_str(), if *fresh { "accepted" } else { "duplicate" }])
             .inc();
+    }
+    let mut odd_fields: Vec<&str> = Vec::new();
+    for (labels, _) in mismatched.iter().zip(&outcome.fresh).filter(|(_, f)| **f) {
+        for label in labels {
+            state
+                .metrics
+                .hook_type_mismatches
+                .with_label_values(&[label])
+                .inc();
+            if !odd_fields.contains(label) {
+                odd_fields.push(label);
+            }
+        }
+    }
+    if !odd_fields.is_empty() {
+        tracing::info!(hooks_id = ?hooks_id, fields = %odd_fields.join(","),
+            "hooks with fields of unexpected types accepted; the values are relayed as text");
     }
     if outcome.rejected > 0 {
         m.with_label_values(&["invalid", "rejected"])

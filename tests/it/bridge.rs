@@ -246,3 +246,90 @@ async fn configured_path_is_used() {
     assert_eq!(post("/hooks/bizmessage").await.unwrap().status(), 404);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn bidi_controls_and_hidden_phone_numbers_reach_no_destination() {
+    let (slack, teams) = (FakeChat::start().await, FakeChat::start().await);
+    let routes = "[[routes]]\nname = \"all\"\nto = [\"ops-slack\", \"ops-teams\"]\n";
+    let mut app = TestApp::spawn(&slack_teams(&slack, &teams, routes)).await;
+    let hooks = vec![
+        json!({"hookId": "bidi-t", "templateCode": "T\u{2066}1", "status": "TSC04",
+               "comments": [{"content": "see invoice\u{202E}gnp.exe", "userName": "\u{200F}admin",
+                             "attachment": [{"originalFileName": "\u{202D}guide.png"}], "status": "REJ"}]}),
+        {
+            let mut f = failure("bidi-r", "3019\u{202E}");
+            f["requestId"] = json!("req\u{061C}1");
+            f
+        },
+        json!({"hookId": "bidi-u", "memo": "\u{202E}txt.exe", "phone": 821077776666_u64,
+               "owner": "ID01077776666", "note": "０１０－７７７７－６６６６"}),
+    ];
+    let (status, body) = app.post_json(envelope(&hooks)).await;
+    assert_eq!((status, body["accepted"].as_u64()), (200, Some(3)));
+    let mut bodies: Vec<String> = slack
+        .wait_accepted(3, Duration::from_secs(10))
+        .await
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
+    bodies.extend(
+        teams
+            .wait_accepted(3, Duration::from_secs(10))
+            .await
+            .into_iter()
+            .map(|r| r.body),
+    );
+    let all = bodies.join("\n");
+    assert!(all.contains("gnp.exe") && all.contains("txt.exe"), "{all}");
+    for body in &bodies {
+        let lower = body.to_ascii_lowercase();
+        assert!(
+            !body.chars().any(|c| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'))
+                && !lower.contains("\\u202")
+                && !lower.contains("\\u206")
+                && !lower.contains("\\u200f")
+                && !lower.contains("\\u061c"),
+            "a bidi control was relayed: {body:?}"
+        );
+        for leaked in ["77776666", "７７７７"] {
+            assert!(!body.contains(leaked), "{leaked} relayed: {body}");
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_vendor_guides_example_hooks_are_accepted_and_relayed() {
+    // The two examples share hookId "String", so each goes to a store of its own.
+    for (fixture_name, shown) in [
+        ("nhn_guide_message_result.json", "Integer"),
+        ("nhn_guide_template.json", "String"),
+    ] {
+        let (slack, teams) = (FakeChat::start().await, FakeChat::start().await);
+        let routes = "[[routes]]\nname = \"all\"\nto = [\"ops-slack\", \"ops-teams\"]\n";
+        let mut app = TestApp::spawn(&slack_teams(&slack, &teams, routes)).await;
+        let (status, body) = app.post_json(fixture(fixture_name)).await;
+        assert_eq!(
+            (status, body),
+            (200, json!({"accepted": 1, "duplicates": 0, "rejected": 0})),
+            "{fixture_name}"
+        );
+        let got = slack.wait_accepted(1, Duration::from_secs(10)).await;
+        assert!(
+            got[0].body.contains(shown),
+            "{fixture_name}: {}",
+            got[0].body
+        );
+        teams.wait_accepted(1, Duration::from_secs(10)).await;
+        let m = app.metrics().await;
+        if fixture_name.contains("result") {
+            for field in ["recipientSeq", "isAddedChannel"] {
+                let series = format!("bizrelay_hook_type_mismatches_total{{field=\"{field}\"}} 1");
+                assert!(m.contains(&series), "missing {series} in\n{m}");
+            }
+        } else {
+            assert!(!m.contains("bizrelay_hook_type_mismatches_total{"), "{m}");
+        }
+        app.stop().await;
+    }
+}

@@ -574,3 +574,106 @@ pub async fn wait_until<F: FnMut() -> bool>(what: &str, timeout: Duration, mut c
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Runs the real binary with these arguments (plus `--config`), off the async runtime so fake
+/// receivers keep answering; returns (exit code, stdout, stderr).
+pub async fn run_cli(args: &[&str], config: &Path) -> (Option<i32>, String, String) {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.push("--config".into());
+    all.push(config.display().to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(binary())
+            .args(&all)
+            .env_remove("BIZRELAY_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits until the process's log has `n` lines containing `needle` (panics after `timeout`).
+pub async fn wait_for_log(process: &Process, needle: &str, n: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let count = process
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count();
+        if count >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{count} of {n} log lines with `{needle}` after {timeout:?}:\n{}",
+            process.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Leaves a dead letter in the SQLite store at `db`, as an earlier run would have: a hook with
+/// this id, routed to `destination`, its delivery dead with `reason`.
+pub async fn seed_dead_letter(db: &Path, destination: &str, hook_id: &str, reason: &str) {
+    use bizrelay::store::*;
+    let cfg = bizrelay::config::StoreConfig {
+        path: db.to_path_buf(),
+        sync: bizrelay::config::SyncMode::Normal,
+        ..Default::default()
+    };
+    let store = open(&cfg, Mode::Serve).await.unwrap();
+    let raw = serde_json::json!({"hookId": hook_id, "requestId": "r", "resultCode": "3019"});
+    store
+        .ingest(NewPost {
+            received_at: 1,
+            hooks_id: None,
+            envelope_json: "{}".into(),
+            hooks: vec![NewHook {
+                dedup_key: format!("h:{hook_id}"),
+                raw: raw.to_string(),
+            }],
+            rejected: vec![],
+        })
+        .await
+        .unwrap();
+    let who = Claimant {
+        owner: "seed".into(),
+        ttl_ms: 60_000,
+    };
+    let hooks = store.claim_hooks(&who, 1, 10).await.unwrap();
+    let row = hooks[0].row;
+    let batch = DispatchBatch {
+        hooks: vec![HookOutcome {
+            row,
+            routed: true,
+            sent_to: vec![destination.into()],
+        }],
+        deliveries: vec![NewDelivery {
+            destination: destination.into(),
+            route: "r".into(),
+            template: "message_result".into(),
+            hook_row: Some(row),
+            hook_id: Some(hook_id.into()),
+            payload: "{}".into(),
+            created_at: 1,
+            received_at: 1,
+            dead: Some(reason.into()),
+        }],
+        members: vec![],
+    };
+    store
+        .commit_dispatch(&who, batch, &bizrelay::digest::RULES)
+        .await
+        .unwrap();
+    store.close().await;
+}

@@ -369,21 +369,24 @@ async fn invalid_utf8_is_400() {
     let got = post_raw(&app, body, Some("application/json"), &[]).await;
     let v = assert_error(&got, 400, &["utf-"]);
     assert!(v["detail"].as_str().unwrap().contains("UTF-8"), "{v}");
-    // A lone surrogate escape is valid UTF-8 on the wire: only that hook is rejected.
+    // A lone surrogate escape is valid UTF-8 on the wire but no string: that hookId is kept
+    // as the JSON text received, and the hook relayed.
     let hooks = format!(
         r#"{},{{"hookId":"utf-\ud800","kakaoMessageType":"ALIMTALK_NORMAL","resultCode":"3019"}}"#,
         failure("utf-ok", "3019")
     );
     assert_counts(
         &post_raw(&app, raw_envelope(&hooks), Some("application/json"), &[]).await,
-        counts(1, 0, 1),
+        counts(2, 0, 0),
     );
-    assert_relayed_once(&slack, &ids(&["utf-ok"])).await;
+    let got = slack.wait_accepted(2, Duration::from_secs(15)).await;
+    assert_eq!(per_hook(&got, &ids(&["utf-ok"]))["utf-ok"], 1);
+    assert!(got.iter().any(|r| r.body.contains("ud800")), "{got:?}");
     app.stop().await;
 }
 
 #[tokio::test]
-async fn hooks_of_wrong_types_are_rejected_one_by_one() {
+async fn hooks_of_wrong_types_are_kept_with_their_values_as_text() {
     let slack = FakeChat::start().await;
     let mut app = TestApp::spawn(&slack_config(&slack, "")).await;
     let mut num_code = failure("wt-num-code", "x");
@@ -428,10 +431,39 @@ async fn hooks_of_wrong_types_are_rejected_one_by_one() {
         json!(null),
         json!(true),
     ];
-    assert_counts(&post(&app, envelope(&hooks)).await, counts(4, 0, 12));
-    let want = ids(&["wt-ok", "wt-num-code", "424242", "wt-links"]);
-    assert_relayed_once(&slack, &want).await;
+    // Only the elements that are not objects are rejected; a field of an unexpected type is
+    // kept as text (the template hook, not a failure, matches no route).
+    assert_counts(&post(&app, envelope(&hooks)).await, counts(11, 0, 5));
+    slack.wait_accepted(10, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let got = slack.accepted();
+    assert_eq!(got.len(), 10);
+    let want = ids(&[
+        "wt-ok",
+        "wt-num-code",
+        "424242",
+        "wt-links",
+        "wt-bad-seq",
+        "wt-float-seq",
+        "wt-bad-channel",
+        "wt-obj-date",
+        "wt-bool-code",
+    ]);
+    let per = per_hook(&got, &want);
+    assert!(per.values().all(|n| *n == 1), "each hook once: {per:?}");
+    assert!(
+        got.iter().any(|r| r.body.contains("wt-arr-id")),
+        "an array hookId is relayed as its JSON text"
+    );
+    let seq = got
+        .iter()
+        .find(|r| r.body.contains("`wt-bad-seq`"))
+        .unwrap();
+    assert!(
+        seq.body.contains("abc"),
+        "the received text is shown: {}",
+        seq.body
+    );
     let num = got
         .iter()
         .find(|r| r.body.contains("`wt-num-code`"))
@@ -455,12 +487,12 @@ async fn hooks_of_wrong_types_are_rejected_one_by_one() {
     let hooks: Vec<Value> = nasty.iter().map(|id| failure(id, "3019")).collect();
     assert_counts(&post(&app, envelope(&hooks)).await, counts(7, 0, 0));
     slack
-        .wait_accepted(4 + nasty.len(), Duration::from_secs(15))
+        .wait_accepted(10 + nasty.len(), Duration::from_secs(15))
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got = slack.accepted();
-    assert_eq!(got.len(), 4 + nasty.len());
-    for r in &got[4..] {
+    assert_eq!(got.len(), 10 + nasty.len());
+    for r in &got[10..] {
         let v = r.json();
         assert!(v["blocks"].is_array(), "{v}");
         assert!(
@@ -528,12 +560,28 @@ async fn ten_thousand_levels_of_nesting_do_not_crash_the_server() {
         arrays.clone(),
     ]
     .join(",");
-    assert_counts(&post(raw_envelope(&hooks)).await, counts(3, 0, 5));
-    assert_relayed_once(
-        &slack,
-        &ids(&["deep-envelope", "deep-ok", "deep-ignored", "deep-links"]),
-    )
-    .await;
+    // Deep values in known fields are kept as (clipped) text; only the unknown-shape hook too
+    // deep to keep whole and the bare array are rejected. The template hook matches no route.
+    assert_counts(&post(raw_envelope(&hooks)).await, counts(6, 0, 2));
+    slack.wait_accepted(6, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = slack.accepted();
+    assert_eq!(got.len(), 6);
+    let per = per_hook(
+        &got,
+        &ids(&[
+            "deep-envelope",
+            "deep-ok",
+            "deep-ignored",
+            "deep-links",
+            "deep-seq",
+        ]),
+    );
+    assert!(per.values().all(|n| *n == 1), "each hook once: {per:?}");
+    assert!(
+        got.iter().any(|r| r.body.contains("[[[[")),
+        "the deep hookId"
+    );
     assert_healthy(&app).await;
     app.stop().await;
 }

@@ -620,7 +620,7 @@ fn route_dry_run_prints_routes_and_exact_bodies() {
         "{said}"
     );
     assert!(
-        said.contains("hook #3: rejected: field `recipientSeq`"),
+        said.contains("hook #3: rejected: hook is not a JSON object"),
         "{said}"
     );
     assert!(

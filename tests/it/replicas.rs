@@ -208,7 +208,14 @@ async fn two_replicas_share_one_database_and_a_kill_9_loses_nothing() {
     // Wait until its delivery is recorded, so the kill below cannot catch it in flight.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let m = http.get(b.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let m = http
+            .get(b.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         if alerts.count() == 1 && m.contains("bizrelay_queue_depth{destination=\"alerts\"} 0") {
             break;
         }

@@ -156,47 +156,144 @@ fn unknown_hooks_keep_every_field() {
 }
 
 #[test]
-fn malformed_hooks_are_rejected_one_by_one() {
+fn only_elements_of_unknown_shape_are_rejected() {
     let hooks = hooks_of(&fixture("mixed.json"));
     assert_eq!(hooks.iter().filter(|h| h.is_ok()).count(), 3);
-    assert_eq!(
-        hooks[3],
-        Err(HookError::Field {
-            field: "recipientSeq",
-            expected: "expected an integer or a numeric string"
-        })
-    );
-    let body = r#"{"hooks":[1,"x",[],null,
-        {"templateCode":"T","status":{"a":1}},
-        {"templateCode":"T","status":"TSC01","comments":"none"},
-        {"templateCode":"T","status":"TSC01","comments":[{"id":true}]},
-        {"requestId":"r","isAddedChannel":"maybe"},
-        {"hookId":{"x":1}},
-        {"requestId":"r","resultCode":false}]}"#;
-    let errs: Vec<String> = hooks_of(body)
-        .into_iter()
-        .map(|h| h.unwrap_err().to_string())
+    assert_eq!(hooks[3], Err(HookError::NotAnObject));
+    let body = r#"{"hooks":[1,"x",[],null,true,{"requestId":"r"}]}"#;
+    let got = hooks_of(body);
+    for h in &got[..5] {
+        assert_eq!(
+            h.as_ref().unwrap_err().to_string(),
+            "hook is not a JSON object"
+        );
+    }
+    assert!(got[5].is_ok());
+}
+
+/// The mismatches of one hook: (field, expected, received).
+fn mismatches(raw: &str) -> (Hook, Vec<(String, &'static str, String)>) {
+    let hook = parse_hook(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+    let list = hook
+        .mismatches
+        .iter()
+        .map(|m| (m.field.clone(), m.expected, m.received.clone()))
         .collect();
-    assert_eq!(errs[0], "hook is not a JSON object");
-    assert_eq!(errs[3], "hook is not a JSON object");
-    assert_eq!(errs[4], "field `status`: expected a string or a number");
+    (hook, list)
+}
+
+#[test]
+fn fields_of_unexpected_types_are_kept_as_text_and_flagged() {
+    let (hook, found) = mismatches(
+        r#"{"hookId":{"x":1},"requestId":"r","recipientSeq":"third","isAddedChannel":"maybe",
+            "resultCode":false,"requestDate":{"y":2026},"recipientNo":["01099998888"]}"#,
+    );
+    let HookBody::MessageResult(r) = &hook.body else {
+        panic!("{hook:?}")
+    };
+    assert_eq!(hook.hook_id.as_deref(), Some(r#"{"x":1}"#));
+    assert_eq!(r.recipient_seq, None);
+    assert_eq!(r.is_added_channel, None);
+    assert_eq!(r.result_code.as_deref(), Some("false"));
+    assert_eq!(r.request_date.as_deref(), Some(r#"{"y":2026}"#));
+    assert_eq!(r.recipient_no.as_deref(), Some(r#"["01099998888"]"#));
+    let fields: Vec<&str> = found.iter().map(|f| f.0.as_str()).collect();
     assert_eq!(
-        errs[5],
-        "field `comments`: expected an array of comment objects"
+        fields,
+        [
+            "hookId",
+            "recipientSeq",
+            "requestDate",
+            "recipientNo",
+            "resultCode",
+            "isAddedChannel"
+        ]
     );
     assert_eq!(
-        errs[6],
-        "field `comments`: expected an array of comment objects"
+        found[1],
+        ("recipientSeq".into(), "an integer", "third".into())
     );
-    assert_eq!(errs[7], "field `isAddedChannel`: expected a boolean");
-    assert_eq!(errs[8], "field `hookId`: expected a string or a number");
-    assert_eq!(errs[9], "field `resultCode`: expected a string or a number");
+    assert_eq!(
+        found[5],
+        ("isAddedChannel".into(), "a boolean", "maybe".into())
+    );
+
+    let (hook, found) = mismatches(
+        r#"{"templateCode":"T","status":{"a":1},"comments":[7,{"id":true,"content":["x"],
+            "attachment":{"a":1}},{"id":1,"createdAt":null,"createAt":"2026-11-28 12:00:00",
+            "attachment":["f",{"originalFileName":3,"filePath":[]}]}]}"#,
+    );
+    let HookBody::Template(t) = &hook.body else {
+        panic!("{hook:?}")
+    };
+    assert_eq!(t.status, r#"{"a":1}"#);
+    assert_eq!(t.comments.len(), 2, "the non-object comment is left out");
+    assert_eq!(t.comments[0].id.as_deref(), Some("true"));
+    assert_eq!(
+        t.comments[1].created_at.as_deref(),
+        Some("2026-11-28 12:00:00")
+    );
+    assert_eq!(
+        t.comments[1].attachments[0].original_file_name.as_deref(),
+        Some("3")
+    );
+    let fields: Vec<&str> = found.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "status",
+            "comments[0]",
+            "comments[1].id",
+            "comments[1].content",
+            "comments[1].attachment",
+            "comments[2].attachment[0]",
+            "comments[2].attachment[1].filePath",
+        ]
+    );
+    let labels: Vec<&str> = hook.mismatches.iter().map(|m| m.label).collect();
+    assert!(labels.iter().all(|l| !l.contains('[')), "{labels:?}");
+
+    let (hook, found) = mismatches(r#"{"templateCode":"T","status":"TSC01","comments":"none"}"#);
+    assert_eq!(hook.kind(), HookKind::Template);
+    assert_eq!(found[0].0, "comments");
+
+    // Long values are clipped in the list, kept whole in the field.
+    let long = "9".repeat(1000);
+    let (hook, found) = mismatches(&format!(r#"{{"requestId":"r","resultCode":[{long}]}}"#));
+    let HookBody::MessageResult(r) = &hook.body else {
+        panic!()
+    };
+    assert_eq!(r.result_code.as_deref().map(str::len), Some(1002));
+    assert!(found[0].2.chars().count() <= 256);
+}
+
+#[test]
+fn the_vendor_guides_own_examples_are_accepted() {
+    let hooks = hooks_of(&fixture("nhn_guide_message_result.json"));
+    let hook = hooks[0].as_ref().unwrap();
+    assert_eq!(hook.kind(), HookKind::MessageResult);
+    let fields: Vec<&str> = hook.mismatches.iter().map(|m| m.field.as_str()).collect();
+    assert_eq!(fields, ["recipientSeq", "isAddedChannel"]);
+    let HookBody::MessageResult(r) = &hook.body else {
+        panic!()
+    };
+    assert_eq!(r.result_code.as_deref(), Some("String"));
+    assert_eq!(r.links_self.as_deref(), Some("String"));
+
+    let hooks = hooks_of(&fixture("nhn_guide_template.json"));
+    let hook = hooks[0].as_ref().unwrap();
+    assert_eq!(hook.kind(), HookKind::Template);
+    assert!(hook.mismatches.is_empty(), "{:?}", hook.mismatches);
+    let HookBody::Template(t) = &hook.body else {
+        panic!()
+    };
+    assert_eq!(t.comments[0].id.as_deref(), Some("Integer"));
+    assert_eq!(t.comments[0].attachments.len(), 1);
 }
 
 #[test]
 fn errors_never_quote_payload_values() {
-    let body = r#"{"hooks":[{"requestId":"r","recipientSeq":"010-9999-8888"},
-                             {"requestId":"r","recipientNo":["01099998888"]}]}"#;
+    let body = r#"{"hooks":[["010-9999-8888"], "01099998888"]}"#;
     for h in hooks_of(body) {
         let msg = h.unwrap_err().to_string();
         assert!(!msg.contains("9999"), "{msg}");
