@@ -1,5 +1,6 @@
 //! The template context of one hook: its fields under their NHN names, the envelope fields,
-//! and derived values (labels, result-code meaning, masked recipient, route and destination).
+//! and derived values (labels, result-code meaning, masked recipient, route and destination,
+//! the locale and the one-line summary in it).
 //! The README documents every key; change both together.
 //!
 //! Invariants:
@@ -13,7 +14,10 @@ use serde_json::{Map, Value, json};
 
 use crate::bizmessage::{self, Comment, Envelope, Hook, HookBody, ResultHook, TemplateHook, codes};
 use crate::destination::DestinationKind;
+use crate::locale::Locale;
 use crate::mask::{mask_phone, mask_phone_like};
+
+pub mod summary;
 
 /// Comments listed in `recent_comments` (the whole thread stays in `comments`).
 pub const RECENT_COMMENTS: usize = 10;
@@ -24,6 +28,8 @@ pub struct Meta<'a> {
     pub route: &'a str,
     pub destination: &'a str,
     pub destination_type: DestinationKind,
+    /// The language of the destination's templates.
+    pub locale: Locale,
     /// When bizrelay received the hook, in Unix milliseconds.
     pub received_at_ms: i64,
     pub mask_recipient: bool,
@@ -56,6 +62,7 @@ pub fn hook_context(envelope: &Envelope, hook: &Hook, meta: &Meta<'_>) -> Value 
         "destination_type".into(),
         json!(meta.destination_type.as_str()),
     );
+    ctx.insert("locale".into(), json!(meta.locale.as_str()));
     ctx.insert("received_at".into(), json!(format_ms(meta.received_at_ms)));
     ctx.insert("hooksId".into(), json!(envelope.hooks_id));
     ctx.insert("webhookConfigId".into(), json!(envelope.webhook_config_id));
@@ -68,7 +75,9 @@ pub fn hook_context(envelope: &Envelope, hook: &Hook, meta: &Meta<'_>) -> Value 
         HookBody::MessageResult(r) => result_fields(&mut ctx, r, meta.mask_recipient),
         HookBody::Unknown(map) => unknown_fields(&mut ctx, map, meta.mask_recipient),
     }
-    Value::Object(ctx)
+    let mut ctx = Value::Object(ctx);
+    ctx["summary"] = json!(summary::hook(&ctx, meta.locale));
+    ctx
 }
 
 /// `{en, ko, known}`: the label of a status code, or the raw code when it is not documented.
@@ -129,6 +138,14 @@ fn template_fields(ctx: &mut Map<String, Value>, t: &TemplateHook) {
         "latest_comment".into(),
         t.newest_comment().map_or(Value::Null, comment_value),
     );
+    let reason = if t.status == "TSC04" {
+        ctx["comments"]
+            .as_array()
+            .and_then(|c| summary::rejection_reason(c))
+    } else {
+        None
+    };
+    ctx.insert("rejection_reason".into(), json!(reason));
 }
 
 /// `result` of the context: the code with its meaning and outcome.
@@ -153,14 +170,13 @@ fn result_fields(ctx: &mut Map<String, Value>, r: &ResultHook, mask: bool) {
         r.recipient_no.clone()
     };
     ctx.insert("kakaoMessageType".into(), json!(r.kakao_message_type));
-    ctx.insert(
-        "message_type_label".into(),
-        json!(
-            r.kakao_message_type
-                .as_deref()
-                .map(|t| bizmessage::message_type_label(t).unwrap_or(t))
-        ),
-    );
+    let label = |ko: bool| {
+        r.kakao_message_type
+            .as_deref()
+            .map(|t| bizmessage::message_type_label(t).map_or(t, |(en, k)| if ko { k } else { en }))
+    };
+    ctx.insert("message_type_label".into(), json!(label(false)));
+    ctx.insert("message_type_label_ko".into(), json!(label(true)));
     ctx.insert("requestId".into(), json!(r.request_id));
     ctx.insert("recipientSeq".into(), json!(r.recipient_seq));
     ctx.insert("requestDate".into(), json!(r.request_date));
@@ -228,7 +244,8 @@ mod tests {
         let meta = Meta {
             route: "r",
             destination: "d",
-            destination_type: DestinationKind::Slack,
+            destination_type: crate::destination::slack::KIND,
+            locale: Locale::En,
             received_at_ms: 1_764_290_998_000,
             mask_recipient: mask,
         };
@@ -255,6 +272,26 @@ mod tests {
         assert_eq!(ctx["received_at"], "2025-11-28 09:49:58");
         assert_eq!(ctx["route"], "r");
         assert_eq!(ctx["destination_type"], "slack");
+        assert_eq!(ctx["locale"], "en");
+        assert_eq!(
+            ctx["rejection_reason"],
+            "변수 #{주문번호} 의 예시가 누락되었습니다."
+        );
+        assert_eq!(
+            ctx["summary"],
+            "❌ Template ORDER_SHIPPED_V2: Rejected — 변수 #{주문번호} 의 예시가 누락되었습니다."
+        );
+        let ko = summary::hook(ctx, Locale::Ko);
+        assert_eq!(
+            ko,
+            "❌ 템플릿 반려: ORDER_SHIPPED_V2 — 검수 의견: 변수 #{주문번호} 의 예시가 누락되었습니다."
+        );
+        let approved = &contexts("template_approved.json", true)[0];
+        assert_eq!(approved["rejection_reason"], Value::Null);
+        assert_eq!(
+            summary::hook(approved, Locale::Ko),
+            "✅ 템플릿 승인: ORDER_SHIPPED_V3"
+        );
     }
 
     #[test]
@@ -273,6 +310,15 @@ mod tests {
         assert_eq!(failed["receiveDate"], Value::Null);
         assert_eq!(failed["_links"], Value::Null);
         assert_eq!(failed["message_type_label"], "AlimTalk");
+        assert_eq!(failed["message_type_label_ko"], "알림톡");
+        assert_eq!(
+            failed["summary"],
+            "🚫 AlimTalk failure: 3019 Cannot deliver: not a KakaoTalk user"
+        );
+        assert_eq!(
+            summary::hook(failed, Locale::Ko),
+            "🚫 알림톡 실패: 3019 카카오톡 유저가 아님"
+        );
         assert!(!failed.to_string().contains("01098765432"));
         assert_eq!(ctxs[0]["_links"]["self"]["href"], ctxs[0]["link"]);
 

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use crate::bizmessage::HookKind;
 use crate::config::Loaded;
 use crate::context::{Meta, hook_context};
-use crate::destination::audit::violations;
 use crate::digest::{self, DigestInput, Member};
 use crate::reload::SourceSpec;
 use crate::route::Route;
@@ -59,11 +58,12 @@ pub fn render_all(loaded: &Loaded) -> (Vec<String>, usize) {
             let Some(dest) = loaded.config.destinations.get(dest_name) else {
                 continue;
             };
+            let locale = loaded.config.locale_of(dest);
             let mut check = |what: String, template: &str, ctx: &serde_json::Value| {
                 renders += 1;
-                match loaded.renderer.render(dest.kind, template, ctx) {
+                match loaded.renderer.render(dest.kind, locale, template, ctx) {
                     Ok(body) => {
-                        for v in violations(dest.kind, &body) {
+                        for v in dest.kind.violations(&body) {
                             problems.push(format!(
                                 "route `{}` → {dest_name}: {}/{template} with {what}: {v}",
                                 route.name,
@@ -100,7 +100,7 @@ pub fn render_all(loaded: &Loaded) -> (Vec<String>, usize) {
                         tally: &tally,
                         samples,
                     });
-                    let ctx = digest::for_destination(ctx, dest_name, dest.kind);
+                    let ctx = digest::for_destination(ctx, dest_name, dest.kind, locale);
                     check(what, route.template_for(HookKind::MessageResult), &ctx);
                 }
                 continue;
@@ -116,6 +116,7 @@ pub fn render_all(loaded: &Loaded) -> (Vec<String>, usize) {
                         route: &route.name,
                         destination: dest_name,
                         destination_type: dest.kind,
+                        locale,
                         received_at_ms: 1_795_830_000_000,
                         mask_recipient: loaded.config.privacy.mask_recipient,
                     },

@@ -1,9 +1,11 @@
 use super::*;
 use crate::context::{Meta, hook_context};
-use crate::destination::audit::violations;
+use crate::destination::{console, slack, teams};
 use crate::samples::{self, Sample};
 
-fn ctx(sample: &Sample, kind: DestinationKind) -> Value {
+const EN: Locale = Locale::En;
+
+fn ctx_in(sample: &Sample, kind: DestinationKind, locale: Locale) -> Value {
     hook_context(
         &sample.envelope,
         &sample.hook,
@@ -11,16 +13,25 @@ fn ctx(sample: &Sample, kind: DestinationKind) -> Value {
             route: "test-route",
             destination: "test-dest",
             destination_type: kind,
+            locale,
             received_at_ms: 1_795_830_000_000,
             mask_recipient: true,
         },
     )
 }
 
-fn render_sample(r: &Renderer, kind: DestinationKind, sample: &Sample) -> String {
+fn ctx(sample: &Sample, kind: DestinationKind) -> Value {
+    ctx_in(sample, kind, EN)
+}
+
+fn render_in(r: &Renderer, kind: DestinationKind, locale: Locale, sample: &Sample) -> String {
     let name = sample.hook.kind().default_template();
-    r.render(kind, name, &ctx(sample, kind))
-        .unwrap_or_else(|e| panic!("{} {}: {e}", kind.as_str(), sample.name))
+    r.render(kind, locale, name, &ctx_in(sample, kind, locale))
+        .unwrap_or_else(|e| panic!("{kind:?} {locale:?} {}: {e}", sample.name))
+}
+
+fn render_sample(r: &Renderer, kind: DestinationKind, sample: &Sample) -> String {
+    render_in(r, kind, EN, sample)
 }
 
 #[test]
@@ -30,21 +41,22 @@ fn every_builtin_renders_every_sample_within_limits() {
         .into_iter()
         .chain(samples::adversarial())
         .collect();
-    for kind in DestinationKind::ALL {
-        for sample in &all {
-            let body = render_sample(&r, kind, sample);
-            let problems = violations(kind, &body);
-            assert!(
-                problems.is_empty(),
-                "{} {}: {problems:?}\n{body}",
-                kind.as_str(),
-                sample.name
-            );
-            assert!(
-                !body.contains("01012345678") && !body.contains("1234-5678"),
-                "{}",
-                sample.name
-            );
+    for &kind in destination::ALL {
+        for locale in Locale::ALL {
+            for sample in &all {
+                let body = render_in(&r, kind, locale, sample);
+                let problems = kind.violations(&body);
+                assert!(
+                    problems.is_empty(),
+                    "{kind:?} {locale:?} {}: {problems:?}\n{body}",
+                    sample.name
+                );
+                assert!(
+                    !body.contains("01012345678") && !body.contains("1234-5678"),
+                    "{kind:?} {locale:?} {}",
+                    sample.name
+                );
+            }
         }
     }
 }
@@ -56,7 +68,7 @@ fn untrusted_text_cannot_break_json_or_ping_the_channel() {
         .into_iter()
         .find(|s| s.hook.hook_id.as_deref() == Some("adv-quotes"))
         .unwrap();
-    let slack = render_sample(&r, DestinationKind::Slack, &sample);
+    let slack = render_sample(&r, slack::KIND, &sample);
     let v: Value = serde_json::from_str(&slack).unwrap();
     assert!(
         !slack.contains("<!channel>") && !slack.contains("<@U123>") && !slack.contains("<http")
@@ -81,7 +93,7 @@ fn untrusted_text_cannot_break_json_or_ping_the_channel() {
         "escape survives as JSON"
     );
 
-    let teams = render_sample(&r, DestinationKind::Teams, &sample);
+    let teams = render_sample(&r, teams::KIND, &sample);
     let v: Value = serde_json::from_str(&teams).unwrap();
     let text = v.to_string();
     assert!(
@@ -93,7 +105,7 @@ fn untrusted_text_cannot_break_json_or_ping_the_channel() {
         "Teams text is not Slack-escaped"
     );
 
-    let console = render_sample(&r, DestinationKind::Console, &sample);
+    let console = render_sample(&r, console::KIND, &sample);
     assert!(
         !console.contains('\u{1b}'),
         "no terminal escapes on the console"
@@ -107,7 +119,7 @@ fn rejection_shows_every_comment_detail() {
         .into_iter()
         .find(|s| s.name == "template_rejected#0")
         .unwrap();
-    let slack = render_sample(&r, DestinationKind::Slack, &sample);
+    let slack = render_sample(&r, slack::KIND, &sample);
     for want in [
         "ORDER_SHIPPED_V2",
         "KA01TP2611280930",
@@ -123,7 +135,7 @@ fn rejection_shows_every_comment_detail() {
     ] {
         assert!(slack.contains(want), "slack lacks {want}: {slack}");
     }
-    let teams = render_sample(&r, DestinationKind::Teams, &sample);
+    let teams = render_sample(&r, teams::KIND, &sample);
     for want in [
         "ORDER_SHIPPED_V2",
         "카카오 검수자",
@@ -141,8 +153,7 @@ fn approval_is_one_clear_line_plus_codes() {
         .into_iter()
         .find(|s| s.name == "template_approved#0")
         .unwrap();
-    let v: Value =
-        serde_json::from_str(&render_sample(&r, DestinationKind::Slack, &sample)).unwrap();
+    let v: Value = serde_json::from_str(&render_sample(&r, slack::KIND, &sample)).unwrap();
     let blocks = v["blocks"].as_array().unwrap();
     assert_eq!(blocks.len(), 2, "{v}");
     assert!(
@@ -158,11 +169,7 @@ fn approval_is_one_clear_line_plus_codes() {
 fn failure_shows_code_meaning_and_masked_recipient() {
     let r = Renderer::builtin();
     let sample = samples::one_of(crate::bizmessage::HookKind::MessageResult).unwrap();
-    for kind in [
-        DestinationKind::Slack,
-        DestinationKind::Teams,
-        DestinationKind::Console,
-    ] {
+    for kind in [slack::KIND, teams::KIND, console::KIND] {
         let body = render_sample(&r, kind, &sample);
         for want in [
             "3019",
@@ -196,15 +203,16 @@ fn overrides_replace_builtins_and_add_names() {
     std::fs::write(dir.path().join("slack/mine.hbs"), r#"{"text": "mine"}"#).unwrap();
     std::fs::write(dir.path().join("slack/notes.txt"), "ignored").unwrap();
     let r = Renderer::load(Some(dir.path())).unwrap();
-    assert!(r.has(DestinationKind::Slack, "mine"));
-    assert!(!r.has(DestinationKind::Teams, "mine"));
+    assert!(r.has(slack::KIND, EN, "mine"));
+    assert!(r.has(slack::KIND, Locale::Ko, "mine"));
+    assert!(!r.has(teams::KIND, EN, "mine"));
     let sample = samples::one_of(crate::bizmessage::HookKind::MessageResult).unwrap();
-    let body = render_sample(&r, DestinationKind::Slack, &sample);
+    let body = render_sample(&r, slack::KIND, &sample);
     assert_eq!(body, r#"{"text":"custom 3019"}"#);
     let origin = r
         .templates()
-        .find(|(k, n, _)| *k == DestinationKind::Slack && *n == "message_result")
-        .map(|(_, _, o)| o.clone());
+        .find(|(k, l, n, _)| *k == slack::KIND && *l == EN && *n == "message_result")
+        .map(|(_, _, _, o)| o.clone());
     assert!(matches!(origin, Some(Origin::File(_))));
 }
 
@@ -234,14 +242,14 @@ fn runtime_failures_fall_back_to_a_plain_message() {
     .unwrap();
     let r = Renderer::load(Some(dir.path())).unwrap();
     let sample = samples::one_of(crate::bizmessage::HookKind::MessageResult).unwrap();
-    let c = ctx(&sample, DestinationKind::Slack);
+    let c = ctx(&sample, slack::KIND);
     for name in ["typo", "notjson", "absent"] {
-        let (body, err) = r.render_or_fallback(DestinationKind::Slack, name, &c, || FallbackInfo {
+        let (body, err) = r.render_or_fallback(slack::KIND, EN, name, &c, || FallbackInfo {
             title: "fallback title".into(),
             facts: vec![("hook".into(), "h-a2".into())],
         });
         assert!(err.is_some(), "{name}");
         assert!(body.contains("fallback title"), "{name}: {body}");
-        assert!(violations(DestinationKind::Slack, &body).is_empty());
+        assert!(slack::KIND.violations(&body).is_empty());
     }
 }
