@@ -135,6 +135,16 @@ pub(super) fn validate(
                 );
                 continue;
             };
+            if route.group.is_none()
+                && route.may_match_kind(crate::bizmessage::HookKind::MessageResult)
+                && dest.kind.drops_excess_silently()
+            {
+                warnings.push(format!(
+                    "routes[{i}] ({}).to: `{dest_name}` is a {} destination, which drops messages beyond its pace without telling: send message results there as digests ([routes.group])",
+                    route.name,
+                    dest.kind.as_str()
+                ));
+            }
             for template in route.templates_used() {
                 if !renderer.has(dest.kind, config.locale_of(dest), template) {
                     err(

@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn options_are_kept_apart_and_never_printed() {
         let d = dest(
-            json!({"type": "teams", "url": "https://x.invalid/in?token=SECRET",
+            json!({"type": "webhook", "url": "https://x.invalid/in?token=SECRET",
             "signing_secret": "whsec_SECRET", "rate_per_second": 2}),
         );
         assert_eq!(d.rate(), Some(2.0));
@@ -303,8 +303,8 @@ mod tests {
             example: "https://hook.dooray.com/services/…",
         };
         let cases = [
-            (json!({"type": "teams"}), 1, 0),
-            (json!({"type": "teams", "url": "not a url TOKEN"}), 1, 0),
+            (json!({"type": "dooray"}), 1, 0),
+            (json!({"type": "dooray", "url": "not a url TOKEN"}), 1, 0),
             (
                 json!({"type": "teams", "url": "https://hook.dooray.com/services/1/2/TOKEN"}),
                 0,

@@ -17,14 +17,14 @@ pub mod fitting;
 pub mod request;
 
 pub mod console;
-// pub mod discord;
-// pub mod dooray;
-// pub mod google_chat;
-// pub mod jandi;
-// pub mod mattermost;
+pub mod discord;
+pub mod dooray;
+pub mod google_chat;
+pub mod jandi;
+pub mod mattermost;
 pub mod slack;
 pub mod teams;
-// pub mod webhook;
+pub mod webhook;
 
 use std::sync::LazyLock;
 use std::time::SystemTime;
@@ -45,12 +45,12 @@ pub const ALL: &[DestinationKind] = &[
     slack::KIND,
     teams::KIND,
     console::KIND,
-    // dooray::KIND,
-    // jandi::KIND,
-    // google_chat::KIND,
-    // discord::KIND,
-    // mattermost::KIND,
-    // webhook::KIND,
+    dooray::KIND,
+    jandi::KIND,
+    google_chat::KIND,
+    discord::KIND,
+    mattermost::KIND,
+    webhook::KIND,
 ];
 
 /// Names every service has a built-in template for, in this order in [`Builtins`].
@@ -123,6 +123,12 @@ pub trait ChatService: Sync {
             rate: Some(1.0),
             burst: 3,
         }
+    }
+
+    /// Whether the service drops messages over its pace without saying so (then `check`
+    /// warns about message results sent one by one rather than as digests).
+    fn drops_excess_silently(&self) -> bool {
+        false
     }
 
     /// Settings this type takes besides the common ones (`type`, `url`, pacing, `timeout`,
@@ -281,10 +287,10 @@ mod tests {
         assert_eq!(names.len(), ALL.len());
         let err = serde_json::from_str::<DestinationKind>("\"pager\"").unwrap_err();
         assert!(err.to_string().contains("unknown variant `pager`"), "{err}");
-        assert!(err.to_string().contains("`teams`"), "{err}");
+        assert!(err.to_string().contains("`dooray`"), "{err}");
         assert_eq!(
-            serde_json::to_string(&console::KIND).unwrap(),
-            "\"console\""
+            serde_json::to_string(&google_chat::KIND).unwrap(),
+            "\"google_chat\""
         );
     }
 
