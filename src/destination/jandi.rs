@@ -39,9 +39,29 @@ const URL: UrlShape = UrlShape {
     example: "https://wh.jandi.com/connect-api/webhook/…",
 };
 
-/// Breaks JANDI's link and bold syntax in untrusted text.
+/// Breaks JANDI's link and bold syntax in untrusted text. Only runs of exactly two `*` are
+/// bold markers; longer runs (a masked number, `010****5678`) stay as they are.
 pub fn escape(s: &str) -> String {
-    break_within(&break_within(s, "]("), "**")
+    let s = break_within(s, "](");
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '*' {
+            out.push(c);
+            continue;
+        }
+        let mut run = 1;
+        while chars.peek() == Some(&'*') {
+            chars.next();
+            run += 1;
+        }
+        if run == 2 {
+            out.push_str("*\u{200B}*");
+        } else {
+            out.extend(std::iter::repeat_n('*', run));
+        }
+    }
+    out
 }
 
 impl ChatService for Jandi {
@@ -163,8 +183,9 @@ mod tests {
 
     #[test]
     fn hostile_text_cannot_link_or_bold() {
-        let e = escape("**x** [safe](http://evil)");
-        assert!(!e.contains("**") && !e.contains("]("), "{e}");
+        let e = escape("**x** [safe](http://evil) 010****5678 *one*");
+        assert!(!e.contains("**x") && !e.contains("]("), "{e}");
+        assert!(e.contains("010****5678") && e.contains("*one*"), "{e}");
     }
 
     #[test]

@@ -288,4 +288,6 @@ fn read_overrides(
 }
 
 #[cfg(test)]
+mod golden;
+#[cfg(test)]
 mod tests;

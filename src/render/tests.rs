@@ -253,3 +253,157 @@ fn runtime_failures_fall_back_to_a_plain_message() {
         assert!(slack::KIND.violations(&body).is_empty());
     }
 }
+
+fn adversarial(id: &str) -> Sample {
+    samples::adversarial()
+        .into_iter()
+        .find(|s| s.hook.hook_id.as_deref() == Some(id))
+        .unwrap()
+}
+
+/// Every string in a JSON value, for looking at what a reader would see.
+fn all_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|i| all_strings(i, out)),
+        Value::Object(map) => map.values().for_each(|i| all_strings(i, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn hostile_reviewer_text_takes_no_effect_in_the_new_types() {
+    use crate::destination::{discord, dooray, google_chat, jandi, mattermost, webhook};
+    let r = Renderer::builtin();
+    let sample = adversarial("adv-quotes");
+    // What must not appear in any string of the body, per type.
+    let forbidden: [(DestinationKind, &[&str]); 5] = [
+        (dooray::KIND, &["[@all]", "dooray://", "[safe](http"]),
+        (jandi::KIND, &["[safe](http", "**bold**"]),
+        (
+            google_chat::KIND,
+            &["<users/all>", "<http://evil", "<@U123>"],
+        ),
+        (discord::KIND, &["**bold**", "[safe](http", "<@U123>"]),
+        (
+            mattermost::KIND,
+            &["@channel", "@everyone", "**bold**", "[safe](http"],
+        ),
+    ];
+    for locale in Locale::ALL {
+        for (kind, bad) in forbidden {
+            let body = render_in(&r, kind, locale, &sample);
+            let v: Value = serde_json::from_str(&body).unwrap();
+            let mut strings = Vec::new();
+            all_strings(&v, &mut strings);
+            let text = strings.join("\n");
+            for b in bad {
+                assert!(!text.contains(b), "{kind:?} {locale:?} shows {b}: {text}");
+            }
+            // The text itself survives: quotes, Korean and emoji, whole.
+            assert!(
+                text.contains("no") && text.contains("한국어") && text.contains("👍🏽"),
+                "{kind:?}"
+            );
+            assert!(!text.contains('\u{1b}') || kind.is_json(), "{kind:?}");
+            assert!(kind.violations(&body).is_empty(), "{kind:?} {locale:?}");
+        }
+        let discord = render_in(&r, discord::KIND, locale, &sample);
+        let v: Value = serde_json::from_str(&discord).unwrap();
+        assert_eq!(v["allowed_mentions"], serde_json::json!({"parse": []}));
+        // The webhook document carries the text exactly as NHN sent it (it is data).
+        let doc: Value =
+            serde_json::from_str(&render_in(&r, webhook::KIND, locale, &sample)).unwrap();
+        assert_eq!(doc["schema_version"], 1);
+        assert_eq!(doc["kind"], "template_status");
+        assert!(
+            doc["data"]["templateCode"]
+                .as_str()
+                .unwrap()
+                .starts_with("He said \"no\" \\ back\\slash\nnew line")
+        );
+        assert_eq!(doc["locale"], locale.as_str());
+    }
+}
+
+/// The text a reader sees: the body's strings without Markdown backslashes and zero-width
+/// spaces (plain text as it is).
+fn seen(kind: DestinationKind, body: &str) -> String {
+    let Ok(v) = serde_json::from_str::<Value>(body) else {
+        return body.to_string();
+    };
+    let mut strings = Vec::new();
+    all_strings(&v, &mut strings);
+    let text = strings.join("\n").replace('\u{200B}', "");
+    if [destination::discord::KIND, destination::mattermost::KIND].contains(&kind) {
+        let mut out = String::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\\' && chars.peek().is_some_and(|n| n.is_ascii_punctuation()) {
+                continue;
+            }
+            out.push(c);
+        }
+        return out;
+    }
+    text
+}
+
+#[test]
+fn korean_built_ins_speak_korean() {
+    let r = Renderer::builtin();
+    let rejected = samples::one_of(crate::bizmessage::HookKind::Template).unwrap();
+    let failed = samples::one_of(crate::bizmessage::HookKind::MessageResult).unwrap();
+    for &kind in destination::ALL {
+        let body = seen(kind, &render_in(&r, kind, Locale::Ko, &rejected));
+        // The webhook's `data` keeps NHN's dates as sent: it is for programs.
+        let date = (kind != destination::webhook::KIND).then_some("2026년 11월 28일 09:29");
+        for want in ["템플릿 반려: ORDER_SHIPPED_V2", "검수 의견"]
+            .into_iter()
+            .chain(date)
+        {
+            assert!(body.contains(want), "{kind:?} lacks {want}: {body}");
+        }
+        let body = seen(kind, &render_in(&r, kind, Locale::Ko, &failed));
+        for want in ["알림톡 실패: 3019", "카카오톡 유저가 아님", "010****5432"] {
+            assert!(body.contains(want), "{kind:?} lacks {want}: {body}");
+        }
+        if kind == console::KIND {
+            continue; // a terminal has no notification line; its English output is unchanged
+        }
+        let english = seen(kind, &render_in(&r, kind, EN, &rejected));
+        assert!(
+            english.contains("Template ORDER_SHIPPED_V2: Rejected — 변수"),
+            "{kind:?}: the English notification line carries the reason: {english}"
+        );
+    }
+}
+
+#[test]
+fn a_locale_folder_overrides_that_locale_only_and_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("slack/ko")).unwrap();
+    std::fs::write(
+        dir.path().join("slack/message_result.hbs"),
+        r#"{"text": "all {{resultCode}}"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("slack/ko/message_result.hbs"),
+        r#"{"text": "한국어 {{resultCode}}"}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("slack/ko/only_ko.hbs"), r#"{"text": "k"}"#).unwrap();
+    let r = Renderer::load(Some(dir.path())).unwrap();
+    let sample = samples::one_of(crate::bizmessage::HookKind::MessageResult).unwrap();
+    assert_eq!(
+        render_in(&r, slack::KIND, EN, &sample),
+        r#"{"text":"all 3019"}"#
+    );
+    assert_eq!(
+        render_in(&r, slack::KIND, Locale::Ko, &sample),
+        r#"{"text":"한국어 3019"}"#
+    );
+    assert!(r.has(slack::KIND, Locale::Ko, "only_ko"));
+    assert!(!r.has(slack::KIND, EN, "only_ko"));
+}
