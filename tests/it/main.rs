@@ -5,6 +5,7 @@
 mod common;
 
 mod bridge;
+mod destinations;
 mod digest;
 mod durability;
 mod fuzz;
