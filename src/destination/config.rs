@@ -338,3 +338,78 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    use crate::config::{ConfigSource, load};
+
+    /// The commented examples of every type in config.toml.example are valid when uncommented.
+    #[test]
+    fn the_example_s_commented_destinations_load() {
+        let text = include_str!("../../config.toml.example");
+        let start = text.find("# More types").expect("the examples");
+        let end = start
+            + text[start..]
+                .find("# ----")
+                .expect("end of the destinations");
+        let uncommented: String = text[start..end]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .filter(|l| {
+                l.starts_with('[')
+                    || l.split_once(" = ").is_some_and(|(k, _)| {
+                        !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    })
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let text = format!("{}{uncommented}{}", &text[..start], &text[end..]);
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let env: HashMap<String, String> = [
+            "SLACK_OPS_WEBHOOK_URL",
+            "SLACK_ALERTS_WEBHOOK_URL",
+            "TEAMS_WORKFLOW_URL",
+            "DOORAY_HOOK_URL",
+            "JANDI_WEBHOOK_URL",
+            "GOOGLE_CHAT_WEBHOOK_URL",
+            "DISCORD_WEBHOOK_URL",
+            "MATTERMOST_WEBHOOK_URL",
+        ]
+        .into_iter()
+        .map(|k| (k.to_string(), "https://example.invalid/hook".to_string()))
+        .chain([
+            ("BIZRELAY_WEBHOOK_SECRET".to_string(), secret.to_string()),
+            ("TICKETS_API_KEY".to_string(), "k".to_string()),
+            ("BIZRELAY_SIGNATURE".to_string(), "s".to_string()),
+            ("BIZRELAY_ADMIN_TOKEN".to_string(), "t".to_string()),
+        ])
+        .collect();
+        let loaded = load(
+            &ConfigSource::File {
+                path: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml.example")),
+                text,
+            },
+            &env,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let kinds: Vec<&str> = loaded
+            .config
+            .destinations
+            .values()
+            .map(|d| d.kind.as_str())
+            .collect();
+        for kind in [
+            "dooray",
+            "jandi",
+            "google_chat",
+            "discord",
+            "mattermost",
+            "webhook",
+        ] {
+            assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+        }
+    }
+}
