@@ -324,10 +324,9 @@ async fn webhook_documents_are_signed_the_same_id_on_retries() {
     assert!(v["summary"].as_str().unwrap().contains("Rejected"));
 }
 
-/// Issue 11's "done when": one destination of each new type, Korean, passes `check`; posting
-/// the sample fixtures delivers a valid body of the right shape to each receiver.
-#[tokio::test]
-async fn one_of_each_new_type_in_korean_passes_check_and_delivers() {
+/// Fakes for one destination of each new type, and a Korean config routing every kind of
+/// hook to all of them (message results as digests).
+async fn six_types() -> (Vec<(&'static str, FakeChat)>, String) {
     let types = [
         ("dooray", "/services/1/2/TOKEN"),
         ("jandi", "/connect-api/webhook/1/TOKEN"),
@@ -356,6 +355,14 @@ async fn one_of_each_new_type_in_korean_passes_check_and_delivers() {
          [[routes]]\nname = \"unknown\"\nto = [\"dooray\", \"jandi\", \"google_chat\", \"discord\", \"mattermost\", \"webhook\"]\n\
          [routes.match]\nkind = \"unknown\"\n",
     );
+    (fakes, config)
+}
+
+/// Issue 11's "done when": one destination of each new type, Korean, passes `check`; posting
+/// the sample fixtures delivers a valid body of the right shape to each receiver.
+#[tokio::test]
+async fn one_of_each_new_type_in_korean_passes_check_and_delivers() {
+    let (fakes, config) = six_types().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     std::fs::write(&path, base_config(dir.path(), &config)).unwrap();
@@ -424,4 +431,90 @@ async fn one_of_each_new_type_in_korean_passes_check_and_delivers() {
         }
     }
     app.stop().await;
+}
+
+/// `send-test` and `route` work for every new type: the real binary posts a Korean sample to
+/// each fake (the webhook one signed), and the dry run shows each type's body.
+#[tokio::test]
+async fn send_test_and_route_serve_every_new_type() {
+    let (fakes, config) = six_types().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let secret = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let config = config.replace(
+        "[destinations.webhook]\n",
+        &format!("[destinations.webhook]\nsigning_secret = \"whsec_{secret}\"\n"),
+    );
+    std::fs::write(&path, base_config(dir.path(), &config)).unwrap();
+    let cfg = path.to_str().unwrap().to_string();
+    for (kind, fake) in &fakes {
+        let (kind, cfg) = (kind.to_string(), cfg.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(binary())
+                .args(["send-test", "--destination", &kind, "--config", &cfg])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            said.contains("delivered") && !said.contains("TOKEN"),
+            "{said}"
+        );
+        let got = fake.received();
+        assert_eq!(got.len(), 1);
+        assert!(
+            seen(&got[0].json()).contains("알림톡 실패: 3019"),
+            "{}",
+            got[0].body
+        );
+    }
+    let webhook = &fakes
+        .iter()
+        .find(|(k, _)| *k == "webhook")
+        .unwrap()
+        .1
+        .received()[0];
+    verify_standard_webhook(webhook, secret);
+    assert!(
+        webhook
+            .header("webhook-id")
+            .unwrap()
+            .starts_with("send-test-")
+    );
+
+    let out = std::process::Command::new(binary())
+        .args(["route", "--format", "json", "--config", &cfg])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/template_rejected.json"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let planned: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(planned.len(), 6, "{planned:?}");
+    for p in &planned {
+        assert!(p["payload"].is_object(), "a JSON body, shown as JSON: {p}");
+    }
+    let discord = planned
+        .iter()
+        .find(|p| p["destination"] == "discord")
+        .unwrap();
+    assert_eq!(discord["payload"]["allowed_mentions"], json!({"parse": []}));
+    let doc = planned
+        .iter()
+        .find(|p| p["destination"] == "webhook")
+        .unwrap();
+    assert_eq!(doc["payload"]["schema_version"], 1);
 }
