@@ -346,4 +346,38 @@ mod tests {
         ));
         assert!(gov.warnings.is_empty(), "{gov:?}");
     }
+
+    #[test]
+    fn check_warns_when_message_results_reach_dooray_one_by_one() {
+        use crate::config::{ConfigSource, load};
+        let text = |group: &str| {
+            format!(
+                "[destinations.d]\ntype = \"dooray\"\nurl = \"https://hook.dooray.com/services/1/2/T\"\n\
+                 [[routes]]\nname = \"r\"\nto = \"d\"\n[routes.match]\nkind = \"message_result\"\n{group}"
+            )
+        };
+        let warnings = |t: String| {
+            load(
+                &ConfigSource::File {
+                    path: "/nonexistent/c.toml".into(),
+                    text: t,
+                },
+                &Default::default(),
+            )
+            .unwrap()
+            .warnings
+        };
+        let one_by_one = warnings(text(""));
+        assert!(
+            one_by_one
+                .iter()
+                .any(|w| w.contains("routes[0] (r).to") && w.contains("digests")),
+            "{one_by_one:?}"
+        );
+        let grouped = warnings(text("[routes.group]\nby = [\"result_code\"]\n"));
+        assert!(
+            !grouped.iter().any(|w| w.contains("digests")),
+            "{grouped:?}"
+        );
+    }
 }
