@@ -74,7 +74,7 @@ impl ChatService for Discord {
         let obj = object(body, "Discord")?;
         obj.insert("allowed_mentions".into(), json!({"parse": []}));
         fit_str(obj, "content", MAX_CONTENT, "Discord")?;
-        let has_content = fitting::chars(&Value::Object(obj.clone()), "content") > 0;
+        let has_content = fitting::has_text(obj, "content");
         let Some(embeds) = array(obj, "embeds", "Discord")? else {
             return if has_content {
                 Ok(())

@@ -20,7 +20,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::config::UrlShape;
-use super::fitting::{self, array, cap_list, fit_str, object, shrink_to_budget, strings_at};
+use super::fitting::{
+    self, array, cap_list, fit_str, object, require_text, shrink_to_budget, strings_at,
+};
 use super::{
     Answer, Builtins, ChatService, Checks, DestinationConfig, DestinationKind, FallbackInfo,
     LimitError, Outgoing, Pacing, Request, RequestError, Verdict, answer, builtins, request,
@@ -111,14 +113,7 @@ impl ChatService for Dooray {
     fn fit_value(&self, body: &mut Value) -> Result<(), LimitError> {
         let obj = object(body, "Dooray!")?;
         fit_str(obj, "botName", 100, "Dooray!")?;
-        match obj.get("text") {
-            Some(Value::String(t)) if !t.trim().is_empty() => {}
-            _ => {
-                return Err(LimitError::Shape(
-                    "Dooray! body needs a non-empty `text`".into(),
-                ));
-            }
-        }
+        require_text(obj, "text", "Dooray!")?;
         fit_str(obj, "text", MAX_TEXT, "Dooray!")?;
         if let Some(items) = array(obj, "attachments", "Dooray!")? {
             cap_list(

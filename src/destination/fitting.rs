@@ -93,6 +93,24 @@ pub fn fit_str(
     }
 }
 
+/// Whether the string at `key` has something to read.
+pub fn has_text(obj: &Map<String, Value>, key: &str) -> bool {
+    obj.get(key)
+        .and_then(Value::as_str)
+        .is_some_and(|t| !t.trim().is_empty())
+}
+
+/// A shape error unless the string at `key` has something to read.
+pub fn require_text(obj: &Map<String, Value>, key: &str, what: &str) -> Result<(), LimitError> {
+    if has_text(obj, key) {
+        Ok(())
+    } else {
+        Err(LimitError::Shape(format!(
+            "{what} body needs a non-empty `{key}`"
+        )))
+    }
+}
+
 /// The array at `key` (absent is fine), or a shape error.
 pub fn array<'a>(
     obj: &'a mut Map<String, Value>,

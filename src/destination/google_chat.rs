@@ -83,10 +83,7 @@ impl ChatService for GoogleChat {
 
     fn fit_value(&self, body: &mut Value) -> Result<(), LimitError> {
         let obj = object(body, "Google Chat")?;
-        let has_text = obj
-            .get("text")
-            .and_then(Value::as_str)
-            .is_some_and(|t| !t.trim().is_empty());
+        let has_text = fitting::has_text(obj, "text");
         let has_cards = obj
             .get("cardsV2")
             .and_then(Value::as_array)

@@ -12,7 +12,9 @@
 use serde_json::{Value, json};
 
 use super::config::UrlShape;
-use super::fitting::{self, array, cap_list, fit_str, object, shrink_to_budget, strings_at};
+use super::fitting::{
+    self, array, cap_list, fit_str, object, require_text, shrink_to_budget, strings_at,
+};
 use super::{
     Builtins, ChatService, Checks, DestinationConfig, DestinationKind, FallbackInfo, Header,
     LimitError, Outgoing, Request, RequestError, builtins, request,
@@ -83,14 +85,7 @@ impl ChatService for Jandi {
 
     fn fit_value(&self, body: &mut Value) -> Result<(), LimitError> {
         let obj = object(body, "JANDI")?;
-        match obj.get("body") {
-            Some(Value::String(t)) if !t.trim().is_empty() => {}
-            _ => {
-                return Err(LimitError::Shape(
-                    "JANDI body needs a non-empty `body`".into(),
-                ));
-            }
-        }
+        require_text(obj, "body", "JANDI")?;
         fit_str(obj, "body", MAX_BODY, "JANDI")?;
         if let Some(items) = array(obj, "connectInfo", "JANDI")? {
             cap_list(

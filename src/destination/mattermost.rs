@@ -64,10 +64,7 @@ impl ChatService for Mattermost {
     fn fit_value(&self, body: &mut Value) -> Result<(), LimitError> {
         let obj = object(body, "Mattermost")?;
         fit_str(obj, "text", TEXT_BUDGET, "Mattermost")?;
-        let has_text = obj
-            .get("text")
-            .and_then(Value::as_str)
-            .is_some_and(|t| !t.trim().is_empty());
+        let has_text = fitting::has_text(obj, "text");
         let mut has_attachments = false;
         if let Some(items) = array(obj, "attachments", "Mattermost")? {
             has_attachments = !items.is_empty();
