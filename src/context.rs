@@ -1,6 +1,7 @@
 //! The template context of one hook: its fields under their NHN names, the envelope fields,
-//! and derived values (labels, result-code meaning, masked recipient, route and destination).
-//! docs/templates.md documents every key; change both together.
+//! and derived values (labels, result-code meaning, masked recipient, route and destination,
+//! the locale and the one-line summary in it). docs/templates.md documents every key; change
+//! both together.
 //!
 //! Invariants:
 //! - Every documented key of the hook's kind is present (null when the hook lacks it), so
@@ -17,7 +18,10 @@ use serde_json::{Map, Value, json};
 
 use crate::bizmessage::{self, Comment, Envelope, Hook, HookBody, ResultHook, TemplateHook, codes};
 use crate::destination::DestinationKind;
+use crate::locale::Locale;
 use crate::mask::{mask_phone, mask_phone_like};
+
+pub mod summary;
 
 /// Comments listed in `recent_comments` (the whole thread stays in `comments`).
 pub const RECENT_COMMENTS: usize = 10;
@@ -28,6 +32,8 @@ pub struct Meta<'a> {
     pub route: &'a str,
     pub destination: &'a str,
     pub destination_type: DestinationKind,
+    /// The language of the destination's templates.
+    pub locale: Locale,
     /// When bizrelay received the hook, in Unix milliseconds.
     pub received_at_ms: i64,
     pub mask_recipient: bool,
@@ -60,6 +66,7 @@ pub fn hook_context(envelope: &Envelope, hook: &Hook, meta: &Meta<'_>) -> Value 
         "destination_type".into(),
         json!(meta.destination_type.as_str()),
     );
+    ctx.insert("locale".into(), json!(meta.locale.as_str()));
     ctx.insert("received_at".into(), json!(format_ms(meta.received_at_ms)));
     ctx.insert("hooksId".into(), json!(envelope.hooks_id));
     ctx.insert("webhookConfigId".into(), json!(envelope.webhook_config_id));
@@ -75,6 +82,7 @@ pub fn hook_context(envelope: &Envelope, hook: &Hook, meta: &Meta<'_>) -> Value 
     mismatch_fields(&mut ctx, hook, meta.mask_recipient);
     let mut ctx = Value::Object(ctx);
     neutralise(&mut ctx);
+    ctx["summary"] = json!(summary::hook(&ctx, meta.locale));
     ctx
 }
 
@@ -182,6 +190,14 @@ fn template_fields(ctx: &mut Map<String, Value>, t: &TemplateHook) {
         "latest_comment".into(),
         t.newest_comment().map_or(Value::Null, comment_value),
     );
+    let reason = if t.status == "TSC04" {
+        ctx["comments"]
+            .as_array()
+            .and_then(|c| summary::rejection_reason(c))
+    } else {
+        None
+    };
+    ctx.insert("rejection_reason".into(), json!(reason));
 }
 
 /// `result` of the context: the code with its meaning and outcome.
@@ -206,14 +222,13 @@ fn result_fields(ctx: &mut Map<String, Value>, r: &ResultHook, mask: bool) {
         r.recipient_no.clone()
     };
     ctx.insert("kakaoMessageType".into(), json!(r.kakao_message_type));
-    ctx.insert(
-        "message_type_label".into(),
-        json!(
-            r.kakao_message_type
-                .as_deref()
-                .map(|t| bizmessage::message_type_label(t).unwrap_or(t))
-        ),
-    );
+    let label = |ko: bool| {
+        r.kakao_message_type
+            .as_deref()
+            .map(|t| bizmessage::message_type_label(t).map_or(t, |(en, k)| if ko { k } else { en }))
+    };
+    ctx.insert("message_type_label".into(), json!(label(false)));
+    ctx.insert("message_type_label_ko".into(), json!(label(true)));
     ctx.insert("requestId".into(), json!(r.request_id));
     ctx.insert("recipientSeq".into(), json!(r.recipient_seq));
     ctx.insert("requestDate".into(), json!(r.request_date));

@@ -5,8 +5,10 @@
 //! Invariants:
 //! - One post in flight per destination across all replicas (the store grants one live lease
 //!   per destination); a 429 pauses the whole destination for every replica.
-//! - Retries resend the stored body. The retry decision is [`destination::classify`]; when to
-//!   retry and when to give up is [`decide`]. Both are pure.
+//! - Retries resend the stored body. The service builds the request
+//!   ([`destination::ChatService::request`]) and decides what its answer means
+//!   ([`destination::ChatService::classify`]); when to retry and when to give up is
+//!   [`decide`]. All three are pure.
 //! - Delivery is at least once: a crash between a 2xx and its commit resends that one body
 //!   (after its lease expires).
 //!   Every post carries `X-Bizrelay-Delivery: <id>` so a receiver can tell.
@@ -19,9 +21,9 @@ use rand::RngExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DeliveryConfig, DestinationConfig};
-use crate::destination::{self, DestinationKind, Verdict};
+use crate::destination::{HttpRequest, Outgoing, Request, Verdict};
 use crate::pace;
-use crate::state::{State, StoreUse};
+use crate::state::{State, StoreUse, now_ms};
 use crate::store::{Attempt, Claimant, Delivery, Lease, LeaseOutcome, Pause};
 use crate::text;
 
@@ -29,6 +31,8 @@ use crate::text;
 const POLL: Duration = Duration::from_secs(1);
 /// Response body kept for the dead-letter reason.
 const EXCERPT: usize = 300;
+/// Response body read for classification (services put error details in JSON bodies).
+const ANSWER_BODY: usize = 16 * 1024;
 
 /// The delay before retry number `attempt` (1-based): `initial × 2^(attempt-1)` capped at
 /// `max`, then jittered into `[d/2, d]` by `jitter ∈ [0, 1]`.
@@ -101,14 +105,7 @@ pub fn decide(
     }
 }
 
-/// The answer to one post.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub status: Option<u16>,
-    pub retry_after: Option<String>,
-    /// A short, printable excerpt of the body or the transport error.
-    pub detail: String,
-}
+pub use crate::destination::Answer;
 
 /// Builds the shared HTTP client (connection reuse, no redirects: a webhook that redirects is
 /// misconfigured, and following it could leak the body elsewhere).
@@ -139,81 +136,89 @@ fn transport_error(e: &reqwest::Error, timeout: Duration) -> String {
     format!("{kind}: {}", text::truncate(&root.to_string(), 200))
 }
 
-/// Posts one body to a chat destination (the console prints it).
+/// Posts one body to a chat destination as its service builds the request (the console
+/// prints it). `id` is stable per delivery, the same on retries.
 pub async fn post(
     client: &reqwest::Client,
     dest: &DestinationConfig,
     timeout: Duration,
-    id: i64,
+    id: &str,
     body: &str,
 ) -> Answer {
-    if dest.kind == DestinationKind::Console {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let ok = writeln!(out, "{body}\n").and_then(|_| out.flush()).is_ok();
-        return Answer {
-            status: ok.then_some(200),
-            retry_after: None,
-            detail: if ok {
-                String::new()
-            } else {
-                "stdout is closed".into()
-            },
-        };
-    }
-    let Some(url) = dest.url.as_deref() else {
-        return Answer {
-            status: None,
-            retry_after: None,
-            detail: "destination has no url".into(),
-        };
+    let out = Outgoing {
+        id,
+        body,
+        unix_time: now_ms() / 1000,
     };
-    let sent = client
-        .post(url)
-        .timeout(timeout)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/json; charset=utf-8",
-        )
-        .header("X-Bizrelay-Delivery", id.to_string())
-        .body(body.to_string())
-        .send()
-        .await;
+    match dest.kind.request(dest, &out) {
+        Ok(Request::Stdout(text)) => print(&text),
+        Ok(Request::Http(request)) => send(client, request, timeout).await,
+        Err(e) => Answer::none(e.to_string()),
+    }
+}
+
+fn print(text: &str) -> Answer {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let ok = writeln!(out, "{text}\n").and_then(|_| out.flush()).is_ok();
+    Answer {
+        status: ok.then_some(200),
+        detail: if ok {
+            String::new()
+        } else {
+            "stdout is closed".into()
+        },
+        ..Answer::default()
+    }
+}
+
+async fn send(client: &reqwest::Client, request: HttpRequest, timeout: Duration) -> Answer {
+    let mut req = client.post(request.url.expose()).timeout(timeout);
+    for h in &request.headers {
+        let (Ok(name), Ok(mut value)) = (
+            reqwest::header::HeaderName::from_bytes(h.name.as_bytes()),
+            reqwest::header::HeaderValue::from_str(&h.value),
+        ) else {
+            // Checked when the config was loaded; never print the value (it may be a key).
+            return Answer::none(format!("header {} cannot be sent", h.name));
+        };
+        value.set_sensitive(h.sensitive);
+        req = req.header(name, value);
+    }
+    let sent = req.body(request.body).send().await;
     let mut resp = match sent {
         Ok(r) => r,
-        Err(e) => {
-            return Answer {
-                status: None,
-                retry_after: None,
-                detail: transport_error(&e.without_url(), timeout),
-            };
-        }
+        Err(e) => return Answer::none(transport_error(&e.without_url(), timeout)),
     };
     let status = resp.status().as_u16();
-    let retry_after = resp
+    let headers = resp
         .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
     let mut bytes = Vec::new();
-    while bytes.len() < EXCERPT {
+    while bytes.len() < ANSWER_BODY {
         match tokio::time::timeout(Duration::from_secs(2), resp.chunk()).await {
             Ok(Ok(Some(chunk))) => bytes.extend_from_slice(&chunk),
             _ => break,
         }
     }
-    // One line, without the webhook's secret parts in any encoding (an error page may echo the
-    // request URL, and the URL is the credential): the excerpt ends up in logs, dead-letter
-    // reasons and send-test output. Redacted before it is shortened, so no cut hides a secret.
-    let one_line =
-        text::strip_controls(&String::from_utf8_lossy(&bytes)).replace(['\n', '\t'], " ");
-    let one_line = crate::redact::redact_url_secrets(&one_line, url);
-    let detail = text::truncate(one_line.trim(), EXCERPT);
+    bytes.truncate(ANSWER_BODY);
     Answer {
         status: Some(status),
-        retry_after,
-        detail,
+        headers,
+        detail: excerpt(&bytes, request.url.expose()),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
     }
+}
+
+/// One line, without the webhook's secret parts in any encoding (an error page may echo the
+/// request URL, and the URL is the credential): the excerpt ends up in logs, dead-letter
+/// reasons and send-test output. Redacted before it is shortened, so no cut hides a secret.
+fn excerpt(bytes: &[u8], url: &str) -> String {
+    let one_line = text::strip_controls(&String::from_utf8_lossy(bytes)).replace(['\n', '\t'], " ");
+    let one_line = crate::redact::redact_url_secrets(&one_line, url);
+    text::truncate(one_line.trim(), EXCERPT)
 }
 
 /// Posts one delivery; logs and counts what came of it; returns the verdict and what to record.
@@ -227,13 +232,9 @@ async fn attempt(
     let loaded = state.current();
     let cfg = &loaded.config.delivery;
     let timeout = dest.timeout.unwrap_or(cfg.timeout);
-    let answer = post(client, dest, timeout, d.id, &d.payload).await;
+    let answer = post(client, dest, timeout, &d.id.to_string(), &d.payload).await;
     let now = state.now();
-    let verdict = destination::classify(
-        answer.status,
-        answer.retry_after.as_deref(),
-        std::time::SystemTime::now(),
-    );
+    let verdict = dest.kind.classify(&answer, std::time::SystemTime::now());
     let jitter = rand::rng().random::<f64>();
     let outcome = decide(&verdict, d, answer.status, &answer.detail, now, cfg, jitter);
     let metrics = &state.metrics;

@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::bizmessage::{self, Envelope, Hook, HookBody, Outcome};
-use crate::context::{self, Meta, hook_context};
-use crate::destination::DestinationKind;
+use crate::context::{self, Meta, hook_context, summary};
+use crate::destination::{self, DestinationKind};
+use crate::locale::Locale;
 use crate::route::{GroupSpec, field};
 pub use crate::store::Tally;
 use crate::store::{Flushed, GroupTiming, Join, Rules};
@@ -159,10 +160,10 @@ pub fn digest_context(input: &DigestInput<'_>) -> Value {
         .message_types
         .iter()
         .map(|(ty, n)| {
-            let label = ty
+            let labels = ty
                 .as_deref()
-                .map(|ty| bizmessage::message_type_label(ty).unwrap_or(ty).to_string());
-            json!({"type": ty, "label": label, "count": n})
+                .map(|ty| bizmessage::message_type_label(ty).unwrap_or((ty, ty)));
+            json!({"type": ty, "label": labels.map(|l| l.0), "label_ko": labels.map(|l| l.1), "count": n})
         })
         .collect();
     let senders: Vec<Value> = t
@@ -188,7 +189,8 @@ pub fn digest_context(input: &DigestInput<'_>) -> Value {
                 &Meta {
                     route: input.route,
                     destination: "",
-                    destination_type: DestinationKind::Console,
+                    destination_type: destination::console::KIND,
+                    locale: Locale::En,
                     received_at_ms: m.received_at,
                     mask_recipient: input.mask_recipient,
                 },
@@ -216,6 +218,8 @@ pub fn digest_context(input: &DigestInput<'_>) -> Value {
         "route": input.route,
         "destination": "",
         "destination_type": "",
+        "locale": Locale::En.as_str(),
+        "summary": "",
         "group": group,
         "group_label": label,
         "count": t.count,
@@ -235,14 +239,19 @@ pub fn digest_context(input: &DigestInput<'_>) -> Value {
     ctx
 }
 
-/// Fills the destination fields of a digest context (and of its samples).
-pub fn for_destination(mut ctx: Value, name: &str, kind: DestinationKind) -> Value {
+/// Fills the destination fields of a digest context (and of its samples): name, type, locale
+/// and the summaries in that locale.
+pub fn for_destination(mut ctx: Value, name: &str, kind: DestinationKind, locale: Locale) -> Value {
     ctx["destination"] = json!(name);
     ctx["destination_type"] = json!(kind.as_str());
+    ctx["locale"] = json!(locale.as_str());
+    ctx["summary"] = json!(summary::digest(&ctx, locale));
     if let Some(samples) = ctx["samples"].as_array_mut() {
         for s in samples {
             s["destination"] = json!(name);
             s["destination_type"] = json!(kind.as_str());
+            s["locale"] = json!(locale.as_str());
+            s["summary"] = json!(summary::hook(s, locale));
         }
     }
     ctx

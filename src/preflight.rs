@@ -14,7 +14,6 @@ use crate::bizmessage::HookKind;
 use crate::config::Loaded;
 use crate::context::{Meta, hook_context};
 use crate::destination::DestinationKind;
-use crate::destination::audit::violations;
 use crate::digest::{self, DigestInput, Member};
 use crate::render::{Origin, RenderError};
 use crate::route::Route;
@@ -46,10 +45,11 @@ pub fn render_all(loaded: &Loaded) -> (Vec<String>, usize) {
             let Some(dest) = loaded.config.destinations.get(dest_name) else {
                 continue;
             };
+            let locale = loaded.config.locale_of(dest);
             let mut check = |what: String, template: &str, ctx: &serde_json::Value| {
                 renders += 1;
-                let problem = match loaded.renderer.render(dest.kind, template, ctx) {
-                    Ok(body) => violations(dest.kind, &body).into_iter().next(),
+                let problem = match loaded.renderer.render(dest.kind, locale, template, ctx) {
+                    Ok(body) => dest.kind.violations(&body).into_iter().next(),
                     Err(e) => Some(reason(&e)),
                 };
                 let Some(problem) = problem else { return };
@@ -96,7 +96,7 @@ pub fn render_all(loaded: &Loaded) -> (Vec<String>, usize) {
                         tally: &tally,
                         samples,
                     });
-                    let ctx = digest::for_destination(ctx, dest_name, dest.kind);
+                    let ctx = digest::for_destination(ctx, dest_name, dest.kind, locale);
                     check(what, route.template_for(HookKind::MessageResult), &ctx);
                 }
                 continue;
@@ -112,6 +112,7 @@ pub fn render_all(loaded: &Loaded) -> (Vec<String>, usize) {
                         route: &route.name,
                         destination: dest_name,
                         destination_type: dest.kind,
+                        locale,
                         received_at_ms: SAMPLE_RECEIVED_AT,
                         mask_recipient: loaded.config.privacy.mask_recipient,
                     },
@@ -130,7 +131,7 @@ pub fn render_all(loaded: &Loaded) -> (Vec<String>, usize) {
             let file = loaded
                 .renderer
                 .templates()
-                .find_map(|(k, n, origin)| match origin {
+                .find_map(|(k, _, n, origin)| match origin {
                     Origin::File(path) if k == kind && n == name => {
                         Some(format!("{}; ", path.display()))
                     }

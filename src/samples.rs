@@ -60,10 +60,11 @@ pub fn reference() -> Vec<Sample> {
         .collect()
 }
 
-/// Hooks built to break templates: quotes, backslashes, newlines, `<!channel>`, `}}`,
+/// Hooks built to break templates: quotes, backslashes, newlines, mentions and links of every
+/// service (`<!channel>`, `@everyone`, `<users/all>`, `[@all](dooray://…)`, `[x](url)`), `}}`,
 /// 3,000-character comments, 200 comments, emoji and Korean.
 pub fn adversarial() -> Vec<Sample> {
-    let nasty = "He said \"no\" \\ back\\slash\nnew line\ttab <!channel> <@U123> <http://evil|safe> & }} {{x}} 한국어 검수 👍🏽 \u{1b}[31m";
+    let nasty = "He said \"no\" \\ back\\slash\nnew line\ttab <!channel> <@U123> <http://evil|safe> & }} {{x}} 한국어 검수 👍🏽 \u{1b}[31m @channel @everyone <users/all> [@all](dooray://1/members/2) [safe](http://evil) **bold**";
     let long = format!("{}{}", "반려 사유 ".repeat(250), "end"); // ~3,000 characters
     let comment = |i: usize, content: &str| {
         json!({"id": i, "content": content, "userName": nasty, "createdAt": format!("2026-11-28 10:{:02}:{:02}", i / 60 % 60, i % 60),

@@ -1,10 +1,13 @@
-//! A value that must never be printed: webhook URLs, tokens, database URLs with passwords.
+//! Secret values from the config (webhook URLs, header values, signing secrets).
 //!
-//! Invariant: `Debug`, `Display` and `Serialize` of a [`Secret`] never show the value (they
-//! write `[redacted]`), so a config dumped into a log, an error or the config hash cannot
-//! carry it. Only [`Secret::expose`] gives the value, at the one place that uses it.
+//! Invariant: a [`Secret`] prints as `[redacted]` through `Debug`, `Display` and `Serialize`;
+//! the only way to its text is [`Secret::expose`], so a secret reaches a log line, an error or
+//! a dump of the config only where someone wrote `expose` on purpose.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// What every printing of a secret shows.
+pub const REDACTED: &str = "[redacted]";
 
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);
@@ -14,7 +17,7 @@ impl Secret {
         Secret(value.into())
     }
 
-    /// The value itself: use it, never log it.
+    /// The secret itself, for the one place that needs it (building a request).
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -22,26 +25,47 @@ impl Secret {
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
+        f.write_str(REDACTED)
     }
 }
 
 impl std::fmt::Display for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
+        f.write_str(REDACTED)
     }
 }
 
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("[redacted]")
+        s.serialize_str(REDACTED)
     }
 }
 
+/// Accepts strings and numbers (environment overrides arrive typed: a numeric token must not
+/// become a type error), so a value is never refused for looking like a number.
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
-        String::deserialize(d).map(Secret)
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            S(String),
+            I(i64),
+            F(f64),
+            B(bool),
+        }
+        Ok(Secret(match Raw::deserialize(d)? {
+            Raw::S(s) => s,
+            Raw::I(n) => n.to_string(),
+            Raw::F(f) => f.to_string(),
+            Raw::B(b) => b.to_string(),
+        }))
     }
+}
+
+/// For `Option<Secret>` fields: an empty value counts as unset (an unset `${VAR}` that
+/// expands to nothing is then reported as missing, not used).
+pub fn lenient_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    Ok(Option::<Secret>::deserialize(d)?.filter(|s| !s.0.is_empty()))
 }
 
 #[cfg(test)]
@@ -49,12 +73,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nothing_prints_the_value() {
-        let s = Secret::new("postgres://u:hunter2@db/x");
+    fn secrets_never_print() {
+        let s = Secret::new("https://hook.dooray.com/services/1/2/TOKEN");
         assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"[redacted]\"");
-        assert_eq!(s.expose(), "postgres://u:hunter2@db/x");
-        let back: Secret = serde_json::from_str("\"v\"").unwrap();
-        assert_eq!(back.expose(), "v");
+        assert_eq!(format!("{:?}", Some(&s)), "Some([redacted])");
+        assert!(s.expose().ends_with("TOKEN"));
+        let n: Secret = serde_json::from_str("123").unwrap();
+        assert_eq!(n.expose(), "123");
     }
 }

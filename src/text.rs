@@ -151,6 +151,30 @@ pub fn strip_controls(s: &str) -> String {
         .collect()
 }
 
+/// Puts a backslash before every character of `special` (Markdown's escape: CommonMark and
+/// Discord show the character itself, without its meaning).
+pub fn backslash_escape(s: &str, special: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if special.contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Puts a zero-width space after the first character of every `seq` in `s` (for syntax with
+/// no escape, such as `@channel`, `](` or `<users/all>`: the text reads the same, the syntax
+/// no longer matches).
+pub fn break_within(s: &str, seq: &str) -> String {
+    let Some(first) = seq.chars().next() else {
+        return s.to_string();
+    };
+    let (head, tail) = seq.split_at(first.len_utf8());
+    s.replace(seq, &format!("{head}\u{200B}{tail}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +266,19 @@ mod tests {
         );
         let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
         assert_eq!(back, value);
+    }
+
+    #[test]
+    fn markdown_escapes_and_broken_mentions() {
+        assert_eq!(
+            backslash_escape("*a* [x](y)", "*[]()"),
+            "\\*a\\* \\[x\\]\\(y\\)"
+        );
+        assert_eq!(
+            break_within("@all hi @here", "@"),
+            "@\u{200B}all hi @\u{200B}here"
+        );
+        assert_eq!(break_within("[x](y)", "]("), "[x]\u{200B}(y)");
     }
 
     #[test]

@@ -206,16 +206,17 @@ pub fn status_label(status: &str) -> Option<(&'static str, &'static str)> {
     })
 }
 
-/// A readable name for `kakaoMessageType` values; unknown values are shown raw.
-pub fn message_type_label(kind: &str) -> Option<&'static str> {
+/// A readable name for `kakaoMessageType` values, in English and Korean; unknown values are
+/// shown raw.
+pub fn message_type_label(kind: &str) -> Option<(&'static str, &'static str)> {
     Some(match kind {
-        "ALIMTALK_NORMAL" => "AlimTalk",
-        "ALIMTALK_AUTH" => "AlimTalk (authentication)",
-        "ALIMTALK_MASS" => "AlimTalk (mass)",
-        "FRIENDTALK_NORMAL" => "FriendTalk",
-        "FRIENDTALK_MASS" => "FriendTalk (mass)",
-        "BRAND_MESSAGE_NORMAL" => "Brand message",
-        "BRAND_MESSAGE_MASS" => "Brand message (mass)",
+        "ALIMTALK_NORMAL" => ("AlimTalk", "알림톡"),
+        "ALIMTALK_AUTH" => ("AlimTalk (authentication)", "알림톡 (인증)"),
+        "ALIMTALK_MASS" => ("AlimTalk (mass)", "알림톡 (대량)"),
+        "FRIENDTALK_NORMAL" => ("FriendTalk", "친구톡"),
+        "FRIENDTALK_MASS" => ("FriendTalk (mass)", "친구톡 (대량)"),
+        "BRAND_MESSAGE_NORMAL" => ("Brand message", "브랜드 메시지"),
+        "BRAND_MESSAGE_MASS" => ("Brand message (mass)", "브랜드 메시지 (대량)"),
         _ => return None,
     })
 }

@@ -67,7 +67,8 @@ async fn list(
             .config
             .destinations
             .get(&d.destination)
-            .and_then(|c| c.url.as_deref())
+            .and_then(|c| c.url.as_ref())
+            .map(|u| u.expose())
         {
             d.reason = crate::redact::redact_url_secrets(&d.reason, url);
         }

@@ -11,7 +11,7 @@ use crate::bizmessage::HookKind;
 use crate::config::Loaded;
 use crate::context::{Meta, hook_context};
 use crate::deliver;
-use crate::destination::{self, Verdict};
+use crate::destination::Verdict;
 use crate::digest::{self, DigestInput, Member};
 use crate::samples;
 use crate::state::now_ms;
@@ -33,6 +33,7 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
     };
     let now = now_ms();
     let mask = loaded.config.privacy.mask_recipient;
+    let locale = loaded.config.locale_of(dest);
     let (template, ctx) = match kind {
         SampleKind::Template | SampleKind::MessageResult => {
             let hook_kind = if kind == SampleKind::Template {
@@ -48,6 +49,7 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
                 route: "send-test",
                 destination: name,
                 destination_type: dest.kind,
+                locale,
                 received_at_ms: now,
                 mask_recipient: mask,
             };
@@ -77,11 +79,11 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
             });
             (
                 "message_digest",
-                digest::for_destination(ctx, name, dest.kind),
+                digest::for_destination(ctx, name, dest.kind, locale),
             )
         }
     };
-    let body = match loaded.renderer.render(dest.kind, template, &ctx) {
+    let body = match loaded.renderer.render(dest.kind, locale, template, &ctx) {
         Ok(b) => b,
         Err(e) => {
             out::err(&format!("error: {e}"));
@@ -96,12 +98,10 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let answer = deliver::post(&client, dest, timeout, 0, &body).await;
-    let verdict = destination::classify(
-        answer.status,
-        answer.retry_after.as_deref(),
-        std::time::SystemTime::now(),
-    );
+    // A fresh id per run: a receiver that drops repeated ids must not drop a second test.
+    let id = format!("send-test-{now}");
+    let answer = deliver::post(&client, dest, timeout, &id, &body).await;
+    let verdict = dest.kind.classify(&answer, std::time::SystemTime::now());
     let status = answer
         .status
         .map_or_else(|| "no answer".to_string(), |s| format!("HTTP {s}"));

@@ -45,7 +45,9 @@ pub fn is_secret_key(key: &str) -> bool {
     match parts.as_slice() {
         ["admin", "token"] => true,
         ["ingest", s] => s.starts_with("signatures"),
-        ["destinations", _, "url"] => true,
+        ["destinations", _, "url" | "signing_secret" | "token"] => true,
+        ["destinations", _, "headers", ..] => true,
+        ["store", "url"] => true,
         _ => false,
     }
 }
@@ -306,5 +308,8 @@ mod tests {
         assert!(is_secret_key("ingest.signatures[0]"));
         assert!(is_secret_key("destinations.ops.url"));
         assert!(!is_secret_key("destinations.ops.burst"));
+        assert!(is_secret_key("destinations.tickets.signing_secret"));
+        assert!(is_secret_key("destinations.tickets.headers.X-Api-Key"));
+        assert!(is_secret_key("store.url"));
     }
 }

@@ -177,9 +177,9 @@ fn verbatim_env_overrides(value: &mut serde_json::Value, env: &HashMap<String, S
                     .map(|s| Value::String(s.trim().to_string()))
                     .collect(),
             ),
-            ["admin", "token"] | ["destinations", _, "url"] | ["store", "url"] => {
-                Value::String(raw.clone())
-            }
+            ["admin", "token"]
+            | ["destinations", _, "url" | "signing_secret" | "token"]
+            | ["store", "url"] => Value::String(raw.clone()),
             _ => continue,
         };
         let mut at = &mut *value;

@@ -21,11 +21,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::destination::DestinationKind;
+use crate::locale::Locale;
 use crate::render::Renderer;
 use crate::route::{Route, RouteConfig};
 use crate::secret::Secret;
 
+pub use crate::destination::DestinationConfig;
 pub use load::{ConfigSource, DEFAULT_CONFIG, load};
 
 /// The signature config.toml.example accepts until `BIZRELAY_SIGNATURE` is set, so the README's
@@ -239,16 +240,27 @@ impl Default for PrivacyConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TemplatesConfig {
-    /// Folder of `<type>/<name>.hbs` overrides; relative paths are resolved against the
-    /// config file's folder (or the working directory for the built-in default).
+    /// Folder of `<type>/<name>.hbs` (every locale) and `<type>/<locale>/<name>.hbs`
+    /// overrides; relative paths are resolved against the config file's folder (or the working
+    /// directory for the built-in default).
     pub dir: PathBuf,
+    /// Language of the built-in templates (a destination's `locale` overrides it).
+    pub locale: Locale,
 }
 
 impl Default for TemplatesConfig {
     fn default() -> Self {
         TemplatesConfig {
             dir: PathBuf::from("templates"),
+            locale: Locale::En,
         }
+    }
+}
+
+impl Config {
+    /// The locale a destination's templates speak.
+    pub fn locale_of(&self, dest: &DestinationConfig) -> Locale {
+        dest.locale_or(self.templates.locale)
     }
 }
 
@@ -285,41 +297,6 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// Separate address for metrics, health and reload (off: they share `server.listen`).
     pub listen: Option<SocketAddr>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DestinationConfig {
-    #[serde(rename = "type")]
-    pub kind: DestinationKind,
-    /// Incoming-webhook URL: a secret, never logged.
-    #[serde(default, deserialize_with = "lenient_opt_string")]
-    pub url: Option<String>,
-    /// Messages per second (token bucket). Default 1 for Slack and Teams, unlimited for console.
-    #[serde(default)]
-    pub rate_per_second: Option<f64>,
-    /// Messages that may go out back to back before pacing applies. Default 3.
-    #[serde(default)]
-    pub burst: Option<u32>,
-    /// HTTP timeout (default `delivery.timeout`).
-    #[serde(default, with = "humantime_serde")]
-    pub timeout: Option<Duration>,
-}
-
-impl DestinationConfig {
-    /// Messages per second, `None` for unlimited.
-    pub fn rate(&self) -> Option<f64> {
-        match (self.rate_per_second, self.kind) {
-            (Some(r), _) if r > 0.0 => Some(r),
-            (Some(_), _) => None,
-            (None, DestinationKind::Console) => None,
-            (None, _) => Some(1.0),
-        }
-    }
-
-    pub fn burst(&self) -> u32 {
-        self.burst.unwrap_or(3).max(1)
-    }
 }
 
 /// Accepts strings and numbers (environment overrides arrive typed: a numeric signature

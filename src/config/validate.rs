@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::{Config, ConfigError, EXAMPLE_SIGNATURE};
-use crate::destination::DestinationKind;
+use crate::destination::Checks;
 use crate::render::Renderer;
 use crate::route::Route;
 
@@ -105,31 +105,13 @@ pub(super) fn validate(
                 "names may use letters, digits, - _ . only".into(),
             );
         }
-        match (&dest.url, dest.kind) {
-            (None, DestinationKind::Slack | DestinationKind::Teams) => {
-                err(
-                    key("url"),
-                    format!("a {} destination needs a url", dest.kind.as_str()),
-                );
-            }
-            (Some(url), DestinationKind::Slack | DestinationKind::Teams) => {
-                match url::Url::parse(url) {
-                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
-                        if u.scheme() == "http" && !is_local(&u) {
-                            warnings.push(format!(
-                                "{}: plain http sends the webhook secret unencrypted",
-                                key("url")
-                            ));
-                        }
-                    }
-                    // Never echo the URL: it is the credential.
-                    _ => err(key("url"), "not a valid http(s) URL".into()),
-                }
-            }
-            (Some(_), DestinationKind::Console) => {
-                warnings.push(format!("{}: ignored for a console destination", key("url")));
-            }
-            (None, DestinationKind::Console) => {}
+        // The type's own checks: url, settings (never quoting a value: it may be the secret).
+        let checks = Checks::of(dest);
+        for (k, reason) in checks.errors {
+            err(key(&k), reason);
+        }
+        for (k, reason) in checks.warnings {
+            warnings.push(format!("{}: {reason}", key(&k)));
         }
         if let Some(r) = dest.rate_per_second
             && !(r.is_finite() && r >= 0.0)
@@ -175,8 +157,18 @@ pub(super) fn validate(
                 );
                 continue;
             };
+            if route.group.is_none()
+                && route.may_match_kind(crate::bizmessage::HookKind::MessageResult)
+                && dest.kind.drops_excess_silently()
+            {
+                warnings.push(format!(
+                    "routes[{i}] ({}).to: `{dest_name}` is a {} destination, which drops messages beyond its pace without telling: send message results there as digests ([routes.group])",
+                    route.name,
+                    dest.kind.as_str()
+                ));
+            }
             for template in route.templates_used() {
-                if !renderer.has(dest.kind, template) {
+                if !renderer.has(dest.kind, config.locale_of(dest), template) {
                     err(
                         format!("routes[{i}] ({}).template", route.name),
                         format!(
@@ -210,8 +202,4 @@ pub(super) fn validate(
     } else {
         Err(errors)
     }
-}
-
-fn is_local(u: &url::Url) -> bool {
-    matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
 }

@@ -8,7 +8,8 @@ fn contexts(fixture: &str, mask: bool) -> Vec<Value> {
     let meta = Meta {
         route: "r",
         destination: "d",
-        destination_type: DestinationKind::Slack,
+        destination_type: crate::destination::slack::KIND,
+        locale: Locale::En,
         received_at_ms: 1_764_290_998_000,
         mask_recipient: mask,
     };
@@ -35,6 +36,26 @@ fn template_context_has_labels_and_comments() {
     assert_eq!(ctx["received_at"], "2025-11-28 09:49:58");
     assert_eq!(ctx["route"], "r");
     assert_eq!(ctx["destination_type"], "slack");
+    assert_eq!(ctx["locale"], "en");
+    assert_eq!(
+        ctx["rejection_reason"],
+        "변수 #{주문번호} 의 예시가 누락되었습니다."
+    );
+    assert_eq!(
+        ctx["summary"],
+        "❌ Template ORDER_SHIPPED_V2: Rejected — 변수 #{주문번호} 의 예시가 누락되었습니다."
+    );
+    let ko = summary::hook(ctx, Locale::Ko);
+    assert_eq!(
+        ko,
+        "❌ 템플릿 반려: ORDER_SHIPPED_V2 — 검수 의견: 변수 #{주문번호} 의 예시가 누락되었습니다."
+    );
+    let approved = &contexts("template_approved.json", true)[0];
+    assert_eq!(approved["rejection_reason"], Value::Null);
+    assert_eq!(
+        summary::hook(approved, Locale::Ko),
+        "✅ 템플릿 승인: ORDER_SHIPPED_V3"
+    );
 }
 
 #[test]
@@ -53,6 +74,15 @@ fn result_context_masks_the_recipient() {
     assert_eq!(failed["receiveDate"], Value::Null);
     assert_eq!(failed["_links"], Value::Null);
     assert_eq!(failed["message_type_label"], "AlimTalk");
+    assert_eq!(failed["message_type_label_ko"], "알림톡");
+    assert_eq!(
+        failed["summary"],
+        "🚫 AlimTalk failure: 3019 Cannot deliver: not a KakaoTalk user"
+    );
+    assert_eq!(
+        summary::hook(failed, Locale::Ko),
+        "🚫 알림톡 실패: 3019 카카오톡 유저가 아님"
+    );
     assert!(!failed.to_string().contains("01098765432"));
     assert_eq!(ctxs[0]["_links"]["self"]["href"], ctxs[0]["link"]);
 
@@ -95,7 +125,8 @@ fn unknown_hooks_mask_numbers_glued_ids_full_width_digits_and_keys() {
     let meta = Meta {
         route: "r",
         destination: "d",
-        destination_type: DestinationKind::Slack,
+        destination_type: crate::destination::slack::KIND,
+        locale: Locale::En,
         received_at_ms: 0,
         mask_recipient: true,
     };
@@ -117,7 +148,8 @@ fn bidi_controls_from_hooks_never_reach_the_context() {
     let meta = Meta {
         route: "r",
         destination: "d",
-        destination_type: DestinationKind::Teams,
+        destination_type: crate::destination::teams::KIND,
+        locale: Locale::En,
         received_at_ms: 0,
         mask_recipient: true,
     };
@@ -151,7 +183,8 @@ fn fields_of_unexpected_types_show_as_received_and_are_listed() {
     let meta = Meta {
         route: "r",
         destination: "d",
-        destination_type: DestinationKind::Slack,
+        destination_type: crate::destination::slack::KIND,
+        locale: Locale::En,
         received_at_ms: 0,
         mask_recipient: true,
     };

@@ -1,48 +1,94 @@
-//! Chat services: what each accepts (payload limits, fallbacks) and what their answers mean
-//! (response classification). No I/O here; `deliver` does the posting.
+//! Chat services, behind one seam: [`ChatService`]. Each service is one file (plus its
+//! templates under `templates/<service>/<locale>/`) that owns everything particular to it: its
+//! config settings and their checks, default pacing, the escaping of untrusted text, built-in
+//! templates per locale, limits and fitting, the independent audit, the fallback message,
+//! building the HTTP request and classifying the answer. No I/O here; `deliver` sends what
+//! [`ChatService::request`] builds.
 //!
 //! Invariants:
-//! - [`fit`] turns a rendered body into one the service accepts or reports why it cannot;
+//! - [`ALL`] is the one list of services; nothing else matches on the type.
+//! - `fit` turns a rendered body into one the service accepts or reports why it cannot;
 //!   over-long text is shortened with a visible `…`, never refused.
-//! - [`classify`] is the only place that decides retry versus dead letter.
+//! - `classify` is the only place that decides retry versus dead letter.
 
-pub mod audit;
+pub mod answer;
+pub mod config;
+pub mod fitting;
+pub mod request;
+
 pub mod console;
+pub mod discord;
+pub mod dooray;
+pub mod google_chat;
+pub mod jandi;
+pub mod mattermost;
 pub mod slack;
 pub mod teams;
+pub mod webhook;
 
-use std::time::{Duration, SystemTime};
+use std::sync::LazyLock;
+use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
 
-/// The kinds of destination bizrelay can post to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum DestinationKind {
-    Slack,
-    Teams,
-    Console,
+pub use answer::{
+    Answer, DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER, Verdict, classify, parse_retry_after,
+};
+pub use config::{Checks, DestinationConfig, Options};
+pub use request::{Header, HttpRequest, Outgoing, Request, RequestError};
+
+use crate::locale::Locale;
+
+/// Every service bizrelay can post to. Adding a service is adding its file and one line here.
+pub const ALL: &[DestinationKind] = &[
+    slack::KIND,
+    teams::KIND,
+    console::KIND,
+    dooray::KIND,
+    jandi::KIND,
+    google_chat::KIND,
+    discord::KIND,
+    mattermost::KIND,
+    webhook::KIND,
+];
+
+/// Names every service has a built-in template for, in this order in [`Builtins`].
+pub const BUILTIN_NAMES: [&str; 4] = [
+    "template_status",
+    "message_result",
+    "unknown_event",
+    "message_digest",
+];
+
+/// A service's built-in templates of one locale: `(name, source)` in [`BUILTIN_NAMES`] order.
+pub type Builtins = [(&'static str, &'static str); 4];
+
+/// The built-ins of a service for every locale, compiled in from
+/// `templates/<service>/<locale>/<name>.hbs` (indexed by [`Locale`] as `usize`).
+macro_rules! builtins {
+    ($service:literal) => {
+        [
+            builtins!(@locale $service, "en"),
+            builtins!(@locale $service, "ko"),
+        ]
+    };
+    (@locale $service:literal, $locale:literal) => {
+        [
+            ("template_status", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/", $service, "/", $locale, "/template_status.hbs"))),
+            ("message_result", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/", $service, "/", $locale, "/message_result.hbs"))),
+            ("unknown_event", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/", $service, "/", $locale, "/unknown_event.hbs"))),
+            ("message_digest", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/", $service, "/", $locale, "/message_digest.hbs"))),
+        ]
+    };
 }
+pub(crate) use builtins;
 
-impl DestinationKind {
-    pub const ALL: [DestinationKind; 3] = [
-        DestinationKind::Slack,
-        DestinationKind::Teams,
-        DestinationKind::Console,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DestinationKind::Slack => "slack",
-            DestinationKind::Teams => "teams",
-            DestinationKind::Console => "console",
-        }
-    }
-
-    /// Whether bodies are JSON (Slack, Teams) or plain text (console).
-    pub fn is_json(self) -> bool {
-        !matches!(self, DestinationKind::Console)
-    }
+/// Messages per second (`None`: unlimited) and how many may go back to back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pacing {
+    pub rate: Option<f64>,
+    pub burst: u32,
 }
 
 /// A rendered body that breaks a rule truncation cannot repair.
@@ -54,51 +100,6 @@ pub enum LimitError {
     Shape(String),
 }
 
-/// Parses a rendered body and makes it fit the destination's limits.
-pub fn fit(kind: DestinationKind, rendered: &str) -> Result<String, LimitError> {
-    match kind {
-        DestinationKind::Console => Ok(console::fit(rendered)),
-        DestinationKind::Slack | DestinationKind::Teams => {
-            let mut value: serde_json::Value = serde_json::from_str(rendered).map_err(|e| {
-                LimitError::NotJson(format!(
-                    "{} at line {} column {}",
-                    category(&e),
-                    e.line(),
-                    e.column()
-                ))
-            })?;
-            if kind == DestinationKind::Slack {
-                slack::fit(&mut value)?;
-            } else {
-                teams::fit(&mut value)?;
-            }
-            Ok(value.to_string())
-        }
-    }
-}
-
-fn category(e: &serde_json::Error) -> &'static str {
-    match e.classify() {
-        serde_json::error::Category::Eof => "unexpected end",
-        serde_json::error::Category::Syntax => "syntax error",
-        serde_json::error::Category::Data => "unexpected value",
-        serde_json::error::Category::Io => "read error",
-    }
-}
-
-/// Index of the longest text; of equally long ones, the first (texts are in reading order, so
-/// the newest comment, usually the one that matters, is shortened last).
-pub(crate) fn first_longest(texts: &[&mut String]) -> Option<usize> {
-    let mut best: Option<(usize, usize)> = None;
-    for (i, t) in texts.iter().enumerate() {
-        let n = t.chars().count();
-        if best.is_none_or(|(_, b)| n > b) {
-            best = Some((i, n));
-        }
-    }
-    best.map(|(i, _)| i)
-}
-
 /// What a fallback message says when a template fails.
 #[derive(Debug, Clone, Default)]
 pub struct FallbackInfo {
@@ -106,71 +107,166 @@ pub struct FallbackInfo {
     pub facts: Vec<(String, String)>,
 }
 
-/// A plain message built without templates, sent when a template fails at run time.
-pub fn fallback(kind: DestinationKind, info: &FallbackInfo) -> String {
-    match kind {
-        DestinationKind::Slack => slack::fallback(info),
-        DestinationKind::Teams => teams::fallback(info),
-        DestinationKind::Console => console::fallback(info),
+/// One chat service. Implementations are unit structs, one per file, listed in [`ALL`].
+pub trait ChatService: Sync {
+    /// The `type` of its destinations in the config.
+    fn name(&self) -> &'static str;
+
+    /// Whether bodies are JSON (every service but the console).
+    fn is_json(&self) -> bool {
+        true
+    }
+
+    /// Pacing when the destination sets none.
+    fn default_pacing(&self) -> Pacing {
+        Pacing {
+            rate: Some(1.0),
+            burst: 3,
+        }
+    }
+
+    /// Whether the service drops messages over its pace without saying so (then `check`
+    /// warns about message results sent one by one rather than as digests).
+    fn drops_excess_silently(&self) -> bool {
+        false
+    }
+
+    /// Settings this type takes besides the common ones (`type`, `url`, pacing, `timeout`,
+    /// `locale`).
+    fn settings(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Checks the destination's `url` and settings (unknown settings are already reported).
+    fn check(&self, dest: &DestinationConfig, checks: &mut Checks);
+
+    /// Escapes untrusted text so no markup or mention in it takes effect: what `{{json}}` does
+    /// to every string, and `{{value}}` before the JSON string escaping.
+    fn escape_text(&self, s: &str) -> String;
+
+    /// What `{{value}}` writes: the text escaped, then made safe inside a JSON string.
+    fn escape(&self, s: &str) -> String {
+        crate::text::json_string_escape(&self.escape_text(s))
+    }
+
+    /// The built-in templates of a locale.
+    fn builtins(&self, locale: Locale) -> &'static Builtins;
+
+    /// Repairs a parsed body so it fits the service's limits, or says why it cannot.
+    fn fit_value(&self, body: &mut Value) -> Result<(), LimitError>;
+
+    /// Parses a rendered body and makes it fit.
+    fn fit(&self, rendered: &str) -> Result<String, LimitError> {
+        let mut value = fitting::parse_json(rendered)?;
+        self.fit_value(&mut value)?;
+        Ok(value.to_string())
+    }
+
+    /// Every documented rule the parsed body breaks (looks only; written apart from `fit` so
+    /// `check` and the tests do not trust the code that shaped the body).
+    fn audit(&self, body: &Value, bytes: usize) -> Vec<String>;
+
+    /// Every rule the final body breaks; empty when it is fine to send.
+    fn violations(&self, body: &str) -> Vec<String> {
+        match serde_json::from_str::<Value>(body) {
+            Ok(v) => self.audit(&v, body.len()),
+            Err(e) => vec![format!("not valid JSON: {e}")],
+        }
+    }
+
+    /// A plain message built without templates, sent when a template fails at run time.
+    fn fallback(&self, info: &FallbackInfo) -> String;
+
+    /// The request that delivers one stored body.
+    fn request(
+        &self,
+        dest: &DestinationConfig,
+        out: &Outgoing<'_>,
+    ) -> Result<Request, RequestError> {
+        request::json_post(dest, out, out.body.to_string(), Vec::new())
+    }
+
+    /// What an answer means: status, headers and body are all there to read.
+    fn classify(&self, answer: &Answer, now: SystemTime) -> Verdict {
+        answer::classify_http(answer, now)
     }
 }
 
-/// What to do after one attempt to post.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// 2xx: done.
-    Delivered,
-    /// 429: pause the whole destination for this long, then retry.
-    Throttled(Duration),
-    /// 408, 5xx except 501, timeouts, connection errors: retry with backoff.
-    Retry,
-    /// 400/413/422 and other 4xx: the body is wrong, resending it cannot help.
-    DeadPayload,
-    /// 401/403/404/410: the destination is broken or gone; tell the operator.
-    DeadDestination,
-}
+/// A destination type: a handle on its [`ChatService`], compared and ordered by name.
+#[derive(Clone, Copy)]
+pub struct DestinationKind(&'static dyn ChatService);
 
-/// Longest `Retry-After` honoured; longer values are clamped (a typo or hostile header must
-/// not stall a destination for days).
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
-/// Pause used for a 429 without a usable `Retry-After`.
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+impl DestinationKind {
+    pub const fn of(service: &'static dyn ChatService) -> DestinationKind {
+        DestinationKind(service)
+    }
 
-/// Classifies an HTTP answer. `status` is `None` when no answer came (timeout, connection
-/// error). Pure and table-tested.
-pub fn classify(status: Option<u16>, retry_after: Option<&str>, now: SystemTime) -> Verdict {
-    let Some(status) = status else {
-        return Verdict::Retry;
-    };
-    match status {
-        200..=299 => Verdict::Delivered,
-        429 => Verdict::Throttled(parse_retry_after(retry_after, now)),
-        408 => Verdict::Retry,
-        501 => Verdict::DeadPayload,
-        500..=599 => Verdict::Retry,
-        401 | 403 | 404 | 410 => Verdict::DeadDestination,
-        _ => Verdict::DeadPayload,
+    /// The type named so in the config.
+    pub fn parse(name: &str) -> Option<DestinationKind> {
+        ALL.iter().copied().find(|k| k.as_str() == name)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0.name()
+    }
+
+    pub fn service(self) -> &'static dyn ChatService {
+        self.0
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date, clamped to `1s..=MAX_RETRY_AFTER`.
-pub fn parse_retry_after(value: Option<&str>, now: SystemTime) -> Duration {
-    let Some(value) = value.map(str::trim) else {
-        return DEFAULT_RETRY_AFTER;
-    };
-    let wait = if let Ok(secs) = value.parse::<u64>() {
-        Duration::from_secs(secs)
-    } else if let Ok(secs) = value.parse::<f64>()
-        && secs.is_finite()
-        && secs >= 0.0
-    {
-        Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64()))
-    } else if let Ok(at) = httpdate::parse_http_date(value) {
-        at.duration_since(now).unwrap_or(Duration::ZERO)
-    } else {
-        DEFAULT_RETRY_AFTER
-    };
-    wait.clamp(Duration::from_secs(1), MAX_RETRY_AFTER)
+impl std::ops::Deref for DestinationKind {
+    type Target = dyn ChatService;
+    fn deref(&self) -> &Self::Target {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for DestinationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq for DestinationKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+impl Eq for DestinationKind {}
+
+impl std::hash::Hash for DestinationKind {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for DestinationKind {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for DestinationKind {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl Serialize for DestinationKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+static NAMES: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| ALL.iter().map(|k| k.as_str()).collect());
+
+impl<'de> Deserialize<'de> for DestinationKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<DestinationKind, D::Error> {
+        let name = String::deserialize(d)?;
+        DestinationKind::parse(&name)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&name, &NAMES))
+    }
 }
 
 #[cfg(test)]
@@ -178,66 +274,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn classification_table() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let cases: &[(Option<u16>, Option<&str>, Verdict)] = &[
-            (Some(200), None, Verdict::Delivered),
-            (Some(202), None, Verdict::Delivered),
-            (Some(204), None, Verdict::Delivered),
-            (
-                Some(429),
-                Some("2"),
-                Verdict::Throttled(Duration::from_secs(2)),
-            ),
-            (Some(429), None, Verdict::Throttled(DEFAULT_RETRY_AFTER)),
-            (Some(408), None, Verdict::Retry),
-            (Some(500), None, Verdict::Retry),
-            (Some(502), None, Verdict::Retry),
-            (Some(503), Some("30"), Verdict::Retry),
-            (Some(504), None, Verdict::Retry),
-            (Some(501), None, Verdict::DeadPayload),
-            (Some(400), None, Verdict::DeadPayload),
-            (Some(413), None, Verdict::DeadPayload),
-            (Some(422), None, Verdict::DeadPayload),
-            (Some(405), None, Verdict::DeadPayload),
-            (Some(301), None, Verdict::DeadPayload),
-            (Some(401), None, Verdict::DeadDestination),
-            (Some(403), None, Verdict::DeadDestination),
-            (Some(404), None, Verdict::DeadDestination),
-            (Some(410), None, Verdict::DeadDestination),
-            (None, None, Verdict::Retry),
-        ];
-        for (status, retry_after, want) in cases {
-            assert_eq!(&classify(*status, *retry_after, now), want, "{status:?}");
+    fn the_registry_has_unique_names_and_parses_them() {
+        let mut names: Vec<&str> = ALL.iter().map(|k| k.as_str()).collect();
+        for name in &names {
+            assert_eq!(
+                DestinationKind::parse(name).map(|k| k.as_str()),
+                Some(*name)
+            );
         }
-    }
-
-    #[test]
-    fn retry_after_forms_and_clamping() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let date = httpdate::fmt_http_date(now + Duration::from_secs(90));
-        let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
-        let cases = [
-            (Some("2"), Duration::from_secs(2)),
-            (Some(" 7 "), Duration::from_secs(7)),
-            (Some("0"), Duration::from_secs(1)),
-            (Some("1.5"), Duration::from_secs_f64(1.5)),
-            (Some("86400"), MAX_RETRY_AFTER),
-            (Some("-3"), DEFAULT_RETRY_AFTER),
-            (Some("soon"), DEFAULT_RETRY_AFTER),
-            (Some(date.as_str()), Duration::from_secs(90)),
-            (Some(past.as_str()), Duration::from_secs(1)),
-            (None, DEFAULT_RETRY_AFTER),
-        ];
-        for (value, want) in cases {
-            assert_eq!(parse_retry_after(value, now), want, "{value:?}");
-        }
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        let err = serde_json::from_str::<DestinationKind>("\"pager\"").unwrap_err();
+        assert!(err.to_string().contains("unknown variant `pager`"), "{err}");
+        assert!(err.to_string().contains("`dooray`"), "{err}");
+        assert_eq!(
+            serde_json::to_string(&google_chat::KIND).unwrap(),
+            "\"google_chat\""
+        );
     }
 
     #[test]
     fn fit_rejects_non_json_for_chat_destinations() {
-        let err = fit(DestinationKind::Slack, "{\"text\": \"a\",}").unwrap_err();
+        let err = slack::KIND.fit("{\"text\": \"a\",}").unwrap_err();
         assert!(matches!(err, LimitError::NotJson(_)), "{err}");
-        assert_eq!(fit(DestinationKind::Console, "plain").unwrap(), "plain");
+        assert_eq!(console::KIND.fit("plain").unwrap(), "plain");
     }
 }

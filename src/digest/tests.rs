@@ -1,6 +1,6 @@
 use super::*;
 use crate::bizmessage::{ResultHook, TemplateHook};
-use crate::destination::audit::violations;
+use crate::destination::{self, slack};
 use crate::render::Renderer;
 use crate::route::MatchKey;
 use std::time::Duration;
@@ -168,9 +168,20 @@ fn digest_context_counts_and_breaks_down() {
     assert_eq!(ctx["first_at"], "2026-11-28 10:40:00");
     assert_eq!(ctx["last_at"], "2026-11-28 10:40:04");
     assert_eq!(ctx["outcomes"]["failure"], 5);
-    let ctx = for_destination(ctx, "ops", DestinationKind::Slack);
+    let ctx = for_destination(ctx, "ops", slack::KIND, Locale::Ko);
     assert_eq!(ctx["destination"], "ops");
     assert_eq!(ctx["samples"][2]["destination_type"], "slack");
+    assert_eq!(ctx["locale"], "ko");
+    assert_eq!(ctx["samples"][2]["locale"], "ko");
+    assert_eq!(ctx["summary"], "🚨 failures: 실패 5건 (result_code=3019)");
+    assert!(
+        ctx["samples"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("🚫 "),
+        "{}",
+        ctx["samples"][0]["summary"]
+    );
 }
 
 #[test]
@@ -223,20 +234,23 @@ fn digests_render_within_limits_even_with_hundreds_of_codes() {
         })
         .collect();
     let ctx = ctx_for(&hooks, 0, 50);
-    for kind in DestinationKind::ALL {
-        let body = r
-            .render(
-                kind,
-                "message_digest",
-                &for_destination(ctx.clone(), "d", kind),
-            )
-            .unwrap_or_else(|e| panic!("{}: {e}", kind.as_str()));
-        let problems = violations(kind, &body);
-        assert!(problems.is_empty(), "{}: {problems:?}", kind.as_str());
-        assert!(body.contains("600"), "count shown in {}", kind.as_str());
-        assert!(!body.contains("01012345678"));
-        if kind == DestinationKind::Slack {
-            assert!(!body.contains("<!channel>"));
+    for &kind in destination::ALL {
+        for locale in Locale::ALL {
+            let body = r
+                .render(
+                    kind,
+                    locale,
+                    "message_digest",
+                    &for_destination(ctx.clone(), "d", kind, locale),
+                )
+                .unwrap_or_else(|e| panic!("{kind:?} {locale:?}: {e}"));
+            let problems = kind.violations(&body);
+            assert!(problems.is_empty(), "{kind:?} {locale:?}: {problems:?}");
+            assert!(body.contains("600"), "count shown in {kind:?} {locale:?}");
+            assert!(!body.contains("01012345678"));
+            if kind == slack::KIND {
+                assert!(!body.contains("<!channel>"), "{kind:?} {locale:?}");
+            }
         }
     }
 }

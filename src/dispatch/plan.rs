@@ -11,6 +11,7 @@ use crate::config::Loaded;
 use crate::context::{Meta, hook_context};
 use crate::destination::{DestinationKind, FallbackInfo};
 use crate::digest::{self, DigestInput, Member, Tally};
+use crate::locale::Locale;
 use crate::render::RenderError;
 use crate::route::{Route, route};
 use crate::store::{
@@ -44,49 +45,72 @@ impl Report {
 }
 
 /// A short description of a hook for fallback messages: ids and codes, no personal data.
-pub fn fallback_info(template: &str, envelope: &Envelope, hook: &Hook) -> FallbackInfo {
+pub fn fallback_info(
+    template: &str,
+    envelope: &Envelope,
+    hook: &Hook,
+    locale: Locale,
+) -> FallbackInfo {
+    let l = |en: &str, ko: &str| locale.pick(en, ko).to_string();
     let mut facts = vec![
-        ("kind".to_string(), hook.kind().as_str().to_string()),
+        (l("kind", "종류"), hook.kind().as_str().to_string()),
         (
-            "hook id".to_string(),
+            l("hook id", "훅 ID"),
             hook.hook_id.clone().unwrap_or_else(|| "—".into()),
         ),
         (
-            "event".to_string(),
+            l("event", "이벤트"),
             envelope.event.clone().unwrap_or_else(|| "—".into()),
         ),
     ];
     match &hook.body {
         HookBody::Template(t) => {
-            facts.push(("template code".into(), t.template_code.clone()));
-            facts.push(("status".into(), t.status.clone()));
+            facts.push((l("template code", "템플릿 코드"), t.template_code.clone()));
+            facts.push((l("status", "상태"), t.status.clone()));
         }
         HookBody::MessageResult(r) => {
             let code = r.result_code.clone().unwrap_or_else(|| "—".into());
-            let meaning = crate::context::result_value(r.result_code.as_deref())["meaning_en"]
+            let meaning_key = locale.pick("meaning_en", "meaning_ko");
+            let meaning = crate::context::result_value(r.result_code.as_deref())[meaning_key]
                 .as_str()
                 .unwrap_or("")
                 .to_string();
-            facts.push(("result code".into(), format!("{code} {meaning}")));
+            facts.push((l("result code", "결과 코드"), format!("{code} {meaning}")));
             facts.push((
-                "message type".into(),
+                l("message type", "메시지 유형"),
                 r.kakao_message_type.clone().unwrap_or_else(|| "—".into()),
             ));
             facts.push((
-                "request id".into(),
+                l("request id", "요청 ID"),
                 r.request_id.clone().unwrap_or_else(|| "—".into()),
             ));
         }
         HookBody::Unknown(_) => {}
     }
     FallbackInfo {
-        title: format!("bizrelay could not render template `{template}`; the event in brief:"),
+        title: match locale {
+            Locale::En => {
+                format!("bizrelay could not render template `{template}`; the event in brief:")
+            }
+            Locale::Ko => {
+                format!("bizrelay가 템플릿 `{template}`을(를) 렌더링하지 못했습니다. 이벤트 요약:")
+            }
+        },
         // The fallback bypasses the template context, so it drops bidi controls itself.
         facts: facts
             .into_iter()
             .map(|(k, v)| (k, crate::text::strip_bidi(&v).into_owned()))
             .collect(),
     }
+}
+
+/// The locale of a destination's templates (English for one no longer configured).
+fn locale_of(loaded: &Loaded, destination: &str) -> Locale {
+    loaded
+        .config
+        .destinations
+        .get(destination)
+        .map_or(Locale::En, |d| loaded.config.locale_of(d))
 }
 
 /// Renders one hook for one destination of a route (fallback on failure).
@@ -125,6 +149,7 @@ pub fn render_hook_with(
     hook: &Hook,
     received_at: i64,
 ) -> (String, Option<RenderError>) {
+    let locale = locale_of(loaded, destination);
     let ctx = hook_context(
         envelope,
         hook,
@@ -132,14 +157,15 @@ pub fn render_hook_with(
             route,
             destination,
             destination_type: kind,
+            locale,
             received_at_ms: received_at,
             mask_recipient: loaded.config.privacy.mask_recipient,
         },
     );
     loaded
         .renderer
-        .render_or_fallback(kind, template, &ctx, || {
-            fallback_info(template, envelope, hook)
+        .render_or_fallback(kind, locale, template, &ctx, || {
+            fallback_info(template, envelope, hook, locale)
         })
 }
 
@@ -327,23 +353,30 @@ pub fn render_digest(
     destination: &str,
     kind: DestinationKind,
 ) -> (String, Option<RenderError>) {
-    let ctx = digest::for_destination(ctx.clone(), destination, kind);
+    let locale = locale_of(loaded, destination);
+    let ctx = digest::for_destination(ctx.clone(), destination, kind, locale);
+    let l = |en: &str, ko: &str| locale.pick(en, ko).to_string();
     loaded
         .renderer
-        .render_or_fallback(kind, template, &ctx, || FallbackInfo {
-            title: format!(
-                "bizrelay could not render digest template `{template}`; the digest in brief:"
-            ),
+        .render_or_fallback(kind, locale, template, &ctx, || FallbackInfo {
+            title: match locale {
+                Locale::En => format!(
+                    "bizrelay could not render digest template `{template}`; the digest in brief:"
+                ),
+                Locale::Ko => format!(
+                    "bizrelay가 요약 템플릿 `{template}`을(를) 렌더링하지 못했습니다. 요약:"
+                ),
+            },
             facts: vec![
                 (
-                    "route".into(),
+                    l("route", "경로"),
                     ctx["route"].as_str().unwrap_or("").to_string(),
                 ),
                 (
-                    "group".into(),
+                    l("group", "그룹"),
                     ctx["group_label"].as_str().unwrap_or("").to_string(),
                 ),
-                ("hooks".into(), ctx["count"].to_string()),
+                (l("hooks", "건수"), ctx["count"].to_string()),
             ],
         })
 }

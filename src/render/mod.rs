@@ -1,21 +1,23 @@
-//! Rendering: one Handlebars registry per destination type, built-in templates compiled into
-//! the binary and overridable from `templates.dir`, and the output checks.
+//! Rendering: one Handlebars registry per (destination type, locale), built-in templates
+//! compiled into the binary and overridable from `templates.dir`, and the output checks.
 //!
 //! Invariants:
-//! - A Slack or Teams template renders the destination's whole JSON body; `{{value}}` is
-//!   escaped for the inside of a JSON string (and, for Slack, mrkdwn's `&`, `<`, `>`; for
-//!   Teams, Markdown line breaks and links), so untrusted text can neither break the JSON nor
-//!   ping `<!channel>` nor hide a link. `{{{raw}}}` is the explicit escape hatch.
+//! - A template of a JSON type renders the destination's whole JSON body; `{{value}}` is
+//!   escaped by the type's service: for the inside of a JSON string, and against the type's
+//!   markup and mentions (Slack's `<!channel>`, Markdown links, `@channel`...), so untrusted
+//!   text can neither break the JSON nor ping anyone nor hide a link. `{{{raw}}}` is the
+//!   explicit escape hatch.
+//! - Overrides: `<dir>/<type>/<name>.hbs` replaces a built-in (or adds a name) for every
+//!   locale; `<dir>/<type>/<locale>/<name>.hbs` for that locale only, and wins over the first.
 //! - Strict mode: a misspelt variable is an error, caught by `bizrelay check`.
 //! - What [`Renderer::render`] returns has been parsed and fitted to the destination's limits;
 //!   [`Renderer::render_or_fallback`] never fails, so a notification is never dropped because
 //!   of a template.
 
-mod builtin;
 mod explain;
 pub mod helpers;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use handlebars::Handlebars;
@@ -23,9 +25,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::destination::{self, DestinationKind, FallbackInfo, LimitError};
-use crate::text;
+use crate::locale::Locale;
 
-pub use builtin::BUILTIN_NAMES;
+pub use crate::destination::BUILTIN_NAMES;
 
 /// Why a template could not be loaded.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -62,8 +64,8 @@ pub enum Origin {
 }
 
 pub struct Renderer {
-    registries: BTreeMap<DestinationKind, Handlebars<'static>>,
-    origins: BTreeMap<(DestinationKind, String), Origin>,
+    registries: BTreeMap<(DestinationKind, Locale), Handlebars<'static>>,
+    origins: BTreeMap<(DestinationKind, Locale, String), Origin>,
     /// Hash of the override files' paths and contents (built-ins are fixed per binary).
     fingerprint: String,
 }
@@ -76,12 +78,11 @@ impl std::fmt::Debug for Renderer {
     }
 }
 
-fn escape_for(kind: DestinationKind) -> fn(&str) -> String {
-    match kind {
-        DestinationKind::Slack => |s| text::json_string_escape(&text::slack_escape(s)),
-        DestinationKind::Teams => |s| text::json_string_escape(&text::teams_text(s)),
-        DestinationKind::Console => text::strip_controls,
-    }
+/// An override file, read.
+struct Override {
+    name: String,
+    path: PathBuf,
+    source: String,
 }
 
 impl Renderer {
@@ -95,34 +96,65 @@ impl Renderer {
         }
     }
 
-    /// Built-ins plus the `.hbs` files under `dir/<type>/`, which replace built-ins of the
-    /// same name or add new names. A missing `dir` is not an error (the default folder is
-    /// optional); unreadable files and templates that do not compile are.
+    /// Built-ins plus the `.hbs` files under `dir/<type>/` (every locale) and
+    /// `dir/<type>/<locale>/`, which replace built-ins of the same name or add new names. A
+    /// missing `dir` is not an error (the default folder is optional); unreadable files and
+    /// templates that do not compile are, once per file.
     pub fn load(dir: Option<&Path>) -> Result<Renderer, Vec<TemplateLoadError>> {
         let mut errors = Vec::new();
         let mut registries = BTreeMap::new();
         let mut origins = BTreeMap::new();
         let mut hasher = Sha256::new();
-        for kind in DestinationKind::ALL {
-            let mut reg = Handlebars::new();
-            reg.set_strict_mode(true);
-            reg.set_prevent_indent(true);
-            reg.register_escape_fn(escape_for(kind));
-            helpers::register(&mut reg, kind);
-            for (name, source) in builtin::templates(kind) {
-                if let Err(e) = reg.register_template_string(name, source) {
-                    errors.push(TemplateLoadError {
-                        path: format!("(built-in) {}/{name}.hbs", kind.as_str()),
-                        reason: explain::template_error(&e, source),
-                    });
+        let mut reported = BTreeSet::new();
+        for &kind in destination::ALL {
+            let sub = dir.map(|d| d.join(kind.as_str()));
+            let general = sub
+                .as_deref()
+                .map(|d| read_overrides(d, &mut hasher, &mut errors))
+                .unwrap_or_default();
+            for locale in Locale::ALL {
+                let mut reg = Handlebars::new();
+                reg.set_strict_mode(true);
+                reg.set_prevent_indent(true);
+                reg.register_escape_fn(move |s| kind.escape(s));
+                helpers::register(&mut reg, kind, locale);
+                for (name, source) in kind.builtins(locale) {
+                    if let Err(e) = reg.register_template_string(name, *source) {
+                        errors.push(TemplateLoadError {
+                            path: format!(
+                                "(built-in) {}/{}/{name}.hbs",
+                                kind.as_str(),
+                                locale.as_str()
+                            ),
+                            reason: explain::template_error(&e, source),
+                        });
+                    }
+                    origins.insert((kind, locale, name.to_string()), Origin::Builtin);
                 }
-                origins.insert((kind, name.to_string()), Origin::Builtin);
+                let specific = sub
+                    .as_deref()
+                    .map(|d| read_overrides(&d.join(locale.as_str()), &mut hasher, &mut errors))
+                    .unwrap_or_default();
+                for file in general.iter().chain(&specific) {
+                    match reg.register_template_string(&file.name, file.source.clone()) {
+                        Ok(()) => {
+                            origins.insert(
+                                (kind, locale, file.name.clone()),
+                                Origin::File(file.path.clone()),
+                            );
+                        }
+                        Err(e) => {
+                            if reported.insert(file.path.clone()) {
+                                errors.push(TemplateLoadError {
+                                    path: file.path.display().to_string(),
+                                    reason: explain::template_error(&e, &file.source),
+                                });
+                            }
+                        }
+                    }
+                }
+                registries.insert((kind, locale), reg);
             }
-            if let Some(dir) = dir {
-                let sub = dir.join(kind.as_str());
-                load_overrides(&mut reg, &mut origins, &mut hasher, kind, &sub, &mut errors);
-            }
-            registries.insert(kind, reg);
         }
         if errors.is_empty() {
             let fingerprint = hex::encode(&hasher.finalize()[..6]);
@@ -140,25 +172,28 @@ impl Renderer {
         &self.fingerprint
     }
 
-    pub fn has(&self, kind: DestinationKind, name: &str) -> bool {
-        self.origins.contains_key(&(kind, name.to_string()))
+    pub fn has(&self, kind: DestinationKind, locale: Locale, name: &str) -> bool {
+        self.origins.contains_key(&(kind, locale, name.to_string()))
     }
 
-    /// Every (type, name, origin), for `check`.
-    pub fn templates(&self) -> impl Iterator<Item = (DestinationKind, &str, &Origin)> {
-        self.origins.iter().map(|((k, n), o)| (*k, n.as_str(), o))
+    /// Every (type, locale, name, origin), for `check`.
+    pub fn templates(&self) -> impl Iterator<Item = (DestinationKind, Locale, &str, &Origin)> {
+        self.origins
+            .iter()
+            .map(|((k, l, n), o)| (*k, *l, n.as_str(), o))
     }
 
     /// Renders, parses and fits one body.
     pub fn render(
         &self,
         kind: DestinationKind,
+        locale: Locale,
         name: &str,
         ctx: &Value,
     ) -> Result<String, RenderError> {
         let reg = self
             .registries
-            .get(&kind)
+            .get(&(kind, locale))
             .filter(|r| r.has_template(name))
             .ok_or_else(|| RenderError::Missing {
                 kind: kind.as_str(),
@@ -169,7 +204,7 @@ impl Renderer {
             name: name.to_string(),
             reason: describe(&e, ctx),
         })?;
-        destination::fit(kind, &rendered).map_err(|source| RenderError::Limit {
+        kind.fit(&rendered).map_err(|source| RenderError::Limit {
             kind: kind.as_str(),
             name: name.to_string(),
             source,
@@ -181,47 +216,47 @@ impl Renderer {
     pub fn render_or_fallback(
         &self,
         kind: DestinationKind,
+        locale: Locale,
         name: &str,
         ctx: &Value,
         info: impl FnOnce() -> FallbackInfo,
     ) -> (String, Option<RenderError>) {
-        match self.render(kind, name, ctx) {
+        match self.render(kind, locale, name, ctx) {
             Ok(body) => (body, None),
-            Err(e) => (destination::fallback(kind, &info()), Some(e)),
+            Err(e) => (kind.fallback(&info()), Some(e)),
         }
     }
 }
 
-/// A render error without the rendered text (which may contain payload data), in an
-/// operator's words: line and column, the missing variable and the closest context field.
+/// A render error without the rendered text (which may contain payload data).
 fn describe(e: &handlebars::RenderError, ctx: &Value) -> String {
     explain::render_error(e, ctx)
 }
 
-fn load_overrides(
-    reg: &mut Handlebars<'static>,
-    origins: &mut BTreeMap<(DestinationKind, String), Origin>,
-    hasher: &mut Sha256,
-    kind: DestinationKind,
+/// The `.hbs` files directly in `dir` (sorted, hashed into the fingerprint); a missing
+/// folder has none.
+fn read_overrides(
     dir: &Path,
+    hasher: &mut Sha256,
     errors: &mut Vec<TemplateLoadError>,
-) {
+) -> Vec<Override> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
             errors.push(TemplateLoadError {
                 path: dir.display().to_string(),
                 reason: e.to_string(),
             });
-            return;
+            return Vec::new();
         }
     };
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "hbs"))
+        .filter(|p| p.extension().is_some_and(|e| e == "hbs") && !p.is_dir())
         .collect();
     paths.sort();
+    let mut out = Vec::new();
     for path in paths {
         let Some(name) = path
             .file_stem()
@@ -230,25 +265,22 @@ fn load_overrides(
         else {
             continue;
         };
-        let result = std::fs::read_to_string(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|source| {
+        match std::fs::read_to_string(&path) {
+            Ok(source) => {
                 hasher.update(path.to_string_lossy().as_bytes());
                 hasher.update(source.as_bytes());
-                reg.register_template_string(&name, &source)
-                    .map_err(|e| explain::template_error(&e, &source))
-            });
-        match result {
-            Ok(()) => {
-                origins.insert((kind, name), Origin::File(path));
+                out.push(Override { name, path, source });
             }
-            Err(reason) => errors.push(TemplateLoadError {
+            Err(e) => errors.push(TemplateLoadError {
                 path: path.display().to_string(),
-                reason,
+                reason: e.to_string(),
             }),
         }
     }
+    out
 }
 
+#[cfg(test)]
+mod golden;
 #[cfg(test)]
 mod tests;

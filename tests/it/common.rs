@@ -1,5 +1,6 @@
-//! Test support: the real app on 127.0.0.1:0 with a temporary store, fake Slack/Teams
-//! receivers that record what they get and answer as told, and helpers to run the real binary.
+//! Test support: the real app on 127.0.0.1:0 with a temporary store, fake chat receivers
+//! (Slack, Teams, Dooray!, ... any webhook) that record what they get (path, query, headers,
+//! body) and answer as told, and helpers to run the real binary.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
@@ -59,6 +60,10 @@ impl Reply {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub path: String,
+    /// The query string's pairs, decoded, in order.
+    pub query: Vec<(String, String)>,
+    /// Every header, names in lower case, in order.
+    pub headers: Vec<(String, String)>,
     pub body: String,
     pub delivery_id: Option<String>,
     pub content_type: Option<String>,
@@ -68,6 +73,14 @@ pub struct Received {
 }
 
 impl Received {
+    /// A header's value (names compared without case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
@@ -101,14 +114,34 @@ impl FakeChat {
         let s = Arc::clone(&state);
         let route = warp::any()
             .and(warp::path::full())
-            .and(warp::header::optional::<String>("x-bizrelay-delivery"))
-            .and(warp::header::optional::<String>("content-type"))
+            .and(
+                warp::query::<Vec<(String, String)>>()
+                    .or(warp::any().map(Vec::new))
+                    .unify(),
+            )
+            .and(warp::header::headers_cloned())
             .and(warp::body::bytes())
             .then(
                 move |path: warp::path::FullPath,
-                      id: Option<String>,
-                      ct: Option<String>,
+                      query: Vec<(String, String)>,
+                      headers: warp::http::HeaderMap,
                       body: bytes::Bytes| {
+                    let headers: Vec<(String, String)> = headers
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                k.as_str().to_string(),
+                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                            )
+                        })
+                        .collect();
+                    let find = |name: &str| {
+                        headers
+                            .iter()
+                            .find(|(k, _)| k == name)
+                            .map(|(_, v)| v.clone())
+                    };
+                    let (id, ct) = (find("x-bizrelay-delivery"), find("content-type"));
                     let s = Arc::clone(&s);
                     async move {
                         let reply = {
@@ -120,6 +153,8 @@ impl FakeChat {
                                 .unwrap();
                             st.received.push(Received {
                                 path: path.as_str().to_string(),
+                                query,
+                                headers,
                                 body: String::from_utf8_lossy(&body).into_owned(),
                                 delivery_id: id,
                                 content_type: ct,

@@ -102,11 +102,7 @@ const RUN_BY_TESTS: &[(&str, &str, &str)] = &[
 
 /// Tests that are `#[ignore]`d for now, and why: the blocks only they run are listed as
 /// pending, not as checked.
-const PENDING_TESTS: &[(&str, &str)] = &[(
-    "commands::newcomer_path_reaches_slack",
-    "needs config.toml.example to run with only SLACK_WEBHOOK_URL and to accept `try-bizrelay` \
-     (being done on branch harden-config); drop its #[ignore] when that lands",
-)];
+const PENDING_TESTS: &[(&str, &str)] = &[];
 
 /// Documents that translate another one: their blocks with an id or file must be the same.
 const TRANSLATIONS: &[(&str, &str)] = &[("docs/ko/README.md", "README.md")];

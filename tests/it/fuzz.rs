@@ -10,7 +10,6 @@ use std::collections::HashMap;
 
 use bizrelay::bizmessage::{parse_hook, parse_post};
 use bizrelay::config::{ConfigSource, Loaded, load};
-use bizrelay::destination::audit::violations;
 use bizrelay::dispatch::{digest_of, render_digest, route_hooks};
 use bizrelay::store::StoredHook;
 use proptest::prelude::*;
@@ -220,7 +219,7 @@ fn relay(loaded: &Loaded, body: &[u8]) {
     }
     for (dest, body) in bodies {
         let kind = loaded.config.destinations[&dest].kind;
-        let problems = violations(kind, &body);
+        let problems = kind.violations(&body);
         assert!(problems.is_empty(), "{dest}: {problems:?}\n{body}");
         if dest == "s" {
             assert!(

@@ -8,6 +8,7 @@ mod bridge;
 mod config;
 mod conformance;
 mod contrib;
+mod destinations;
 mod digest;
 mod docs;
 mod durability;

@@ -100,7 +100,10 @@ fn secrets_from_the_environment_are_taken_verbatim() {
     assert_eq!(loaded.config.ingest.signatures, vec!["00123", "007"]);
     assert_eq!(loaded.config.admin.token.as_deref(), Some("0123"));
     assert_eq!(
-        loaded.config.destinations["console"].url.as_deref(),
+        loaded.config.destinations["console"]
+            .url
+            .as_ref()
+            .map(|u| u.expose()),
         Some("0042")
     );
 }
@@ -135,7 +138,7 @@ fn variables_are_substituted_and_paths_resolved() {
     let c = &loaded.config;
     assert_eq!(c.ingest.signatures, vec!["s3cret", "old-one"]);
     assert_eq!(
-        c.destinations["ops-slack"].url.as_deref(),
+        c.destinations["ops-slack"].url.as_ref().map(|u| u.expose()),
         Some("https://hooks.slack.com/services/T/B/X")
     );
     assert_eq!(c.destinations["ops-slack"].rate(), Some(1.0));
@@ -186,7 +189,7 @@ fn errors_name_file_key_and_reason() {
         ),
         (
             "[destinations.x]\ntype = \"pager\"\n",
-            "destinations.x.type: expected one of \"slack\", \"teams\", \"console\", got \"pager\"",
+            "destinations.x.type: expected one of \"slack\", \"teams\", \"console\", \"dooray\", \"jandi\", \"google_chat\", \"discord\", \"mattermost\", \"webhook\", got \"pager\"",
         ),
         (
             "[[routes]]\nname = \"r\"\nto = [\"ghost\"]\n",
@@ -312,7 +315,7 @@ fn values_from_the_environment_are_never_echoed() {
         (
             "[destinations.x]\ntype = \"${SLACK_URL}\"\n",
             vec![("SLACK_URL", url)],
-            "destinations.x.type: expected one of \"slack\", \"teams\", \"console\", got the value from $SLACK_URL",
+            "destinations.x.type: expected one of \"slack\", \"teams\", \"console\", \"dooray\", \"jandi\", \"google_chat\", \"discord\", \"mattermost\", \"webhook\", got the value from $SLACK_URL",
         ),
         (
             "[delivery]\nmax_age = \"${A}-${B}\"\n",

@@ -182,6 +182,9 @@ pub fn env_references(text: &str) -> Vec<String> {
 pub fn dummy_value(name: &str) -> String {
     if name.ends_with("URL") {
         format!("https://hooks.slack.com/services/T0DOCS/B0DOCS/{name}")
+    } else if name.ends_with("WEBHOOK_SECRET") {
+        // A Standard Webhooks secret: `whsec_` and base64.
+        "whsec_ZG9jcy1kdW1teS1zaWduaW5nLXNlY3JldA==".to_string()
     } else {
         format!("docs-dummy-{name}")
     }

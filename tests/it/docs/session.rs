@@ -42,6 +42,9 @@ impl Session {
         std::fs::create_dir_all(root.join("tests/fixtures")).unwrap();
         for entry in std::fs::read_dir(repo().join("tests/fixtures")).unwrap() {
             let path = entry.unwrap().path();
+            if !path.is_file() {
+                continue;
+            }
             std::fs::copy(
                 &path,
                 root.join("tests/fixtures").join(path.file_name().unwrap()),
