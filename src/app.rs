@@ -100,16 +100,15 @@ impl App {
                 source,
             })?;
         let bound = async {
-            let main =
-                listener::bind(cfg.server.listen)
-                    .await
-                    .map_err(|source| AppError::Bind {
-                        addr: cfg.server.listen,
-                        source,
-                    })?;
+            let main = listener::bind(cfg.server.listen, cfg.server.backlog)
+                .await
+                .map_err(|source| AppError::Bind {
+                    addr: cfg.server.listen,
+                    source,
+                })?;
             let admin = match cfg.admin.listen {
                 Some(addr) => Some(
-                    listener::bind(addr)
+                    listener::bind(addr, cfg.server.backlog)
                         .await
                         .map_err(|source| AppError::Bind { addr, source })?,
                 ),
@@ -148,10 +147,14 @@ impl App {
         let shutdown = CancellationToken::new();
         let grace = cfg.delivery.shutdown_grace;
 
+        let limits = listener::Limits {
+            header_timeout: cfg.server.header_read_timeout,
+            max_connections: cfg.server.max_connections,
+        };
         let mut listeners = vec![listener::serve(
             main,
             server::main_routes(Arc::clone(&state), reloader.clone(), admin.is_none()),
-            cfg.server.header_read_timeout,
+            limits,
             shutdown.clone(),
             grace,
         )];
@@ -159,7 +162,7 @@ impl App {
             listeners.push(listener::serve(
                 admin,
                 server::admin_routes(Arc::clone(&state), reloader.clone()),
-                cfg.server.header_read_timeout,
+                limits,
                 shutdown.clone(),
                 grace,
             ));

@@ -97,6 +97,11 @@ pub struct ServerConfig {
     /// Time allowed to receive the whole body once headers are in.
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
+    /// Connections the kernel queues while bizrelay is busy accepting (capped by
+    /// `net.core.somaxconn`); sized for bursts so none is dropped.
+    pub backlog: u32,
+    /// Connections served at once; more wait in the backlog instead of costing memory.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +112,8 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
+            backlog: 4096,
+            max_connections: 10_000,
         }
     }
 }

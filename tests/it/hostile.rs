@@ -1424,3 +1424,31 @@ async fn hostile_envelope_text_cannot_forge_log_lines() {
         "terminal escapes from the request reached the log: {raw_escapes:#?}"
     );
 }
+
+#[tokio::test]
+async fn past_max_connections_new_ones_wait_in_the_backlog_until_one_closes() {
+    let slack = FakeChat::start().await;
+    let config = slack_config(
+        &slack,
+        "[server]\nlisten = \"127.0.0.1:0\"\nmax_connections = 2\nbacklog = 64\n",
+    );
+    let mut app = TestApp::spawn(&config).await;
+    // Two connections hold both permits (they send nothing yet; the header timeout is 10 s).
+    let held_1 = TcpStream::connect(app.addr).await.unwrap();
+    let held_2 = TcpStream::connect(app.addr).await.unwrap();
+    // A third connects (the kernel queues it) but is not served while both are held...
+    let mut third = TcpStream::connect(app.addr).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first_byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut first_byte)).await;
+    assert!(early.is_err(), "served past the connection cap");
+    // ...and is served as soon as one closes.
+    drop(held_1);
+    let answer = read_response(&mut third).await;
+    assert_eq!(answer.status, 200);
+    drop(held_2);
+    app.stop().await;
+}
