@@ -71,6 +71,75 @@ pub fn replica_id() -> String {
     )
 }
 
+/// Hooks this replica has just stored, handed to its dispatcher in memory: they are born
+/// claimed by this replica, so the dispatcher routes them without reading them back from the
+/// store or parsing them again. The store stays the truth: if the process dies, the claims
+/// expire (SQLite: are released at start) and the hooks are claimed from the store.
+///
+/// Invariant: room is reserved before the hooks are stored, so a hook is born claimed only
+/// when it certainly finds a place here; past the capacity hooks are stored unclaimed and the
+/// dispatcher claims them from the store as usual.
+pub struct Handoff {
+    room: tokio::sync::Semaphore,
+    queue: Mutex<std::collections::VecDeque<crate::store::StoredHook>>,
+}
+
+/// Hooks the handoff holds at most (about 1 KB each).
+pub const HANDOFF_CAPACITY: usize = 20_000;
+/// How long a hook handed over in memory stays claimed by this replica: if it is not routed
+/// by then (the commit that stored it timed out and landed late, the process died), the
+/// dispatcher (or another replica) claims it from the store.
+pub const HANDOFF_CLAIM_MS: i64 = 5_000;
+
+impl Default for Handoff {
+    fn default() -> Self {
+        Handoff {
+            room: tokio::sync::Semaphore::new(HANDOFF_CAPACITY),
+            queue: Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+}
+
+impl Handoff {
+    /// Reserves room for `n` hooks; false when there is not enough.
+    pub fn reserve(&self, n: usize) -> bool {
+        match u32::try_from(n)
+            .ok()
+            .and_then(|n| self.room.try_acquire_many(n).ok())
+        {
+            Some(permit) => {
+                permit.forget();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Gives back room reserved for hooks that were not handed over (duplicates, a failed
+    /// commit).
+    pub fn release(&self, n: usize) {
+        self.room.add_permits(n);
+    }
+
+    /// Hands stored hooks over (their room was reserved).
+    pub fn push(&self, hooks: Vec<crate::store::StoredHook>) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(hooks);
+    }
+
+    /// Takes up to `max` hooks, oldest first, and frees their room.
+    pub fn take(&self, max: usize) -> Vec<crate::store::StoredHook> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let n = q.len().min(max);
+        let out: Vec<_> = q.drain(..n).collect();
+        drop(q);
+        self.room.add_permits(out.len());
+        out
+    }
+}
+
 pub struct State {
     pub loaded: ArcSwap<Loaded>,
     pub store: Arc<dyn Store>,
@@ -83,6 +152,7 @@ pub struct State {
     pub clock: Clock,
     /// Rung after an ingest commits: there are hooks to route.
     pub dispatch_wake: Notify,
+    pub handoff: Handoff,
     wakes: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
@@ -103,6 +173,7 @@ impl State {
             },
             clock,
             dispatch_wake: Notify::new(),
+            handoff: Handoff::default(),
             wakes: Mutex::new(HashMap::new()),
         }
     }

@@ -101,6 +101,7 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
                         raw: raw.get().to_string(),
                         sent_to: vec![],
                         failures: 0,
+                        parsed: None,
                     });
                 continue;
             }

@@ -147,12 +147,19 @@ async fn hold_back(state: &State, failed: Vec<(i64, String)>) -> Result<(), Stor
     Ok(())
 }
 
-/// Routes one claimed batch; returns how many hooks it claimed.
-async fn route_batch(state: &Arc<State>) -> Result<usize, StoreError> {
-    let claimed = state
-        .store
-        .claim_hooks(&state.claimant, state.now(), BATCH)
-        .await?;
+/// Routes one batch: the hooks handed over in memory at ingest (born claimed by this
+/// replica), else hooks claimed from the store (left by a crash, a full handoff, another
+/// replica or `reroute`); returns how many it routed.
+async fn route_batch(state: &Arc<State>, claim_from_store: bool) -> Result<usize, StoreError> {
+    let mut claimed = state.handoff.take(BATCH);
+    if claimed.is_empty() || claim_from_store {
+        claimed.extend(
+            state
+                .store
+                .claim_hooks(&state.claimant, state.now(), BATCH)
+                .await?,
+        );
+    }
     let n = claimed.len();
     if n == 0 {
         return Ok(0);
@@ -214,8 +221,15 @@ async fn flush_due(state: &Arc<State>) -> Result<(), StoreError> {
 /// A digest that falls due while a backlog is being routed goes out on time (the backlog's
 /// members wait for the next one), so a storm never delays the alert about it.
 async fn pass(state: &Arc<State>) -> Result<(), StoreError> {
+    // The store is asked for claimable hooks at least once a second, however busy the
+    // handoff is (work left by a crash or another replica must not wait for a storm to end).
+    let mut asked = None::<tokio::time::Instant>;
     loop {
-        let routed = route_batch(state).await?;
+        let claim_from_store = asked.is_none_or(|t| t.elapsed() >= POLL);
+        if claim_from_store {
+            asked = Some(tokio::time::Instant::now());
+        }
+        let routed = route_batch(state, claim_from_store).await?;
         let due = state
             .store
             .next_flush_at()

@@ -189,14 +189,21 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
     let mut batch = DispatchBatch::default();
     let mut report = Report::default();
     for stored in hooks {
-        let hook = match parse_hook(&stored.raw) {
-            Ok(h) => h,
-            Err(e) => {
-                report.unreadable.push((stored.row, e.to_string()));
-                continue;
-            }
+        let parsed_now;
+        let hook = match &stored.parsed {
+            Some(h) => h,
+            None => match parse_hook(&stored.raw) {
+                Ok(h) => {
+                    parsed_now = h;
+                    &parsed_now
+                }
+                Err(e) => {
+                    report.unreadable.push((stored.row, e.to_string()));
+                    continue;
+                }
+            },
         };
-        let routes = route(&loaded.routes, &stored.envelope, &hook);
+        let routes = route(&loaded.routes, &stored.envelope, hook);
         // One delivery per (hook, destination), ever: when several matching routes name the
         // same destination the first of them renders it, and a hook routed again (`reroute`)
         // skips the destinations it was already given.
@@ -222,10 +229,10 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
                 }
                 grouped_to.extend(r.to.iter().cloned());
                 let spec = r.group.as_ref().expect("group_settings implies a group");
-                let (result_code, message_type, sender_key) = digest::tally_fields(&hook);
+                let (result_code, message_type, sender_key) = digest::tally_fields(hook);
                 batch.members.push(NewMember {
                     route: r.name.clone(),
-                    group_key: digest::group_key(spec, &stored.envelope, &hook),
+                    group_key: digest::group_key(spec, &stored.envelope, hook),
                     hook_row: stored.row,
                     joined_at: stored.received_at,
                     kind: hook.kind(),
@@ -249,7 +256,7 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
                     dest,
                     dest_cfg.kind,
                     &stored.envelope,
-                    &hook,
+                    hook,
                     stored.received_at,
                 );
                 if let Some(e) = err {

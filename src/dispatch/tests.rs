@@ -67,6 +67,7 @@ fn stored(fixture: &str, first_row: i64) -> Vec<StoredHook> {
             raw: raw.get().to_string(),
             sent_to: vec![],
             failures: 0,
+            parsed: None,
         })
         .collect()
 }

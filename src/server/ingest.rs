@@ -74,6 +74,36 @@ pub fn dedup_key(hook_id: Option<&str>, raw: &str) -> String {
     }
 }
 
+/// Gives the freshly stored hooks to the dispatcher (room for all of them was reserved).
+fn hand_over(
+    state: &State,
+    envelope: &crate::bizmessage::Envelope,
+    received_at: i64,
+    raws: Vec<String>,
+    parsed: Vec<crate::bizmessage::Hook>,
+    outcome: &crate::store::IngestOutcome,
+) {
+    let total = raws.len();
+    let fresh: Vec<crate::store::StoredHook> = raws
+        .into_iter()
+        .zip(parsed)
+        .zip(&outcome.rows)
+        .filter_map(|((raw, hook), row)| {
+            row.map(|row| crate::store::StoredHook {
+                row,
+                received_at,
+                envelope: envelope.clone(),
+                raw,
+                sent_to: Vec::new(),
+                failures: 0,
+                parsed: Some(hook),
+            })
+        })
+        .collect();
+    state.handoff.release(total - fresh.len());
+    state.handoff.push(fresh);
+}
+
 pub async fn receive<S, B>(
     state: Arc<State>,
     headers: HeaderMap,
@@ -106,6 +136,7 @@ where
 
     let received_at = state.now();
     let mut hooks = Vec::with_capacity(post.hooks.len());
+    let mut parsed = Vec::with_capacity(post.hooks.len());
     let mut kinds = Vec::with_capacity(post.hooks.len());
     // Per accepted hook, the metric labels of its fields of unexpected types.
     let mut mismatched: Vec<Vec<&'static str>> = Vec::with_capacity(post.hooks.len());
@@ -120,6 +151,7 @@ where
                     dedup_key: dedup_key(hook.hook_id.as_deref(), raw),
                     raw: raw.to_string(),
                 });
+                parsed.push(hook);
             }
             Err(e) => rejected.push(NewRejected {
                 position,
@@ -137,25 +169,45 @@ where
     }
 
     let total = hooks.len();
+    if let Some(why) = state.store_health.refuses_hooks() {
+        tracing::error!(hooks_id = ?hooks_id, hooks = total, reason = %why, "the store is failing; answering 503 so NHN retries");
+        return Err(ApiError::Store);
+    }
+    // Hand the hooks to this replica's dispatcher in memory when there is room: they are
+    // stored claimed by it, and routed without being read back and parsed again.
+    let handed = total > 0 && state.handoff.reserve(total);
+    let raws: Vec<String> = if handed {
+        hooks.iter().map(|h| h.raw.clone()).collect()
+    } else {
+        Vec::new()
+    };
     let new_post = NewPost {
         received_at,
         hooks_id: post.envelope.hooks_id.clone(),
         envelope_json: serde_json::to_string(&post.envelope).unwrap_or_else(|_| "{}".into()),
         hooks,
         rejected,
+        claim: handed.then(|| crate::store::Claimant {
+            owner: state.claimant.owner.clone(),
+            ttl_ms: crate::state::HANDOFF_CLAIM_MS.min(state.claimant.ttl_ms),
+        }),
     };
-    if let Some(why) = state.store_health.refuses_hooks() {
-        tracing::error!(hooks_id = ?hooks_id, hooks = total, reason = %why, "the store is failing; answering 503 so NHN retries");
-        return Err(ApiError::Store);
-    }
     let stored = state.store.ingest(new_post).await;
     state.store_health.record(StoreUse::Ingest, &stored);
     let outcome = match stored {
         Ok(o) => {
             state.metrics.store_writable.set(1.0);
+            if handed {
+                hand_over(&state, &post.envelope, received_at, raws, parsed, &o);
+            }
             o
         }
         Err(e) => {
+            if handed {
+                // A commit that timed out may still land later, claimed by this replica for
+                // HANDOFF_CLAIM_MS: the dispatcher claims it from the store after that.
+                state.handoff.release(total);
+            }
             state.metrics.store_writable.set(0.0);
             tracing::error!(hooks_id = ?hooks_id, hooks = total, error = %e, "cannot store hooks; answering 503 so NHN retries");
             return Err(ApiError::Store);

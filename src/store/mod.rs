@@ -80,8 +80,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a POST's hooks durably; returns after the commit.
     async fn ingest(&self, post: NewPost) -> Result<IngestOutcome, StoreError>;
-    /// Claims up to `limit` hooks waiting to be routed (unclaimed, claimed by `who` or whose
-    /// claim expired), oldest first.
+    /// Claims up to `limit` hooks waiting to be routed that nobody holds (unclaimed, or whose
+    /// claim expired; a live claim, `who`'s own included, is left alone), oldest first.
     async fn claim_hooks(
         &self,
         who: &Claimant,

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Claimant;
+
 use crate::bizmessage::{Envelope, HookKind};
 
 /// One received POST, parsed, ready to be stored.
@@ -14,6 +16,9 @@ pub struct NewPost {
     pub envelope_json: String,
     pub hooks: Vec<NewHook>,
     pub rejected: Vec<NewRejected>,
+    /// When set, the stored hooks are born claimed by this consumer (it routes them from
+    /// memory; they are not handed to anyone else until the claim expires).
+    pub claim: Option<Claimant>,
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +44,8 @@ pub struct IngestOutcome {
     pub rejected: usize,
     /// Per hook of the POST (in order): true when stored, false when a duplicate.
     pub fresh: Vec<bool>,
+    /// Per hook of the POST (in order): its row when stored.
+    pub rows: Vec<Option<i64>>,
 }
 
 /// Where a stored hook is in its life.
@@ -88,6 +95,8 @@ pub struct StoredHook {
     pub sent_to: Vec<String>,
     /// Earlier failed attempts to route it.
     pub failures: i64,
+    /// The hook already parsed (handed over in memory at ingest), to spare parsing it again.
+    pub parsed: Option<crate::bizmessage::Hook>,
 }
 
 /// A stored hook with where it is, for listings.
@@ -397,7 +406,7 @@ pub struct DeadLetter {
 /// What a dead letter was rendered from, for `replay --rerender`.
 #[derive(Debug, Clone)]
 pub enum DeadSource {
-    Hook { hook: StoredHook },
+    Hook { hook: Box<StoredHook> },
     Digest { context: String },
     Gone,
 }

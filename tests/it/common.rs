@@ -678,6 +678,7 @@ pub async fn seed_dead_letter(db: &Path, destination: &str, hook_id: &str, reaso
                 raw: raw.to_string(),
             }],
             rejected: vec![],
+            claim: None,
         })
         .await
         .unwrap();

@@ -93,6 +93,7 @@ fn post(at: i64, ids: &[&str]) -> NewPost {
             })
             .collect(),
         rejected: vec![],
+        claim: None,
     }
 }
 
@@ -246,20 +247,17 @@ pub async fn two_consumers_never_claim_the_same_hook_and_expired_claims_are_take
     assert_eq!(got_two.len(), 2, "the other consumer gets only the rest");
     let rows_one: Vec<i64> = got_one.iter().map(|h| h.row).collect();
     assert!(got_two.iter().all(|h| !rows_one.contains(&h.row)));
-    // While both claims live, asking again only renews one's own...
-    let renewed = second.claim_hooks(&two, 500, 10).await.unwrap();
-    assert_eq!(
-        renewed.iter().map(|h| h.row).collect::<Vec<_>>(),
-        got_two.iter().map(|h| h.row).collect::<Vec<_>>()
-    );
-    // ...and once `one`'s claim expired (ttl 1 s), `two` takes its hooks over.
+    // While both claims live, nobody gets anything more, its own claims included...
+    assert!(second.claim_hooks(&two, 500, 10).await.unwrap().is_empty());
+    assert!(first.claim_hooks(&one, 500, 10).await.unwrap().is_empty());
+    // ...and once the claims expired (ttl 1 s), `two` takes them all.
     let taken = second.claim_hooks(&two, 1_500, 10).await.unwrap();
     let mut rows: Vec<i64> = taken.iter().map(|h| h.row).collect();
     rows.sort_unstable();
     let mut want = rows_one.clone();
     want.extend(got_two.iter().map(|h| h.row));
     want.sort_unstable();
-    assert_eq!(rows, want, "its own (renewed) and the expired ones");
+    assert_eq!(rows, want, "the expired claims of both");
     // `one` wakes up and commits: it no longer holds them, so nothing of it is written.
     let batch = DispatchBatch {
         hooks: rows_one.iter().map(|r| routed(*r, &["d"])).collect(),
@@ -271,6 +269,55 @@ pub async fn two_consumers_never_claim_the_same_hook_and_expired_claims_are_take
     assert_eq!(commit.lost, rows_one);
     assert!(first.queue_stats().await.unwrap().is_empty());
     assert_eq!(first.next_flush_at().await.unwrap(), None);
+    first.close().await;
+    second.close().await;
+}
+
+pub async fn hooks_born_claimed_at_ingest_stay_with_their_consumer_until_the_claim_expires(
+    e: Engine,
+) {
+    let first = e.open().await;
+    let second = e.second(&first).await;
+    let mut p = post(100, &["mine-1", "mine-2", "dup"]);
+    p.claim = Some(who("ingester"));
+    let out = first.ingest(p).await.unwrap();
+    assert!(out.rows.iter().all(Option::is_some), "{out:?}");
+    assert!(
+        out.rows[0] < out.rows[1] && out.rows[1] < out.rows[2],
+        "rows in order"
+    );
+    let mut again = post(150, &["dup", "other"]);
+    again.claim = Some(who("ingester"));
+    let out2 = first.ingest(again).await.unwrap();
+    assert_eq!(out2.rows[0], None, "a duplicate has no row");
+    // Nobody else may claim them while the ingester's claim lives...
+    assert!(
+        second
+            .claim_hooks(&who("thief"), 500, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // ...the ingester commits their routing from memory, fenced by its claim...
+    let rows: Vec<i64> = out.rows.iter().flatten().copied().collect();
+    let commit = first
+        .commit_dispatch(
+            &who("ingester"),
+            DispatchBatch {
+                hooks: rows.iter().map(|r| routed(*r, &[])).collect(),
+                ..DispatchBatch::default()
+            },
+            &RULES,
+        )
+        .await
+        .unwrap();
+    assert_eq!(commit.committed, 3);
+    // ...and what it never routed (it died) is taken over once the claim expires.
+    let taken = second.claim_hooks(&who("thief"), 1_200, 10).await.unwrap();
+    assert_eq!(
+        taken.iter().map(|h| h.row).collect::<Vec<_>>(),
+        out2.rows.iter().flatten().copied().collect::<Vec<_>>()
+    );
     first.close().await;
     second.close().await;
 }
@@ -415,8 +462,10 @@ pub async fn repeated_routing_failures_quarantine_a_hook_until_rerouted(e: Engin
     let me = who("me");
     let mut now = 10;
     let mut failures = 0;
+    let mut neighbour_handed_out = false;
     loop {
         let hooks = store.claim_hooks(&me, now, 10).await.unwrap();
+        neighbour_handed_out |= hooks.iter().any(|h| h.raw.contains("\"good\""));
         let Some(row) = hooks
             .iter()
             .find(|h| h.raw.contains("\"bad\""))
@@ -459,8 +508,10 @@ pub async fn repeated_routing_failures_quarantine_a_hook_until_rerouted(e: Engin
     assert_eq!(q[0].hook.failures, 3);
     assert_eq!(q[0].reason.as_deref(), Some("routing failed: boom"));
     let bad_row = q[0].hook.row;
-    // The neighbour was never held back by it.
-    let rest = store.claim_hooks(&me, now, 10).await.unwrap();
+    // The neighbour was never held back by it: handed out at once, and after its claim
+    // expired it is the only hook left to claim.
+    assert!(neighbour_handed_out);
+    let rest = store.claim_hooks(&me, now + 2_000, 10).await.unwrap();
     assert_eq!(rest.len(), 1);
     assert!(rest[0].raw.contains("\"good\""));
     assert_eq!(store.inbox_stats().await.unwrap().quarantined, 1);
@@ -1099,6 +1150,7 @@ conformance!(
     ingest_dedups_within_the_window_and_across_posts,
     concurrent_ingests_all_commit_and_share_dedup,
     two_consumers_never_claim_the_same_hook_and_expired_claims_are_taken_over,
+    hooks_born_claimed_at_ingest_stay_with_their_consumer_until_the_claim_expires,
     a_dispatch_commit_is_atomic_and_settles_every_hook,
     out_of_order_commits_never_skip_a_hook,
     a_hook_gets_one_delivery_per_destination_even_when_routed_again,

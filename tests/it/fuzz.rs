@@ -191,6 +191,7 @@ fn relay(loaded: &Loaded, body: &[u8]) {
             raw: raw.get().to_string(),
             sent_to: vec![],
             failures: 0,
+            parsed: None,
         })
         .collect();
     let (batch, report) = route_hooks(loaded, &stored, 1_795_830_000_000);

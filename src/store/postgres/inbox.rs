@@ -89,19 +89,26 @@ pub(super) async fn ingest(
     let mut taken: HashSet<&str> = Default::default();
     let mut outcomes = Vec::with_capacity(posts.len());
     let (mut h_at, mut h_env, mut h_raw) = (vec![], vec![], vec![]);
-    for p in posts {
+    let (mut h_owner, mut h_until): (Vec<Option<&str>>, Vec<Option<i64>>) = (vec![], vec![]);
+    // (post, hook) of every inserted row, in insertion order.
+    let mut slots: Vec<(usize, usize)> = Vec::new();
+    for (pi, p) in posts.iter().enumerate() {
         let mut out = IngestOutcome {
             rejected: p.rejected.len(),
             ..IngestOutcome::default()
         };
-        for h in &p.hooks {
+        for (hi, h) in p.hooks.iter().enumerate() {
             let fresh = fresh_keys.contains(&h.dedup_key) && taken.insert(h.dedup_key.as_str());
             out.fresh.push(fresh);
+            out.rows.push(None);
             if fresh {
                 out.accepted += 1;
                 h_at.push(p.received_at);
                 h_env.push(p.envelope_json.as_str());
                 h_raw.push(h.raw.as_str());
+                h_owner.push(p.claim.as_ref().map(|w| w.owner.as_str()));
+                h_until.push(p.claim.as_ref().map(|w| p.received_at + w.ttl_ms));
+                slots.push((pi, hi));
             } else {
                 out.duplicates += 1;
             }
@@ -111,14 +118,27 @@ pub(super) async fn ingest(
     if !h_at.is_empty() {
         let insert = tx
             .prepare_cached(
-                "INSERT INTO hooks (v, received_at, envelope, raw)
-                 SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[])",
+                "INSERT INTO hooks (v, received_at, envelope, raw, owner, claim_until)
+                 SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+                 RETURNING id",
             )
             .await
             .map_err(map)?;
-        tx.execute(&insert, &[&FORMAT_VERSION, &h_at, &h_env, &h_raw])
+        // Identity values follow the order rows are inserted, which is the arrays' order.
+        let mut ids: Vec<i64> = tx
+            .query(
+                &insert,
+                &[&FORMAT_VERSION, &h_at, &h_env, &h_raw, &h_owner, &h_until],
+            )
             .await
-            .map_err(map)?;
+            .map_err(map)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        ids.sort_unstable();
+        for ((pi, hi), id) in slots.into_iter().zip(ids) {
+            outcomes[pi].rows[hi] = Some(id);
+        }
     }
     Ok(outcomes)
 }
@@ -134,7 +154,7 @@ pub(super) async fn claim_hooks(
         .prepare_cached(&format!(
             "WITH c AS (
                SELECT id FROM hooks WHERE state = 'waiting'
-                 AND (claim_until IS NULL OR claim_until < $3 OR owner = $1)
+                 AND (claim_until IS NULL OR claim_until < $3)
                ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)
              UPDATE hooks h SET owner = $1, claim_until = $2 FROM c WHERE h.id = c.id
              RETURNING {}",

@@ -77,6 +77,7 @@ pub(super) fn hook_from(
             .and_then(|t| serde_json::from_str(t).ok())
             .unwrap_or_default(),
         failures: r.get(5),
+        parsed: None,
     })
 }
 

@@ -320,7 +320,9 @@ pub(super) async fn dead_sources(
                 .await
                 .map_err(map)?;
             match hooks_from(&hooks)?.pop() {
-                Some(hook) => DeadSource::Hook { hook },
+                Some(hook) => DeadSource::Hook {
+                    hook: Box::new(hook),
+                },
                 None => DeadSource::Gone,
             }
         } else if let Some(id) = digest_id {

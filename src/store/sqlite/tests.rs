@@ -35,6 +35,7 @@ fn post(at: i64, ids: &[&str]) -> NewPost {
         envelope_json: serde_json::to_string(&envelope).unwrap(),
         hooks: ids.iter().map(|i| hook(i)).collect(),
         rejected: vec![],
+        claim: None,
     }
 }
 

@@ -40,21 +40,29 @@ pub(in crate::store::sqlite) fn ingest(
          ON CONFLICT (key) DO UPDATE SET seen_at = excluded.seen_at WHERE seen.seen_at < ?3",
     )?;
     let mut insert = c.prepare_cached(
-        "INSERT INTO hooks (v, received_at, envelope, raw) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO hooks (v, received_at, envelope, raw, owner, claim_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
+    let (owner, until) = match &post.claim {
+        Some(w) => (Some(w.owner.as_str()), Some(post.received_at + w.ttl_ms)),
+        None => (None, None),
+    };
     for h in &post.hooks {
         let fresh = seen.execute(params![h.dedup_key, post.received_at, dedup_cutoff])? == 1;
         out.fresh.push(fresh);
         if !fresh {
             out.duplicates += 1;
+            out.rows.push(None);
             continue;
         }
         insert.execute(params![
             FORMAT_VERSION,
             post.received_at,
             post.envelope_json,
-            h.raw
+            h.raw,
+            owner,
+            until
         ])?;
+        out.rows.push(Some(c.last_insert_rowid()));
         out.accepted += 1;
     }
     Ok(out)
@@ -70,7 +78,7 @@ pub(in crate::store::sqlite) fn claim_hooks(
         .prepare_cached(
             "UPDATE hooks SET owner = ?1, claim_until = ?2 WHERE id IN (
                SELECT id FROM hooks WHERE state = 'waiting'
-                 AND (claim_until IS NULL OR claim_until < ?3 OR owner = ?1)
+                 AND (claim_until IS NULL OR claim_until < ?3)
                ORDER BY id LIMIT ?4)
              RETURNING id",
         )?

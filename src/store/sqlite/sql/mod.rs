@@ -181,6 +181,7 @@ fn hook_from(
         envelope,
         sent_to: sent_to_of(r.get(4)?),
         failures: r.get(5)?,
+        parsed: None,
     })
 }
 

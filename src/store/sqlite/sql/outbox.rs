@@ -238,7 +238,7 @@ pub(in crate::store::sqlite) fn dead_sources(
         let source = if let Some(row) = hook_row {
             let mut rows = hook.query([row])?;
             match hooks_from(&mut rows)?.pop() {
-                Some(h) => DeadSource::Hook { hook: h },
+                Some(h) => DeadSource::Hook { hook: Box::new(h) },
                 None => DeadSource::Gone,
             }
         } else if let Some(id) = digest_id {
