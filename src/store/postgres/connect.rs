@@ -93,6 +93,10 @@ pub fn parse(url: &str) -> Result<Target, String> {
     u.set_query(None);
     if !rest.is_empty() {
         u.query_pairs_mut().extend_pairs(rest);
+        // Form encoding writes a space as `+`, which libpq-style parsers (tokio-postgres)
+        // take literally; a literal `+` is `%2B` by then, so this swap is exact.
+        let query = u.query().map(|q| q.replace('+', "%20"));
+        u.set_query(query.as_deref());
     }
     let mut config =
         tokio_postgres::Config::from_str(u.as_str()).map_err(|e| format!("cannot be used: {e}"))?;
@@ -270,10 +274,9 @@ mod verify {
 /// transactions on the server too, so a stalled client can never hold locks for long.
 pub fn pool(target: &Target, cfg: &StoreConfig) -> Result<Pool, StoreError> {
     let mut config = target.config.clone();
-    let timeout_ms = cfg.commit_timeout.as_millis().max(1000);
-    config.options(format!(
-        "-c statement_timeout={timeout_ms} -c idle_in_transaction_session_timeout={}",
-        timeout_ms * 2
+    config.options(session_options(
+        config.get_options(),
+        cfg.commit_timeout.as_millis().max(1000),
     ));
     config.connect_timeout(cfg.commit_timeout);
     let tls = rustls_config(target.tls, target.root_cert.as_deref())
@@ -294,9 +297,33 @@ pub fn pool(target: &Target, cfg: &StoreConfig) -> Result<Pool, StoreError> {
         .map_err(|e| StoreError::Refused(format!("{}: {e}", target.describe)))
 }
 
+/// The URL's own `options` (such as `-c search_path=bizrelay`) followed by the timeouts.
+fn session_options(from_url: Option<&str>, timeout_ms: u128) -> String {
+    let ours = format!(
+        "-c statement_timeout={timeout_ms} -c idle_in_transaction_session_timeout={}",
+        timeout_ms * 2
+    );
+    match from_url.map(str::trim) {
+        Some(given) if !given.is_empty() => format!("{given} {ours}"),
+        _ => ours,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_urls_own_session_options_are_kept() {
+        let t = parse("postgres://h/db?options=-c%20search_path%3Dbizrelay").unwrap();
+        let options = session_options(t.config.get_options(), 5000);
+        assert!(options.starts_with("-c search_path=bizrelay "), "{options}");
+        assert!(options.contains("statement_timeout=5000"), "{options}");
+        assert_eq!(
+            session_options(None, 1000),
+            "-c statement_timeout=1000 -c idle_in_transaction_session_timeout=2000"
+        );
+    }
 
     #[test]
     fn urls_are_checked_and_described_without_passwords() {
