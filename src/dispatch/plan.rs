@@ -189,6 +189,11 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
     let mut batch = DispatchBatch::default();
     let mut report = Report::default();
     for stored in hooks {
+        // A fail point for the tests of the panic path (nothing in bizrelay panics on input).
+        #[cfg(test)]
+        if stored.raw.contains("bizrelay-test-panic") {
+            panic!("routing blew up on row {}", stored.row);
+        }
         let parsed_now;
         let hook = match &stored.parsed {
             Some(h) => h,

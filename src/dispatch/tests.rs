@@ -326,3 +326,85 @@ fn an_unreadable_stored_hook_is_reported_for_quarantine_not_skipped() {
     assert_eq!(report.unreadable.len(), 1);
     assert_eq!(report.unreadable[0].0, 1);
 }
+
+/// A hook whose routing panics (the fail point in `route_hooks`) is held back while its
+/// neighbours in the batch are routed, retried, and quarantined after `QUARANTINE_AFTER`
+/// failures; it never blocks the hooks behind it.
+#[tokio::test]
+async fn a_hook_whose_routing_panics_is_quarantined_and_its_neighbours_routed() {
+    use crate::metrics::Metrics;
+    use crate::state::Clock;
+    use crate::store::{Mode, NewHook, NewPost};
+
+    let dir = tempfile::tempdir().unwrap();
+    with_broken_template(dir.path());
+    let cfg = crate::config::StoreConfig {
+        path: dir.path().join("s.db"),
+        ..Default::default()
+    };
+    let store = crate::store::open(&cfg, Mode::Serve).await.unwrap();
+    let clock = Clock::manual(1_000_000);
+    let state = Arc::new(State::new(
+        loaded(CONFIG, dir.path()),
+        store,
+        Metrics::new(),
+        clock.clone(),
+    ));
+    let mut raws: Vec<String> = stored("mixed.json", 1).into_iter().map(|h| h.raw).collect();
+    raws.truncate(3); // the fixture's fourth is not a hook at all
+    assert_eq!(raws.len(), 3);
+    raws[1] = r#"{"hookId":"bizrelay-test-panic"}"#.into();
+    let hooks = raws
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| NewHook {
+            dedup_key: format!("h:test-{i}"),
+            raw: raw.clone(),
+        })
+        .collect();
+    state
+        .store
+        .ingest(NewPost {
+            received_at: clock.now(),
+            hooks_id: None,
+            envelope_json: "{}".into(),
+            hooks,
+            rejected: vec![],
+            claim: None,
+        })
+        .await
+        .unwrap();
+
+    for round in 1..=QUARANTINE_AFTER {
+        pass(&state).await.unwrap();
+        let stats = state.store.inbox_stats().await.unwrap();
+        if round < QUARANTINE_AFTER {
+            assert_eq!(
+                stats.waiting, 1,
+                "round {round}: only the failing hook waits"
+            );
+            assert_eq!(stats.quarantined, 0, "round {round}");
+        }
+        clock.advance(RETRY_FAILED + 1);
+    }
+    let stats = state.store.inbox_stats().await.unwrap();
+    assert_eq!(stats.waiting, 0);
+    assert_eq!(stats.quarantined, 1);
+    let quarantined = state
+        .store
+        .hooks_in(crate::store::HookState::Quarantined, 10)
+        .await
+        .unwrap();
+    assert_eq!(quarantined.len(), 1);
+    assert!(
+        format!("{quarantined:?}").contains("routing blew up"),
+        "the panic's message is kept as the reason: {quarantined:?}"
+    );
+    assert!(
+        state
+            .metrics
+            .render()
+            .contains("bizrelay_hooks_quarantined_total 1")
+    );
+    state.store.close().await;
+}
