@@ -74,7 +74,7 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 /// Routes a batch off the async threads; a panic comes back as its message.
 async fn route_off_thread(
     loaded: Arc<Loaded>,
-    hooks: Vec<StoredHook>,
+    hooks: Arc<Vec<StoredHook>>,
     now: i64,
 ) -> Result<(DispatchBatch, Report), String> {
     tokio::task::spawn_blocking(move || route_hooks(&loaded, &hooks, now))
@@ -93,17 +93,24 @@ async fn route_claimed(
 ) -> Result<(DispatchBatch, Report), StoreError> {
     let now = state.now();
     let loaded = state.current();
-    let (mut batch, mut report) = match route_off_thread(Arc::clone(&loaded), hooks.clone(), now)
-        .await
+    // Shared, not cloned: the batch is only copied hook by hook in the rare case it failed.
+    let hooks = Arc::new(hooks);
+    let (mut batch, mut report) = match route_off_thread(
+        Arc::clone(&loaded),
+        Arc::clone(&hooks),
+        now,
+    )
+    .await
     {
         Ok(done) => done,
         Err(panic) => {
             tracing::error!(hooks = hooks.len(), error = %panic, "routing a batch failed; routing its hooks one by one");
             let mut batch = DispatchBatch::default();
             let mut report = Report::default();
+            let hooks = Arc::try_unwrap(hooks).unwrap_or_else(|shared| (*shared).clone());
             for hook in hooks {
                 let row = hook.row;
-                match route_off_thread(Arc::clone(&loaded), vec![hook], now).await {
+                match route_off_thread(Arc::clone(&loaded), Arc::new(vec![hook]), now).await {
                     Ok((b, r)) => {
                         batch.hooks.extend(b.hooks);
                         batch.deliveries.extend(b.deliveries);
