@@ -214,9 +214,17 @@ where
         }
     };
     let m = &state.metrics.hooks_received;
+    // One label lookup per (kind, outcome) of the POST, not one per hook.
+    let mut tally: Vec<(&'static str, &'static str, u64)> = Vec::new();
     for (kind, fresh) in kinds.iter().zip(&outcome.fresh) {
-        m.with_label_values(&[kind.as_str(), if *fresh { "accepted" } else { "duplicate" }])
-            .inc();
+        let labels = (kind.as_str(), if *fresh { "accepted" } else { "duplicate" });
+        match tally.iter_mut().find(|t| (t.0, t.1) == labels) {
+            Some(t) => t.2 += 1,
+            None => tally.push((labels.0, labels.1, 1)),
+        }
+    }
+    for (kind, outcome, n) in tally {
+        m.with_label_values(&[kind, outcome]).inc_by(n);
     }
     let mut odd_fields: Vec<&str> = Vec::new();
     for (labels, _) in mismatched.iter().zip(&outcome.fresh).filter(|(_, f)| **f) {
