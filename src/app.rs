@@ -291,7 +291,11 @@ where
     tokio::spawn(async move {
         let mut backoff = Duration::from_secs(1);
         loop {
-            let outcome = tokio::spawn(task()).await;
+            // Aborting this supervisor (at shutdown) must stop the task too: a detached task
+            // would go on using the store while it is being closed.
+            let mut run = tokio::spawn(task());
+            let _abort_with_me = AbortOnDrop(run.abort_handle());
+            let outcome = (&mut run).await;
             if stop.is_cancelled() {
                 state.liveness.stopped(name, None);
                 return;
@@ -314,6 +318,15 @@ where
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }
     })
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// One sender per configured destination; destinations added by a reload get theirs, and a
@@ -492,6 +505,48 @@ async fn probe_loop(state: Arc<State>, stop: CancellationToken) {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn aborting_a_supervisor_stops_its_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::StoreConfig {
+            path: dir.path().join("s.db"),
+            ..Default::default()
+        };
+        let store = store::open(&cfg, Mode::Serve).await.unwrap();
+        let loaded =
+            crate::config::load(&crate::config::ConfigSource::Builtin, &HashMap::new()).unwrap();
+        let state = Arc::new(State::new(loaded, store, Metrics::new(), Clock::System));
+        // The running task holds a clone of `alive`: the count tells whether it still exists.
+        let alive = Arc::new(AtomicU32::new(0));
+        let handle = supervise(&state, "ticker", CancellationToken::new(), {
+            let alive = Arc::clone(&alive);
+            move || {
+                let alive = Arc::clone(&alive);
+                async move {
+                    loop {
+                        alive.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while alive.load(Ordering::SeqCst) == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the task never ran");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        handle.abort();
+        let _ = handle.await;
+        while Arc::strong_count(&alive) > 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the task went on after its supervisor was aborted"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        state.store.close().await;
+    }
 
     #[tokio::test]
     async fn a_task_that_panics_is_logged_counted_and_started_again() {
