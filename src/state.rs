@@ -84,8 +84,12 @@ pub struct Handoff {
     queue: Mutex<std::collections::VecDeque<crate::store::StoredHook>>,
 }
 
-/// Hooks the handoff holds at most (about 1 KB each).
-pub const HANDOFF_CAPACITY: usize = 20_000;
+/// Hooks the handoff holds at most (about 2 KB each with their parse): a few batches ahead
+/// of the dispatcher is all it needs; past that, hooks wait in the store.
+pub const HANDOFF_CAPACITY: usize = 5_000;
+/// A hook whose born claim ends sooner than this is left to the store path: routing and
+/// committing it from memory could outlast the claim and race the store's own hand-out.
+pub const HANDOFF_MARGIN_MS: i64 = 1_000;
 /// How long a hook handed over in memory stays claimed by this replica: if it is not routed
 /// by then (the commit that stored it timed out and landed late, the process died), the
 /// dispatcher (or another replica) claims it from the store.
@@ -129,14 +133,21 @@ impl Handoff {
             .extend(hooks);
     }
 
-    /// Takes up to `max` hooks, oldest first, and frees their room.
-    pub fn take(&self, max: usize) -> Vec<crate::store::StoredHook> {
+    /// Takes up to `max` hooks, oldest first, and frees their room. Hooks received before
+    /// `stale_before` are dropped instead (their claim is about to end; the store hands them
+    /// out again), and their number is returned beside the hooks.
+    pub fn take(&self, max: usize, stale_before: i64) -> (Vec<crate::store::StoredHook>, usize) {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stale = 0;
+        while q.front().is_some_and(|h| h.received_at < stale_before) {
+            q.pop_front();
+            stale += 1;
+        }
         let n = q.len().min(max);
         let out: Vec<_> = q.drain(..n).collect();
         drop(q);
-        self.room.add_permits(out.len());
-        out
+        self.room.add_permits(out.len() + stale);
+        (out, stale)
     }
 }
 
@@ -425,5 +436,40 @@ mod tests {
         assert_eq!(c.now(), 1_000);
         c.advance(500);
         assert_eq!(c.now(), 1_500);
+    }
+
+    fn handed(row: i64, received_at: i64) -> crate::store::StoredHook {
+        crate::store::StoredHook {
+            row,
+            received_at,
+            envelope: Default::default(),
+            raw: "{}".into(),
+            sent_to: vec![],
+            failures: 0,
+            parsed: None,
+        }
+    }
+
+    #[test]
+    fn the_handoff_keeps_its_room_and_leaves_hooks_near_their_claims_end_to_the_store() {
+        let h = Handoff::default();
+        assert!(h.reserve(HANDOFF_CAPACITY));
+        assert!(!h.reserve(1), "full");
+        h.push((0..HANDOFF_CAPACITY as i64).map(|i| handed(i, i)).collect());
+        // Hooks received before 10 are stale: dropped, and their room freed with the rest.
+        let (got, stale) = h.take(5, 10);
+        assert_eq!(stale, 10);
+        assert_eq!(
+            got.iter().map(|x| x.row).collect::<Vec<_>>(),
+            [10, 11, 12, 13, 14]
+        );
+        assert!(
+            h.reserve(15),
+            "the room of taken and stale hooks is free again"
+        );
+        assert!(!h.reserve(1));
+        let (rest, stale) = h.take(HANDOFF_CAPACITY, 0);
+        assert_eq!((rest.len(), stale), (HANDOFF_CAPACITY - 15, 0));
+        assert_eq!(rest[0].row, 15, "oldest first");
     }
 }

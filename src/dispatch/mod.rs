@@ -157,19 +157,32 @@ async fn hold_back(state: &State, failed: Vec<(i64, String)>) -> Result<(), Stor
 /// Routes one batch: the hooks handed over in memory at ingest (born claimed by this
 /// replica), else hooks claimed from the store (left by a crash, a full handoff, another
 /// replica or `reroute`); returns how many it routed.
-async fn route_batch(state: &Arc<State>, claim_from_store: bool) -> Result<usize, StoreError> {
-    let mut claimed = state.handoff.take(BATCH);
-    if claimed.is_empty() || claim_from_store {
-        claimed.extend(
-            state
-                .store
-                .claim_hooks(&state.claimant, state.now(), BATCH)
-                .await?,
+async fn route_batch(state: &Arc<State>, claim_from_store: bool) -> Result<Routed, StoreError> {
+    let claim_ms = crate::state::HANDOFF_CLAIM_MS.min(state.claimant.ttl_ms);
+    let margin = crate::state::HANDOFF_MARGIN_MS.min(claim_ms / 2);
+    let (mut claimed, stale) = state.handoff.take(BATCH, state.now() - (claim_ms - margin));
+    if stale > 0 {
+        tracing::debug!(
+            hooks = stale,
+            "hooks waited in memory nearly as long as their claim; routing them from the store"
         );
     }
+    let mut from_store = 0;
+    if claimed.is_empty() || claim_from_store || stale > 0 {
+        let more = state
+            .store
+            .claim_hooks(&state.claimant, state.now(), BATCH)
+            .await?;
+        from_store = more.len();
+        claimed.extend(more);
+    }
     let n = claimed.len();
+    let routed = Routed {
+        hooks: n,
+        store_has_more: from_store == BATCH,
+    };
     if n == 0 {
-        return Ok(0);
+        return Ok(routed);
     }
     let (batch, report) = route_claimed(state, claimed).await?;
     if !batch.hooks.is_empty() {
@@ -186,7 +199,13 @@ async fn route_batch(state: &Arc<State>, claim_from_store: bool) -> Result<usize
     }
     account(state, &report);
     state.liveness.progress(TASK, state.now());
-    Ok(n)
+    Ok(routed)
+}
+
+/// What one batch routed, and whether the store had more to hand out.
+struct Routed {
+    hooks: usize,
+    store_has_more: bool,
 }
 
 /// Sends every digest that is due.
@@ -230,13 +249,17 @@ async fn flush_due(state: &Arc<State>) -> Result<(), StoreError> {
 async fn pass(state: &Arc<State>) -> Result<(), StoreError> {
     // The store is asked for claimable hooks at least once a second, however busy the
     // handoff is (work left by a crash or another replica must not wait for a storm to end).
+    // While it hands out full batches (hooks that found the handoff full), keep asking.
     let mut asked = None::<tokio::time::Instant>;
+    let mut store_has_more = false;
     loop {
-        let claim_from_store = asked.is_none_or(|t| t.elapsed() >= POLL);
+        let claim_from_store = store_has_more || asked.is_none_or(|t| t.elapsed() >= POLL);
         if claim_from_store {
             asked = Some(tokio::time::Instant::now());
         }
-        let routed = route_batch(state, claim_from_store).await?;
+        let batch = route_batch(state, claim_from_store).await?;
+        store_has_more = batch.store_has_more;
+        let routed = batch.hooks;
         let due = state
             .store
             .next_flush_at()
@@ -266,6 +289,9 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
         }
         last_pass = Some(tokio::time::Instant::now());
         let result = pass(&state).await;
+        if shutdown.is_cancelled() && matches!(result, Err(StoreError::Closed)) {
+            break; // shutting down: the store closed under a pass, which is routed after restart
+        }
         state.store_health.record(StoreUse::Dispatch, &result);
         let failed = match result {
             Ok(()) => false,
