@@ -11,6 +11,7 @@
 //!   failures it is quarantined (kept, counted, listed by `bizrelay quarantine list`).
 
 mod plan;
+mod preview;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use plan::*;
+pub use preview::preview_flush;
 
 use crate::config::Loaded;
 use crate::digest;

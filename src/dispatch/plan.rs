@@ -29,6 +29,20 @@ pub struct Report {
     pub fallbacks: Vec<(DestinationKind, String, RenderError)>,
     /// Destinations that got new deliveries (their senders are woken).
     pub touched: BTreeSet<String>,
+    /// Indexes (into the batch's or flush's deliveries) of the bodies that are the fallback
+    /// message, with why the template failed (the dry run names them).
+    pub fell_back: Vec<(usize, String)>,
+    /// Destinations a matching route named but the hook already had (one delivery per hook
+    /// and destination), so the dry run can say why a route sent nothing.
+    pub already_given: Vec<Skip>,
+}
+
+/// A route's destination left out because the hook already had it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    pub row: i64,
+    pub route: String,
+    pub destination: String,
 }
 
 impl Report {
@@ -41,6 +55,8 @@ impl Report {
         self.unreadable.extend(other.unreadable);
         self.fallbacks.extend(other.fallbacks);
         self.touched.extend(other.touched);
+        // Indexes refer to the other batch's deliveries: they do not survive a merge.
+        self.already_given.extend(other.already_given);
     }
 }
 
@@ -248,6 +264,11 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
                     continue; // validation guarantees it exists
                 };
                 if !given.insert(dest.clone()) {
+                    report.already_given.push(Skip {
+                        row: stored.row,
+                        route: r.name.clone(),
+                        destination: dest.clone(),
+                    });
                     continue;
                 }
                 let (payload, err) = render_hook(
@@ -260,6 +281,9 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
                     stored.received_at,
                 );
                 if let Some(e) = err {
+                    report
+                        .fell_back
+                        .push((batch.deliveries.len(), e.to_string()));
                     report.fallbacks.push((
                         dest_cfg.kind,
                         r.template_for(hook.kind()).to_string(),
@@ -331,25 +355,6 @@ pub fn digest_context(
         tally,
         samples: &list,
     })
-}
-
-/// A digest of stored hooks held in memory (dry runs): counts them all, shows the first
-/// `max_items`.
-pub fn digest_of(
-    loaded: &Loaded,
-    route: &str,
-    group_key: &str,
-    max_items: usize,
-    stored: &[StoredHook],
-) -> Value {
-    let parsed = parse_members(stored);
-    let tally = digest::tally(&members(stored, &parsed));
-    let samples: Vec<StoredHook> = parsed
-        .iter()
-        .take(max_items)
-        .map(|(i, _)| stored[*i].clone())
-        .collect();
-    digest_context(loaded, route, group_key, 0, &tally, &samples)
 }
 
 /// Renders a digest context for one destination (fallback on failure).
@@ -431,6 +436,7 @@ pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Repor
         };
         let (payload, err) = render_digest(loaded, &settings.template, &ctx, dest, dest_cfg.kind);
         if let Some(e) = err {
+            report.fell_back.push((deliveries.len(), e.to_string()));
             report
                 .fallbacks
                 .push((dest_cfg.kind, settings.template.clone(), e));
