@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `check`, `route` (dry run), `dead-letters`,
-//! `send-test`, `reroute` and `quarantine`. `--config` is accepted by every subcommand,
+//! `send-test`, `reroute`, `quarantine` and `rejected`. `--config` is accepted by every subcommand,
 //! before or after its own arguments.
 //!
 //! Exit codes: 0 all well; 1 the command ran and found problems (check, a failed send-test);
@@ -8,6 +8,7 @@
 mod check;
 mod dead_letters;
 mod out;
+mod rejected;
 mod reroute;
 mod route;
 mod send_test;
@@ -86,6 +87,30 @@ pub enum Command {
     /// Hooks whose routing failed repeatedly and that are held back.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
+    /// Hooks that could not be understood, kept with why (recipient numbers masked).
+    #[command(subcommand)]
+    Rejected(RejectedCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RejectedCommand {
+    /// List rejected hooks, newest first, with the reason and a masked excerpt.
+    List {
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Show one rejected hook whole (masked).
+    Show {
+        /// The id `rejected list` shows.
+        id: i64,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Delete rejected hooks.
+    Purge {
+        #[command(flatten)]
+        which: PurgeWhich,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -163,13 +188,13 @@ pub struct Which {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct PurgeWhich {
-    /// Dead letter ids (repeatable).
+    /// Ids (repeatable).
     #[arg(long = "id", num_args = 1..)]
     pub ids: Vec<i64>,
     /// Purge those whose last attempt is older than this (e.g. 7d).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub older_than: Option<std::time::Duration>,
-    /// Every dead letter.
+    /// Every one.
     #[arg(long)]
     pub all: bool,
 }
@@ -279,6 +304,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Quarantine(QuarantineCommand::List { format }) => {
             rt.block_on(reroute::quarantine_list(&loaded, format))
         }
+        Command::Rejected(cmd) => rt.block_on(rejected::run(&loaded, cmd)),
     }
 }
 

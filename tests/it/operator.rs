@@ -81,3 +81,92 @@ fn route_json_lists_unrouted_and_rejected_hooks_with_a_reason() {
     assert_eq!(t1["position"], 0);
     assert!(t1.get("reason").is_none(), "{t1}");
 }
+
+const CONSOLE: &str =
+    "[destinations.c]\ntype = \"console\"\n[[routes]]\nname = \"all\"\nto = \"c\"\n";
+
+#[tokio::test]
+async fn rejected_hooks_are_stored_masked_and_listed_shown_and_purged() {
+    let mut app = TestApp::spawn(CONSOLE).await;
+    let (status, _) = app.post_json(fixture("mixed.json")).await;
+    assert_eq!(status, 200);
+    // Masked in storage, not only when shown.
+    let stored = app
+        .state()
+        .store
+        .rejected(&bizrelay::store::Selection::All)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(!stored[0].raw.contains("01055550000"), "{}", stored[0].raw);
+    assert!(stored[0].raw.contains("010****0000"), "{}", stored[0].raw);
+    let id = stored[0].id.to_string();
+    let config = app.config_path.clone();
+
+    let (code, said, err) = run_cli(&["rejected", "list"], &config).await;
+    assert_eq!(code, Some(0), "{err}");
+    let row = said
+        .lines()
+        .find(|l| l.trim_start().starts_with(&id))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        row.contains("20261128120000000mixed001") && row.contains("hook is not a JSON object"),
+        "{row}"
+    );
+    assert!(
+        row.contains(r#"["m-bad","not a hook object","010****0000"]"#),
+        "{row}"
+    );
+    assert!(said.contains("1 rejected hook in "), "{said}");
+
+    let (code, said, _) = run_cli(&["rejected", "show", &id], &config).await;
+    assert_eq!(code, Some(0));
+    assert!(
+        said.contains("hook #3 of POST 20261128120000000mixed001"),
+        "{said}"
+    );
+    assert!(said.contains("reason: hook is not a JSON object"), "{said}");
+    assert!(
+        said.contains("010****0000") && !said.contains("01055550000"),
+        "{said}"
+    );
+
+    let (code, said, _) = run_cli(&["rejected", "show", "--format", "json", &id], &config).await;
+    assert_eq!(code, Some(0));
+    let v: Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(v["position"], 3);
+    assert_eq!(v["reason"], "hook is not a JSON object");
+
+    let (code, _, err) = run_cli(&["rejected", "show", "999999"], &config).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no rejected hook 999999 in "), "{err}");
+
+    let (code, said, _) = run_cli(&["rejected", "purge", "--all"], &config).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(said.trim(), "purged 1 rejected hook");
+    let (code, said, _) = run_cli(&["rejected", "list"], &config).await;
+    assert_eq!(code, Some(0));
+    let db = app.dir.path().join("bizrelay.db");
+    assert!(
+        said.contains(&format!(
+            "no rejected hooks in the SQLite store {}",
+            db.display()
+        )),
+        "names the store it read: {said}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn rejected_hooks_keep_their_numbers_when_masking_is_off() {
+    let mut app = TestApp::spawn(&format!("[privacy]\nmask_recipient = false\n{CONSOLE}")).await;
+    let (status, _) = app.post_json(fixture("mixed.json")).await;
+    assert_eq!(status, 200);
+    let (code, said, err) =
+        run_cli(&["rejected", "list", "--format", "json"], &app.config_path).await;
+    assert_eq!(code, Some(0), "{err}");
+    let items: Vec<Value> = serde_json::from_str(&said).unwrap();
+    assert_eq!(items.len(), 1);
+    assert!(items[0]["raw"].as_str().unwrap().contains("01055550000"));
+    app.stop().await;
+}
