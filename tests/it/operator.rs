@@ -170,3 +170,44 @@ async fn rejected_hooks_keep_their_numbers_when_masking_is_off() {
     assert!(items[0]["raw"].as_str().unwrap().contains("01055550000"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn commands_that_find_nothing_name_the_store_they_read() {
+    // From the wrong folder (no store there) the command says so instead of "nothing".
+    let elsewhere = tempfile::tempdir().unwrap();
+    let wrong = write_config(elsewhere.path(), CONSOLE);
+    let (code, _, err) = run_cli(&["dead-letters", "list"], &wrong).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("there is no store at "), "{err}");
+
+    let mut app = TestApp::spawn(CONSOLE).await;
+    let path = app.config_path.clone();
+    let db = app.dir.path().join("bizrelay.db");
+    let store = format!("the SQLite store {}", db.display());
+    for (args, said) in [
+        (vec!["dead-letters", "list"], "no dead letters in "),
+        (
+            vec!["dead-letters", "replay", "--all"],
+            "no matching dead letters in ",
+        ),
+        (
+            vec!["dead-letters", "purge", "--all"],
+            "no matching dead letters in ",
+        ),
+        (vec!["quarantine", "list"], "no quarantined hooks in "),
+        (vec!["rejected", "list"], "no rejected hooks in "),
+        (
+            vec!["rejected", "purge", "--all"],
+            "no matching rejected hooks in ",
+        ),
+        (
+            vec!["reroute", "--all-unrouted"],
+            "no stored hooks that matched no route in ",
+        ),
+    ] {
+        let (code, out, err) = run_cli(&args, &path).await;
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert_eq!(out.trim(), format!("{said}{store}"), "{args:?}");
+    }
+    app.stop().await;
+}
