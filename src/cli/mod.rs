@@ -69,11 +69,16 @@ pub enum Command {
     /// Inspect, replay or purge deliveries that will not be retried by themselves.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
-    /// Render a built-in sample and post it to a destination through the real delivery path.
+    /// Post a message marked TEST, rendered from harmless sample data, to a destination
+    /// through the real delivery path.
     SendTest {
-        /// The destination's name in the config.
+        /// The destination's name in the config (default with --route: each of the route's).
+        #[arg(long, required_unless_present = "route")]
+        destination: Option<String>,
+        /// Render with this route's template (the one a hook of --kind taking the route gets;
+        /// a grouped route's digest template for --kind digest).
         #[arg(long)]
-        destination: String,
+        route: Option<String>,
         /// Which built-in sample to send.
         #[arg(long, value_enum, default_value = "message_result")]
         kind: SampleKind,
@@ -297,9 +302,16 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check => unreachable!("handled above"),
         Command::Route { format, payload } => route::run(&loaded, &payload, format),
         Command::DeadLetters(cmd) => rt.block_on(dead_letters::run(&loaded, cmd)),
-        Command::SendTest { destination, kind } => {
-            rt.block_on(send_test::run(&loaded, &destination, kind))
-        }
+        Command::SendTest {
+            destination,
+            route,
+            kind,
+        } => rt.block_on(send_test::run(
+            &loaded,
+            destination.as_deref(),
+            route.as_deref(),
+            kind,
+        )),
         Command::Reroute { which } => rt.block_on(reroute::run(&loaded, which)),
         Command::Quarantine(QuarantineCommand::List { format }) => {
             rt.block_on(reroute::quarantine_list(&loaded, format))

@@ -211,3 +211,97 @@ async fn commands_that_find_nothing_name_the_store_they_read() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn send_test_is_marked_harmless_and_renders_with_the_routes_template() {
+    let chat = FakeChat::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("templates/slack")).unwrap();
+    std::fs::write(
+        dir.path().join("templates/slack/mine.hbs"),
+        r#"{"text": "{{summary}}", "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "my own header {{resultCode}}"}}]}"#,
+    )
+    .unwrap();
+    let body = format!(
+        "{}{}[[routes]]\nname = \"mine\"\nto = \"s\"\ntemplate = \"mine\"\n[routes.match]\noutcome = \"failure\"\n\
+         [[routes]]\nname = \"grouped\"\nto = \"s\"\n[routes.match]\nkind = \"message_result\"\n[routes.group]\nby = [\"result_code\"]\n",
+        crate::operations::dest("s", &chat),
+        format_args!(
+            "[destinations.t]\ntype = \"teams\"\nurl = \"{}\"\n",
+            chat.url("/teams")
+        ),
+    );
+    let path = write_config(dir.path(), &body);
+
+    let (code, said, err) = run_cli(&["send-test", "--destination", "s"], &path).await;
+    assert_eq!(code, Some(0), "{said}{err}");
+    let got = chat.received();
+    let v = got.last().unwrap().json();
+    assert!(v["text"].as_str().unwrap().starts_with("🧪 TEST"), "{v}");
+    assert!(
+        v["blocks"][0]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("🧪 TEST"),
+        "header marked: {v}"
+    );
+
+    let (code, said, err) = run_cli(&["send-test", "--destination", "t"], &path).await;
+    assert_eq!(code, Some(0), "{said}{err}");
+    let v = chat.received().last().unwrap().json();
+    assert!(v["summary"].as_str().unwrap().starts_with("🧪 TEST"), "{v}");
+    let header = &v["attachments"][0]["content"]["body"][0]["text"];
+    assert!(header.as_str().unwrap().starts_with("🧪 TEST"), "{v}");
+
+    let (code, said, err) = run_cli(
+        &["send-test", "--destination", "s", "--kind", "digest"],
+        &path,
+    )
+    .await;
+    assert_eq!(code, Some(0), "{said}{err}");
+    let digest = chat.received().last().unwrap().body.clone();
+    assert!(digest.contains("🧪 TEST"), "{digest}");
+    assert!(
+        !digest.contains("here>") && !digest.contains("<!"),
+        "harmless: {digest}"
+    );
+    assert!(
+        digest.contains("3019") && digest.contains("not a KakaoTalk user"),
+        "real codes with their meanings: {digest}"
+    );
+
+    // --route: the route's own template, to each of its destinations.
+    let before = chat.count();
+    let (code, said, err) = run_cli(&["send-test", "--route", "mine"], &path).await;
+    assert_eq!(code, Some(0), "{said}{err}");
+    assert!(
+        said.contains("s (slack) with route `mine`'s template: HTTP 200"),
+        "{said}"
+    );
+    assert_eq!(chat.count(), before + 1);
+    let v = chat.received().last().unwrap().json();
+    assert_eq!(
+        v["blocks"][0]["text"]["text"],
+        "🧪 TEST (bizrelay send-test) · my own header 3019"
+    );
+
+    let (code, said, err) = run_cli(&["send-test", "--route", "grouped"], &path).await;
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        err.contains("groups its hooks into digests: test it with --kind digest"),
+        "{err}"
+    );
+    let (code, _, err) = run_cli(
+        &["send-test", "--route", "grouped", "--kind", "digest"],
+        &path,
+    )
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+
+    let (code, _, err) = run_cli(&["send-test", "--route", "nope"], &path).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("no route `nope` (configured: mine, grouped)"),
+        "{err}"
+    );
+}
