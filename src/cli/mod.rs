@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `check`, `route` (dry run), `dead-letters`,
-//! `send-test`, `reroute`, `quarantine` and `rejected`. `--config` is accepted by every subcommand,
+//! `send-test`, `reroute`, `quarantine`, `rejected` and `templates`. `--config` is accepted by every subcommand,
 //! before or after its own arguments.
 //!
 //! Exit codes: 0 all well; 1 the command ran and found problems (check, a failed send-test);
@@ -12,6 +12,7 @@ mod rejected;
 mod reroute;
 mod route;
 mod send_test;
+mod templates;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -95,6 +96,34 @@ pub enum Command {
     /// Hooks that could not be understood, kept with why (recipient numbers masked).
     #[command(subcommand)]
     Rejected(RejectedCommand),
+    /// Export the built-in templates to edit, or list which ones files override.
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// Write the built-in templates into DIR/<type>/<locale>/<name>.hbs (never overwrites).
+    Export {
+        /// The folder to write into (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Only this destination type's templates (e.g. slack).
+        #[arg(long = "type", value_name = "T")]
+        kind: Option<String>,
+        /// Only this locale's (en or ko).
+        #[arg(long, value_name = "L")]
+        locale: Option<String>,
+    },
+    /// List every template with where it comes from: built-in, overridden by a file, or a
+    /// file's own.
+    List {
+        /// Only this destination type's templates.
+        #[arg(long = "type", value_name = "T")]
+        kind: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -263,6 +292,10 @@ pub fn run(cli: Cli) -> ExitCode {
     if let Command::Check = command {
         return check::run(&spec, &env);
     }
+    // Export needs no config: an installed binary writes its built-ins anywhere.
+    if let Command::Templates(TemplatesCommand::Export { dir, kind, locale }) = &command {
+        return templates::export(dir, kind.as_deref(), locale.as_deref());
+    }
     let loaded = match load_config(&spec, &env) {
         Ok(l) => l,
         Err(errors) => {
@@ -317,6 +350,10 @@ pub fn run(cli: Cli) -> ExitCode {
             rt.block_on(reroute::quarantine_list(&loaded, format))
         }
         Command::Rejected(cmd) => rt.block_on(rejected::run(&loaded, cmd)),
+        Command::Templates(TemplatesCommand::List { kind, format }) => {
+            templates::list(&loaded, kind.as_deref(), format)
+        }
+        Command::Templates(TemplatesCommand::Export { .. }) => unreachable!("handled above"),
     }
 }
 

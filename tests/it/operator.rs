@@ -305,3 +305,102 @@ async fn send_test_is_marked_harmless_and_renders_with_the_routes_template() {
         "{err}"
     );
 }
+
+#[test]
+fn templates_export_writes_the_builtins_and_list_shows_what_files_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("exported");
+    let target = out_dir.to_str().unwrap();
+    let out = cli(&["templates", "export", target]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let types = std::fs::read_dir(&out_dir).unwrap().count();
+    assert!(types >= 9, "one folder per destination type: {types}");
+    assert!(
+        text(&out.stdout).contains(&format!("wrote {} templates to {target}", types * 2 * 4)),
+        "{}",
+        text(&out.stdout)
+    );
+    let ours = format!(
+        "{}/templates/slack/ko/message_result.hbs",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("slack/ko/message_result.hbs")).unwrap(),
+        std::fs::read_to_string(ours).unwrap()
+    );
+
+    // A second run keeps the operator's edits.
+    let edited = out_dir.join("slack/en/message_result.hbs");
+    std::fs::write(&edited, r#"{"text": "edited {{summary}}"}"#).unwrap();
+    let out = cli(&[
+        "templates",
+        "export",
+        target,
+        "--type",
+        "slack",
+        "--locale",
+        "en",
+    ]);
+    assert!(out.status.success());
+    let said = text(&out.stdout);
+    assert!(said.contains("wrote 0 templates"), "{said}");
+    assert_eq!(
+        said.matches("(exists; not overwritten)").count(),
+        4,
+        "{said}"
+    );
+    assert!(
+        std::fs::read_to_string(&edited)
+            .unwrap()
+            .starts_with("{\"text\": \"edited")
+    );
+
+    let out = cli(&["templates", "export", target, "--type", "slak"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no destination type `slak` (types: slack, teams"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cli(&["templates", "export", target, "--locale", "fr"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no locale `fr` (locales: en, ko)"));
+
+    // Keep only the edited one, point the config at the folder.
+    std::fs::remove_dir_all(&out_dir).unwrap();
+    std::fs::create_dir_all(out_dir.join("slack/en")).unwrap();
+    std::fs::write(&edited, r#"{"text": "edited {{summary}}"}"#).unwrap();
+    std::fs::write(
+        out_dir.join("slack/en/mine.hbs"),
+        r#"{"text": "{{summary}}"}"#,
+    )
+    .unwrap();
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "[templates]\ndir = \"{target}\"\n[destinations.s]\ntype = \"slack\"\nurl = \"https://hooks.slack.invalid/x\"\n"
+        ),
+    );
+    let cfg = path.to_str().unwrap();
+    let out = cli(&["templates", "list", "--type", "slack", "--config", cfg]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    let row = said
+        .lines()
+        .find(|l| l.starts_with("slack        en     message_result"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        row.contains("overridden") && row.contains(edited.to_str().unwrap()),
+        "{row}"
+    );
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("slack        ko     message_result       built-in")),
+        "{said}"
+    );
+    assert!(
+        said.contains("1 built-in overridden and 1 template added by files in "),
+        "{said}"
+    );
+    assert!(!said.contains("teams"), "--type filters: {said}");
+}
