@@ -246,7 +246,7 @@ pub fn source_spec(config: Option<&Path>) -> SourceSpec {
 
 /// `1 hook`, `2 hooks`.
 fn count(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
+    crate::text::count(n as u64, one, many)
 }
 
 fn print_config_errors(errors: &[ConfigError]) {

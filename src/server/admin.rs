@@ -82,8 +82,8 @@ pub async fn readyz(state: Arc<State>) -> warp::reply::Response {
         let idle_for = dispatcher.last_progress.map_or(i64::MAX, |t| now - t);
         if stats.waiting > 0 && idle_for > STUCK_AFTER_MS {
             reasons.push(format!(
-                "{} hooks wait and the dispatcher made no progress for over {}s",
-                stats.waiting,
+                "{} waiting and the dispatcher made no progress for over {}s",
+                crate::text::count(stats.waiting.max(0) as u64, "hook", "hooks"),
                 STUCK_AFTER_MS / 1000
             ));
         }
