@@ -10,6 +10,7 @@
 //!   hooks behind it: the rest of its batch is routed, and after [`QUARANTINE_AFTER`]
 //!   failures it is quarantined (kept, counted, listed by `bizrelay quarantine list`).
 
+mod fallback;
 mod plan;
 mod preview;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+pub use fallback::fallback_info;
 pub use plan::*;
 pub use preview::preview_flush;
 
