@@ -145,6 +145,28 @@ pub struct DigestInput<'a> {
     pub samples: &'a [Member<'a>],
 }
 
+/// The context of a digest previewed from hooks held in memory (`check`'s rehearsal,
+/// `send-test`): the first digest of its group, counting every member and showing the first
+/// `max_items` as samples, as the dispatcher's flush would. The one place previews are
+/// built, so a preview cannot drift from what is sent.
+pub fn preview_context(
+    route: &str,
+    group_key: &str,
+    max_items: usize,
+    mask_recipient: bool,
+    members: &[Member<'_>],
+) -> Value {
+    let tally = tally(members);
+    digest_context(&DigestInput {
+        route,
+        group_key,
+        total_before: 0,
+        mask_recipient,
+        tally: &tally,
+        samples: &members[..members.len().min(max_items)],
+    })
+}
+
 /// The digest template context (destination fields are filled by [`for_destination`]).
 pub fn digest_context(input: &DigestInput<'_>) -> Value {
     let t = input.tally;

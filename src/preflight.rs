@@ -14,7 +14,7 @@ use crate::bizmessage::HookKind;
 use crate::config::Loaded;
 use crate::context::{Meta, hook_context};
 use crate::destination::DestinationKind;
-use crate::digest::{self, DigestInput, Member};
+use crate::digest::{self, Member};
 use crate::render::{Origin, RenderError};
 use crate::route::Route;
 use crate::samples::{self, Sample};
@@ -82,20 +82,13 @@ pub fn render_all(loaded: &Loaded) -> (Vec<String>, usize) {
                             received_at: SAMPLE_RECEIVED_AT,
                         })
                         .collect();
-                    let tally = digest::tally(&list);
-                    let samples = &list[..list.len().min(group.max_items)];
-                    let ctx = digest::digest_context(&DigestInput {
-                        route: &route.name,
-                        group_key: &digest::group_key(
-                            group,
-                            &members[0].envelope,
-                            &members[0].hook,
-                        ),
-                        total_before: 0,
-                        mask_recipient: loaded.config.privacy.mask_recipient,
-                        tally: &tally,
-                        samples,
-                    });
+                    let ctx = digest::preview_context(
+                        &route.name,
+                        &digest::group_key(group, &members[0].envelope, &members[0].hook),
+                        group.max_items,
+                        loaded.config.privacy.mask_recipient,
+                        &list,
+                    );
                     let ctx = digest::for_destination(ctx, dest_name, dest.kind, locale);
                     check(what, route.template_for(HookKind::MessageResult), &ctx);
                 }

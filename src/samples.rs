@@ -118,6 +118,39 @@ pub fn storm(n: usize, codes: usize) -> Vec<Sample> {
         .collect()
 }
 
+/// Real result codes with a meaning, for messages people read (`send-test`).
+const EVERYDAY_CODES: [&str; 5] = ["3019", "3016", "3018", "3005", "1021"];
+
+/// A failure storm made to be read by people (`send-test --kind digest`): real result codes
+/// and message types, plain service names as sender keys, made-up recipient numbers. Nothing
+/// in it is a mention or a link (unlike [`storm`], which is built to break templates).
+pub fn everyday_storm(n: usize) -> Vec<Sample> {
+    let envelope = Envelope {
+        event: Some("MESSAGE_RESULT_UPDATE".into()),
+        ..Envelope::default()
+    };
+    let types = ["ALIMTALK_NORMAL", "FRIENDTALK_NORMAL"];
+    let senders = ["order-service", "coupon-service", "delivery-service"];
+    (0..n)
+        .filter_map(|i| {
+            let raw = json!({
+                "hookId": format!("send-test-{i}"),
+                "kakaoMessageType": types[i % types.len()],
+                "requestId": format!("20261128120000sEnDtEsT{i:04}"),
+                "recipientSeq": i + 1,
+                "recipientNo": format!("0100000{:04}", i),
+                "resultCode": EVERYDAY_CODES[i % EVERYDAY_CODES.len()],
+                "senderGroupingKey": senders[i % senders.len()],
+            });
+            parse_hook(&raw.to_string()).ok().map(|hook| Sample {
+                name: format!("everyday#{i}"),
+                envelope: envelope.clone(),
+                hook,
+            })
+        })
+        .collect()
+}
+
 /// One representative sample of a kind (for `send-test`).
 pub fn one_of(kind: HookKind) -> Option<Sample> {
     let name = match kind {
@@ -159,5 +192,20 @@ mod tests {
                 .iter()
                 .all(|s| s.hook.kind() == HookKind::MessageResult)
         );
+    }
+
+    #[test]
+    fn the_everyday_storm_is_harmless_and_uses_real_codes() {
+        let storm = everyday_storm(40);
+        assert_eq!(storm.len(), 40);
+        for s in &storm {
+            let text = format!("{:?}", s.hook);
+            assert!(!text.contains('<') && !text.contains('@'), "{text}");
+            let crate::bizmessage::HookBody::MessageResult(r) = &s.hook.body else {
+                panic!("{text}");
+            };
+            let meaning = crate::context::result_value(r.result_code.as_deref());
+            assert_eq!(meaning["known"], true, "{:?} has a meaning", r.result_code);
+        }
     }
 }

@@ -8,6 +8,12 @@
 /// Appended to every shortened text so readers know something is missing.
 pub const MARKER: char = '…';
 
+/// A counted noun: `1 hook`, `2 hooks` (CLI output, readiness reasons, errors).
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    let noun = if n == 1 { one } else { many };
+    format!("{n} {noun}")
+}
+
 /// Shortens `s` to at most `max` characters, ending with [`MARKER`] when it had to cut.
 pub fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {

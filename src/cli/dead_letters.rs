@@ -209,6 +209,10 @@ async fn purge(store: &dyn Store, which: &PurgeWhich) -> Result<(), crate::store
         Selection::Ids(which.ids.clone())
     };
     let n = store.purge(&sel).await?;
+    if n == 0 {
+        out::line(&format!("no matching dead letters in {}", store.describe()));
+        return Ok(());
+    }
     out::line(&format!(
         "purged {}",
         super::count(n, "dead letter", "dead letters")

@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `check`, `route` (dry run), `dead-letters`,
-//! `send-test`, `reroute` and `quarantine`. `--config` is accepted by every subcommand,
+//! `send-test`, `reroute`, `quarantine`, `rejected` and `templates`. `--config` is accepted by every subcommand,
 //! before or after its own arguments.
 //!
 //! Exit codes: 0 all well; 1 the command ran and found problems (check, a failed send-test);
@@ -8,9 +8,11 @@
 mod check;
 mod dead_letters;
 mod out;
+mod rejected;
 mod reroute;
 mod route;
 mod send_test;
+mod templates;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -68,11 +70,16 @@ pub enum Command {
     /// Inspect, replay or purge deliveries that will not be retried by themselves.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
-    /// Render a built-in sample and post it to a destination through the real delivery path.
+    /// Post a message marked TEST, rendered from harmless sample data, to a destination
+    /// through the real delivery path.
     SendTest {
-        /// The destination's name in the config.
+        /// The destination's name in the config (default with --route: each of the route's).
+        #[arg(long, required_unless_present = "route")]
+        destination: Option<String>,
+        /// Render with this route's template (the one a hook of --kind taking the route gets;
+        /// a grouped route's digest template for --kind digest).
         #[arg(long)]
-        destination: String,
+        route: Option<String>,
         /// Which built-in sample to send.
         #[arg(long, value_enum, default_value = "message_result")]
         kind: SampleKind,
@@ -86,6 +93,58 @@ pub enum Command {
     /// Hooks whose routing failed repeatedly and that are held back.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
+    /// Hooks that could not be understood, kept with why (recipient numbers masked).
+    #[command(subcommand)]
+    Rejected(RejectedCommand),
+    /// Export the built-in templates to edit, or list which ones files override.
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// Write the built-in templates into DIR/<type>/<locale>/<name>.hbs (never overwrites).
+    Export {
+        /// The folder to write into (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Only this destination type's templates (e.g. slack).
+        #[arg(long = "type", value_name = "T")]
+        kind: Option<String>,
+        /// Only this locale's (en or ko).
+        #[arg(long, value_name = "L")]
+        locale: Option<String>,
+    },
+    /// List every template with where it comes from: built-in, overridden by a file, or a
+    /// file's own.
+    List {
+        /// Only this destination type's templates.
+        #[arg(long = "type", value_name = "T")]
+        kind: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RejectedCommand {
+    /// List rejected hooks, newest first, with the reason and a masked excerpt.
+    List {
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Show one rejected hook whole (masked).
+    Show {
+        /// The id `rejected list` shows.
+        id: i64,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Delete rejected hooks.
+    Purge {
+        #[command(flatten)]
+        which: PurgeWhich,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -163,13 +222,13 @@ pub struct Which {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct PurgeWhich {
-    /// Dead letter ids (repeatable).
+    /// Ids (repeatable).
     #[arg(long = "id", num_args = 1..)]
     pub ids: Vec<i64>,
     /// Purge those whose last attempt is older than this (e.g. 7d).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub older_than: Option<std::time::Duration>,
-    /// Every dead letter.
+    /// Every one.
     #[arg(long)]
     pub all: bool,
 }
@@ -187,7 +246,7 @@ pub fn source_spec(config: Option<&Path>) -> SourceSpec {
 
 /// `1 hook`, `2 hooks`.
 fn count(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
+    crate::text::count(n as u64, one, many)
 }
 
 fn print_config_errors(errors: &[ConfigError]) {
@@ -233,6 +292,10 @@ pub fn run(cli: Cli) -> ExitCode {
     if let Command::Check = command {
         return check::run(&spec, &env);
     }
+    // Export needs no config: an installed binary writes its built-ins anywhere.
+    if let Command::Templates(TemplatesCommand::Export { dir, kind, locale }) = &command {
+        return templates::export(dir, kind.as_deref(), locale.as_deref());
+    }
     let loaded = match load_config(&spec, &env) {
         Ok(l) => l,
         Err(errors) => {
@@ -272,13 +335,25 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check => unreachable!("handled above"),
         Command::Route { format, payload } => route::run(&loaded, &payload, format),
         Command::DeadLetters(cmd) => rt.block_on(dead_letters::run(&loaded, cmd)),
-        Command::SendTest { destination, kind } => {
-            rt.block_on(send_test::run(&loaded, &destination, kind))
-        }
+        Command::SendTest {
+            destination,
+            route,
+            kind,
+        } => rt.block_on(send_test::run(
+            &loaded,
+            destination.as_deref(),
+            route.as_deref(),
+            kind,
+        )),
         Command::Reroute { which } => rt.block_on(reroute::run(&loaded, which)),
         Command::Quarantine(QuarantineCommand::List { format }) => {
             rt.block_on(reroute::quarantine_list(&loaded, format))
         }
+        Command::Rejected(cmd) => rt.block_on(rejected::run(&loaded, cmd)),
+        Command::Templates(TemplatesCommand::List { kind, format }) => {
+            templates::list(&loaded, kind.as_deref(), format)
+        }
+        Command::Templates(TemplatesCommand::Export { .. }) => unreachable!("handled above"),
     }
 }
 

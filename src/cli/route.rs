@@ -2,6 +2,12 @@
 //! takes and the exact body each destination would receive; for grouped routes, the group a
 //! hook falls into and the digest that would be sent if the window closed now (made of this
 //! file's hooks). Sends nothing, stores nothing.
+//!
+//! Invariant: the plan is the dispatcher's own. The file's hooks become synthetic stored
+//! hooks routed by [`dispatch::route_hooks`], and each group's digest is flushed by
+//! [`dispatch::preview_flush`] (the dispatcher's `build_flush`), so rules such as one
+//! delivery per (hook, destination) hold here exactly as in production. This module only
+//! lays the plan out.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,21 +20,21 @@ use super::out;
 use crate::bizmessage::{Hook, parse_hook, parse_post};
 use crate::config::Loaded;
 use crate::destination::DestinationKind;
-use crate::digest;
 use crate::dispatch;
-use crate::route::route;
 use crate::state::now_ms;
-use crate::store::StoredHook;
+use crate::store::{NewDelivery, StoredHook};
 
-/// One body that would be posted.
-struct Planned {
-    hook_id: Option<String>,
-    route: String,
-    destination: String,
-    kind: DestinationKind,
-    group: Option<Value>,
-    hook_ids: Vec<Option<String>>,
-    payload: String,
+/// What the plan says about one hook of the file, in the order of the routes.
+enum Step<'a> {
+    Delivery(&'a NewDelivery, Option<&'a str>),
+    Grouped {
+        route: &'a str,
+        key: &'a str,
+    },
+    AlreadyGiven {
+        route: &'a str,
+        destination: &'a str,
+    },
 }
 
 fn payload_value(kind: DestinationKind, payload: &str) -> Value {
@@ -39,37 +45,77 @@ fn payload_value(kind: DestinationKind, payload: &str) -> Value {
     }
 }
 
+fn kind_of(loaded: &Loaded, destination: &str) -> DestinationKind {
+    loaded
+        .config
+        .destinations
+        .get(destination)
+        .map_or(crate::destination::console::KIND, |d| d.kind)
+}
+
+fn fallback_note(err: Option<&str>) -> String {
+    err.map(|e| format!(" (template failed, fallback shown: {})", out::cell(e)))
+        .unwrap_or_default()
+}
+
 pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
+    let shown = out::cell(&path.display().to_string()).into_owned();
     let body = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
-            out::err(&format!(
-                "error: cannot read {}: {e}",
-                out::cell(&path.display().to_string())
-            ));
+            out::err(&format!("error: cannot read {shown}: {e}"));
             return ExitCode::from(2);
         }
     };
     let post = match parse_post(&body) {
         Ok(p) => p,
         Err(e) => {
-            out::err(&format!(
-                "error: {}: {e}",
-                out::cell(&path.display().to_string())
-            ));
+            out::err(&format!("error: {shown}: {e}"));
             return ExitCode::from(2);
         }
     };
     let now = now_ms();
-    let mut text = Vec::new();
-    let mut planned = Vec::new();
-    // Grouped hooks, by (route, group key), to preview their digests.
-    let mut groups: BTreeMap<(String, String), Vec<StoredHook>> = BTreeMap::new();
+    // Each hook of the file as the dispatcher would see it once stored: its row is its
+    // position in the file.
+    let mut parsed: Vec<(usize, Result<Hook, String>)> = Vec::new();
+    let mut stored = Vec::new();
     for (position, raw) in post.hooks.iter().enumerate() {
-        let hook: Hook = match parse_hook(raw.get()) {
+        match parse_hook(raw.get()) {
+            Ok(hook) => {
+                stored.push(StoredHook {
+                    row: position as i64,
+                    received_at: now,
+                    envelope: post.envelope.clone(),
+                    raw: raw.get().to_string(),
+                    sent_to: vec![],
+                    failures: 0,
+                    parsed: Some(hook.clone()),
+                });
+                parsed.push((position, Ok(hook)));
+            }
+            Err(e) => parsed.push((position, Err(e.to_string()))),
+        }
+    }
+    let (batch, report) = dispatch::route_hooks(loaded, &stored, now);
+    let fell_back: BTreeMap<usize, &str> = report
+        .fell_back
+        .iter()
+        .map(|(i, e)| (*i, e.as_str()))
+        .collect();
+    let route_index = |name: &str| loaded.routes.iter().position(|r| r.name == name);
+
+    let mut text = Vec::new();
+    let mut items = Vec::new();
+    for (position, hook) in &parsed {
+        let row = *position as i64;
+        let hook = match hook {
             Ok(h) => h,
             Err(e) => {
-                text.push(format!("hook #{position}: rejected: {e}"));
+                text.push(format!("hook #{position}: rejected: {}", out::cell(e)));
+                items.push(json!({
+                    "position": position, "hook_id": null, "route": null, "destination": null,
+                    "payload": null, "reason": format!("rejected: {e}"),
+                }));
                 continue;
             }
         };
@@ -78,110 +124,126 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
             out::cell(hook.hook_id.as_deref().unwrap_or("(no hookId)")),
             hook.kind().as_str()
         );
-        let routes = route(&loaded.routes, &post.envelope, &hook);
-        if routes.is_empty() {
+        let routed = batch.hooks.iter().any(|h| h.row == row && h.routed);
+        if !routed {
             text.push(format!("{label}: no route matches (counted, not relayed)"));
+            items.push(json!({
+                "position": position, "hook_id": hook.hook_id, "route": null,
+                "destination": null, "payload": null, "reason": "no route matches",
+            }));
             continue;
         }
-        for r in routes {
-            if let Some(spec) = &r.group {
-                let key = digest::group_key(spec, &post.envelope, &hook);
-                text.push(format!(
-                    "{label} → route `{}`: grouped into {} (digest below)",
-                    out::cell(&r.name),
-                    out::cell(&key)
-                ));
-                groups
-                    .entry((r.name.clone(), key))
-                    .or_default()
-                    .push(StoredHook {
-                        row: position as i64,
-                        received_at: now,
-                        envelope: post.envelope.clone(),
-                        raw: raw.get().to_string(),
-                        sent_to: vec![],
-                        failures: 0,
-                        parsed: None,
-                    });
-                continue;
+        let mut steps: Vec<(Option<usize>, Step<'_>)> = Vec::new();
+        for (i, d) in batch.deliveries.iter().enumerate() {
+            if d.hook_row == Some(row) {
+                let err = fell_back.get(&i).copied();
+                steps.push((route_index(&d.route), Step::Delivery(d, err)));
             }
-            for dest in &r.to {
-                let Some(cfg) = loaded.config.destinations.get(dest) else {
-                    continue;
-                };
-                let (payload, err) =
-                    dispatch::render_hook(loaded, r, dest, cfg.kind, &post.envelope, &hook, now);
-                let note = err
-                    .map(|e| {
-                        format!(
-                            " (template failed, fallback shown: {})",
-                            out::cell(&e.to_string())
-                        )
-                    })
-                    .unwrap_or_default();
-                text.push(format!(
-                    "{label} → route `{}` → {} ({}){note}:",
-                    out::cell(&r.name),
-                    out::cell(dest),
-                    cfg.kind.as_str()
-                ));
-                text.push(pretty(cfg.kind, &payload));
-                planned.push(Planned {
-                    hook_id: hook.hook_id.clone(),
-                    route: r.name.clone(),
-                    destination: dest.clone(),
-                    kind: cfg.kind,
-                    group: None,
-                    hook_ids: vec![],
-                    payload,
-                });
+        }
+        for m in batch.members.iter().filter(|m| m.hook_row == row) {
+            steps.push((
+                route_index(&m.route),
+                Step::Grouped {
+                    route: &m.route,
+                    key: &m.group_key,
+                },
+            ));
+        }
+        for s in report.already_given.iter().filter(|s| s.row == row) {
+            steps.push((
+                route_index(&s.route),
+                Step::AlreadyGiven {
+                    route: &s.route,
+                    destination: &s.destination,
+                },
+            ));
+        }
+        // Stable: within one route, deliveries keep the order of its destinations.
+        steps.sort_by_key(|(i, _)| *i);
+        for (_, step) in steps {
+            match step {
+                Step::Delivery(d, err) => {
+                    let kind = kind_of(loaded, &d.destination);
+                    text.push(format!(
+                        "{label} → route `{}` → {} ({}){}:",
+                        out::cell(&d.route),
+                        out::cell(&d.destination),
+                        kind.as_str(),
+                        fallback_note(err)
+                    ));
+                    text.push(pretty(kind, &d.payload));
+                    items.push(json!({
+                        "position": position, "hook_id": hook.hook_id, "route": d.route,
+                        "destination": d.destination, "payload": payload_value(kind, &d.payload),
+                    }));
+                }
+                Step::Grouped { route, key } => text.push(format!(
+                    "{label} → route `{}`: grouped into {} (digest below)",
+                    out::cell(route),
+                    out::cell(key)
+                )),
+                Step::AlreadyGiven { route, destination } => {
+                    let by = batch
+                        .deliveries
+                        .iter()
+                        .find(|d| d.hook_row == Some(row) && d.destination == destination)
+                        .map_or("an earlier route", |d| d.route.as_str());
+                    text.push(format!(
+                        "{label} → route `{}` → {}: already given by route `{}` (one delivery per hook and destination)",
+                        out::cell(route),
+                        out::cell(destination),
+                        out::cell(by)
+                    ));
+                }
             }
         }
     }
+
+    // Each group's digest, as the dispatcher would flush it if the window closed now.
+    let mut groups: BTreeMap<(&str, &str), Vec<StoredHook>> = BTreeMap::new();
+    for m in &batch.members {
+        if let Some(s) = stored.iter().find(|s| s.row == m.hook_row) {
+            groups
+                .entry((m.route.as_str(), m.group_key.as_str()))
+                .or_default()
+                .push(s.clone());
+        }
+    }
     for ((route_name, key), members) in &groups {
-        let Some(r) = loaded.routes.iter().find(|r| &r.name == route_name) else {
+        let Some(r) = loaded.routes.iter().find(|r| r.name == *route_name) else {
             continue;
         };
-        let Some(settings) = dispatch::group_settings(r) else {
+        let Some((flush, flush_report)) = dispatch::preview_flush(loaded, r, key, members, now)
+        else {
             continue;
         };
-        let ctx = dispatch::digest_of(loaded, route_name, key, settings.max_items, members);
+        let errs: BTreeMap<usize, &str> = flush_report
+            .fell_back
+            .iter()
+            .map(|(i, e)| (*i, e.as_str()))
+            .collect();
         let ids: Vec<Option<String>> = members
             .iter()
-            .map(|m| parse_hook(&m.raw).ok().and_then(|h| h.hook_id))
+            .map(|m| m.parsed.as_ref().and_then(|h| h.hook_id.clone()))
             .collect();
-        for dest in &settings.to {
-            let Some(cfg) = loaded.config.destinations.get(dest) else {
-                continue;
-            };
-            let (payload, err) =
-                dispatch::render_digest(loaded, &settings.template, &ctx, dest, cfg.kind);
-            let note = err
-                .map(|e| {
-                    format!(
-                        " (template failed, fallback shown: {})",
-                        out::cell(&e.to_string())
-                    )
-                })
-                .unwrap_or_default();
+        for (i, d) in flush.deliveries.iter().enumerate() {
+            let kind = kind_of(loaded, &d.destination);
             text.push(format!(
-                "digest of route `{}` group {} ({}, if the window closed now) → {} ({}){note}:",
+                "digest of route `{}` group {} ({}, if the window closed now) → {} ({}){}:",
                 out::cell(route_name),
                 out::cell(key),
                 super::count(members.len(), "hook", "hooks"),
-                out::cell(dest),
-                cfg.kind.as_str()
+                out::cell(&d.destination),
+                kind.as_str(),
+                fallback_note(errs.get(&i).copied())
             ));
-            text.push(pretty(cfg.kind, &payload));
-            planned.push(Planned {
-                hook_id: None,
-                route: route_name.clone(),
-                destination: dest.clone(),
-                kind: cfg.kind,
-                group: serde_json::from_str(key).ok(),
-                hook_ids: ids.clone(),
-                payload,
-            });
+            text.push(pretty(kind, &d.payload));
+            items.push(json!({
+                "hook_id": null, "route": route_name, "destination": d.destination,
+                "payload": payload_value(kind, &d.payload),
+                "group": serde_json::from_str::<Value>(key).unwrap_or(Value::Null),
+                "hook_ids": ids,
+            }));
         }
     }
     match format {
@@ -190,25 +252,7 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
                 out::line(&line);
             }
         }
-        OutputFormat::Json => {
-            let items: Vec<Value> = planned
-                .into_iter()
-                .map(|p| {
-                    let mut v = json!({
-                        "hook_id": p.hook_id,
-                        "route": p.route,
-                        "destination": p.destination,
-                        "payload": payload_value(p.kind, &p.payload),
-                    });
-                    if let Some(group) = p.group {
-                        v["group"] = group;
-                        v["hook_ids"] = json!(p.hook_ids);
-                    }
-                    v
-                })
-                .collect();
-            out::json(&Value::Array(items));
-        }
+        OutputFormat::Json => out::json(&Value::Array(items)),
     }
     ExitCode::SUCCESS
 }

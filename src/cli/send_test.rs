@@ -1,9 +1,17 @@
-//! `bizrelay send-test --destination NAME [--kind ...]`: renders a built-in sample with the
-//! destination's built-in template and posts it through the real delivery path (request
-//! building, classification), printing the answer and what bizrelay would make of it. One
-//! message: it does not wait for the destination's pace.
+//! `bizrelay send-test --destination NAME [--route R] [--kind ...]`: renders a harmless sample
+//! and posts it through the real delivery path (request building, classification), printing
+//! the answer and what bizrelay would make of it. One message per destination: it does not
+//! wait for the destination's pace.
+//!
+//! Invariants: the message is unmistakably a test: the TEST marker
+//! ([`crate::destination::test_mark`]) is in its notification text and header whatever the
+//! destination type. The samples are harmless (real result codes with meanings, no mentions or
+//! links). With `--route R` the route's own template renders it, so an operator tests the
+//! template they just wrote; without, the type's built-in template does.
 
 use std::process::ExitCode;
+
+use serde_json::Value;
 
 use super::SampleKind;
 use super::out;
@@ -11,55 +19,126 @@ use crate::bizmessage::HookKind;
 use crate::config::Loaded;
 use crate::context::{Meta, hook_context};
 use crate::deliver;
-use crate::destination::Verdict;
-use crate::digest::{self, DigestInput, Member};
+use crate::destination::{DestinationConfig, Verdict, test_mark};
+use crate::digest::{self, Member};
+use crate::route::Route;
 use crate::samples;
 use crate::state::now_ms;
 
-pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
-    let Some(dest) = loaded.config.destinations.get(name) else {
-        let known: Vec<&str> = loaded
-            .config
-            .destinations
-            .keys()
-            .map(String::as_str)
-            .collect();
-        out::err(&format!(
-            "error: no destination `{}` (configured: {})",
-            out::cell(name),
-            out::cell(&known.join(", "))
-        ));
-        return ExitCode::from(2);
+/// Hooks in the test digest, and how many of them it shows.
+const DIGEST_HOOKS: usize = 40;
+const DIGEST_SHOWN: usize = 5;
+
+pub async fn run(
+    loaded: &Loaded,
+    destination: Option<&str>,
+    route: Option<&str>,
+    kind: SampleKind,
+) -> ExitCode {
+    let route = match route {
+        None => None,
+        Some(name) => match loaded.routes.iter().find(|r| r.name == name) {
+            Some(r) => Some(r),
+            None => {
+                let known: Vec<&str> = loaded.routes.iter().map(|r| r.name.as_str()).collect();
+                out::err(&format!(
+                    "error: no route `{}` (configured: {})",
+                    out::cell(name),
+                    out::cell(&known.join(", "))
+                ));
+                return ExitCode::from(2);
+            }
+        },
     };
-    let now = now_ms();
+    if let Some(r) = route {
+        if kind == SampleKind::Digest && r.group.is_none() {
+            out::err(&format!(
+                "error: route `{}` sends hooks one by one (no [routes.group]): test it with --kind template or --kind message_result",
+                out::cell(&r.name)
+            ));
+            return ExitCode::from(2);
+        }
+        if kind != SampleKind::Digest && r.group.is_some() {
+            out::err(&format!(
+                "error: route `{}` groups its hooks into digests: test it with --kind digest",
+                out::cell(&r.name)
+            ));
+            return ExitCode::from(2);
+        }
+    }
+    let names: Vec<String> = match (destination, route) {
+        (Some(d), _) => vec![d.to_string()],
+        (None, Some(r)) => r.to.clone(),
+        (None, None) => Vec::new(), // clap requires one of them
+    };
+    let client = match deliver::client() {
+        Ok(c) => c,
+        Err(e) => {
+            out::err(&format!("error: cannot build the HTTP client: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let mut worst = ExitCode::SUCCESS;
+    for name in &names {
+        let Some(dest) = loaded.config.destinations.get(name) else {
+            let known: Vec<&str> = loaded
+                .config
+                .destinations
+                .keys()
+                .map(String::as_str)
+                .collect();
+            out::err(&format!(
+                "error: no destination `{}` (configured: {})",
+                out::cell(name),
+                out::cell(&known.join(", "))
+            ));
+            return ExitCode::from(2);
+        };
+        let code = send_one(loaded, &client, name, dest, route, kind).await;
+        if code != ExitCode::SUCCESS {
+            worst = code;
+        }
+    }
+    worst
+}
+
+/// The template and context of the test message for one destination.
+fn rendered(
+    loaded: &Loaded,
+    name: &str,
+    dest: &DestinationConfig,
+    route: Option<&Route>,
+    kind: SampleKind,
+    now: i64,
+) -> Result<String, String> {
     let mask = loaded.config.privacy.mask_recipient;
     let locale = loaded.config.locale_of(dest);
-    let (template, ctx) = match kind {
+    let route_name = route.map_or("send-test", |r| r.name.as_str());
+    let (template, ctx): (String, Value) = match kind {
         SampleKind::Template | SampleKind::MessageResult => {
             let hook_kind = if kind == SampleKind::Template {
                 HookKind::Template
             } else {
                 HookKind::MessageResult
             };
-            let Some(s) = samples::one_of(hook_kind) else {
-                out::err("error: no built-in sample");
-                return ExitCode::from(2);
-            };
+            let s = samples::one_of(hook_kind).ok_or("no built-in sample")?;
             let meta = Meta {
-                route: "send-test",
+                route: route_name,
                 destination: name,
                 destination_type: dest.kind,
                 locale,
                 received_at_ms: now,
                 mask_recipient: mask,
             };
+            let template =
+                route.map_or(hook_kind.default_template(), |r| r.template_for(hook_kind));
             (
-                hook_kind.default_template(),
+                template.to_string(),
                 hook_context(&s.envelope, &s.hook, &meta),
             )
         }
         SampleKind::Digest => {
-            let storm = samples::storm(40, 5);
+            let storm = samples::everyday_storm(DIGEST_HOOKS);
             let members: Vec<Member<'_>> = storm
                 .iter()
                 .map(|s| Member {
@@ -68,39 +147,49 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
                     received_at: now,
                 })
                 .collect();
-            let tally = digest::tally(&members);
-            let ctx = digest::digest_context(&DigestInput {
-                route: "send-test",
-                group_key: "{}",
-                total_before: 0,
-                mask_recipient: mask,
-                tally: &tally,
-                samples: &members[..5],
-            });
+            let (template, key, shown) = match route.and_then(|r| Some((r, r.group.as_ref()?))) {
+                Some((r, group)) => (
+                    r.template_for(HookKind::MessageResult).to_string(),
+                    digest::group_key(group, &storm[0].envelope, &storm[0].hook),
+                    group.max_items.min(DIGEST_SHOWN),
+                ),
+                None => ("message_digest".to_string(), "{}".to_string(), DIGEST_SHOWN),
+            };
+            let ctx = digest::preview_context(route_name, &key, shown, mask, &members);
             (
-                "message_digest",
+                template,
                 digest::for_destination(ctx, name, dest.kind, locale),
             )
         }
     };
-    let body = match loaded.renderer.render(dest.kind, locale, template, &ctx) {
+    let body = loaded
+        .renderer
+        .render(dest.kind, locale, &template, &ctx)
+        .map_err(|e| e.to_string())?;
+    test_mark::mark(dest.kind, locale, &body)
+        .map_err(|e| format!("template {template} cannot carry the TEST marker: {e}"))
+}
+
+async fn send_one(
+    loaded: &Loaded,
+    client: &reqwest::Client,
+    name: &str,
+    dest: &DestinationConfig,
+    route: Option<&Route>,
+    kind: SampleKind,
+) -> ExitCode {
+    let now = now_ms();
+    let body = match rendered(loaded, name, dest, route, kind, now) {
         Ok(b) => b,
         Err(e) => {
-            out::err(&format!("error: {e}"));
+            out::err(&format!("error: {}: {}", out::cell(name), out::cell(&e)));
             return ExitCode::from(1);
         }
     };
     let timeout = dest.timeout.unwrap_or(loaded.config.delivery.timeout);
-    let client = match deliver::client() {
-        Ok(c) => c,
-        Err(e) => {
-            out::err(&format!("error: cannot build the HTTP client: {e}"));
-            return ExitCode::from(2);
-        }
-    };
     // A fresh id per run: a receiver that drops repeated ids must not drop a second test.
     let id = format!("send-test-{now}");
-    let answer = deliver::post(&client, dest, timeout, &id, &body).await;
+    let answer = deliver::post(client, dest, timeout, &id, &body).await;
     let verdict = dest.kind.classify(&answer, std::time::SystemTime::now());
     let status = answer
         .status
@@ -125,8 +214,11 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
                 .to_string()
         }
     };
+    let via = route.map_or_else(String::new, |r| {
+        format!(" with route `{}`'s template", out::cell(&r.name))
+    });
     out::line(&format!(
-        "{} ({}): {status}{} → {meaning}",
+        "{} ({}){via}: {status}{} → {meaning}",
         out::cell(name),
         dest.kind.as_str(),
         out::cell(&detail)

@@ -167,6 +167,10 @@ impl ChatService for Discord {
         out
     }
 
+    fn headline_fields(&self) -> &'static [&'static str] {
+        &["/content", "/embeds/0/title"]
+    }
+
     fn fallback(&self, info: &FallbackInfo) -> String {
         let mut content = format!("**{}**", escape(&info.title));
         for (k, v) in &info.facts {

@@ -166,6 +166,10 @@ impl ChatService for Dooray {
         out
     }
 
+    fn headline_fields(&self) -> &'static [&'static str] {
+        &["/text", "/attachments/0/title"]
+    }
+
     fn fallback(&self, info: &FallbackInfo) -> String {
         let facts: Vec<String> = info
             .facts

@@ -125,6 +125,10 @@ impl ChatService for GoogleChat {
         out
     }
 
+    fn headline_fields(&self) -> &'static [&'static str] {
+        &["/text", "/cardsV2/0/card/header/title"]
+    }
+
     fn fallback(&self, info: &FallbackInfo) -> String {
         let mut text = format!("*{}*", escape(&info.title));
         for (k, v) in &info.facts {

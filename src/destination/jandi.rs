@@ -143,6 +143,10 @@ impl ChatService for Jandi {
         out
     }
 
+    fn headline_fields(&self) -> &'static [&'static str] {
+        &["/body", "/connectInfo/0/title"]
+    }
+
     fn fallback(&self, info: &FallbackInfo) -> String {
         let items: Vec<Value> = info
             .facts

@@ -127,6 +127,10 @@ impl ChatService for Mattermost {
         out
     }
 
+    fn headline_fields(&self) -> &'static [&'static str] {
+        &["/text", "/attachments/0/title"]
+    }
+
     fn fallback(&self, info: &FallbackInfo) -> String {
         let mut text = format!("**{}**", escape(&info.title));
         for (k, v) in &info.facts {

@@ -15,6 +15,7 @@ pub mod answer;
 pub mod config;
 pub mod fitting;
 pub mod request;
+pub mod test_mark;
 
 pub mod console;
 pub mod discord;
@@ -176,6 +177,13 @@ pub trait ChatService: Sync {
 
     /// A plain message built without templates, sent when a template fails at run time.
     fn fallback(&self, info: &FallbackInfo) -> String;
+
+    /// JSON pointers to the notification text and the header of a body in the built-in
+    /// templates' shape, where `send-test` puts its TEST marker ([`test_mark`]). A text
+    /// service (the console) has none: its first line is marked.
+    fn headline_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
 
     /// The request that delivers one stored body.
     fn request(

@@ -59,6 +59,10 @@ impl ChatService for Slack {
         audit::violations(body)
     }
 
+    fn headline_fields(&self) -> &'static [&'static str] {
+        &["/text", "/blocks/0/text/text"]
+    }
+
     fn fallback(&self, info: &FallbackInfo) -> String {
         fit::fallback(info)
     }

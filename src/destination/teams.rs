@@ -55,6 +55,14 @@ impl ChatService for Teams {
         audit::violations(body, bytes)
     }
 
+    fn headline_fields(&self) -> &'static [&'static str] {
+        &[
+            "/summary",
+            "/attachments/0/content/fallbackText",
+            "/attachments/0/content/body/0/text",
+        ]
+    }
+
     fn fallback(&self, info: &FallbackInfo) -> String {
         fit::fallback(info)
     }

@@ -176,6 +176,10 @@ impl ChatService for Webhook {
         out
     }
 
+    fn headline_fields(&self) -> &'static [&'static str] {
+        &["/title", "/summary"]
+    }
+
     fn fallback(&self, info: &FallbackInfo) -> String {
         let facts: serde_json::Map<String, Value> = info
             .facts

@@ -10,14 +10,18 @@
 //!   hooks behind it: the rest of its batch is routed, and after [`QUARANTINE_AFTER`]
 //!   failures it is quarantined (kept, counted, listed by `bizrelay quarantine list`).
 
+mod fallback;
 mod plan;
+mod preview;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+pub use fallback::fallback_info;
 pub use plan::*;
+pub use preview::preview_flush;
 
 use crate::config::Loaded;
 use crate::digest;

@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::bizmessage::{Envelope, Hook, HookBody, parse_hook};
+use crate::bizmessage::{Envelope, Hook, parse_hook};
 use crate::config::Loaded;
 use crate::context::{Meta, hook_context};
+
+use super::fallback::fallback_info;
 use crate::destination::{DestinationKind, FallbackInfo};
 use crate::digest::{self, DigestInput, Member, Tally};
 use crate::locale::Locale;
@@ -29,6 +31,20 @@ pub struct Report {
     pub fallbacks: Vec<(DestinationKind, String, RenderError)>,
     /// Destinations that got new deliveries (their senders are woken).
     pub touched: BTreeSet<String>,
+    /// Indexes (into the batch's or flush's deliveries) of the bodies that are the fallback
+    /// message, with why the template failed (the dry run names them).
+    pub fell_back: Vec<(usize, String)>,
+    /// Destinations a matching route named but the hook already had (one delivery per hook
+    /// and destination), so the dry run can say why a route sent nothing.
+    pub already_given: Vec<Skip>,
+}
+
+/// A route's destination left out because the hook already had it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    pub row: i64,
+    pub route: String,
+    pub destination: String,
 }
 
 impl Report {
@@ -41,66 +57,8 @@ impl Report {
         self.unreadable.extend(other.unreadable);
         self.fallbacks.extend(other.fallbacks);
         self.touched.extend(other.touched);
-    }
-}
-
-/// A short description of a hook for fallback messages: ids and codes, no personal data.
-pub fn fallback_info(
-    template: &str,
-    envelope: &Envelope,
-    hook: &Hook,
-    locale: Locale,
-) -> FallbackInfo {
-    let l = |en: &str, ko: &str| locale.pick(en, ko).to_string();
-    let mut facts = vec![
-        (l("kind", "종류"), hook.kind().as_str().to_string()),
-        (
-            l("hook id", "훅 ID"),
-            hook.hook_id.clone().unwrap_or_else(|| "—".into()),
-        ),
-        (
-            l("event", "이벤트"),
-            envelope.event.clone().unwrap_or_else(|| "—".into()),
-        ),
-    ];
-    match &hook.body {
-        HookBody::Template(t) => {
-            facts.push((l("template code", "템플릿 코드"), t.template_code.clone()));
-            facts.push((l("status", "상태"), t.status.clone()));
-        }
-        HookBody::MessageResult(r) => {
-            let code = r.result_code.clone().unwrap_or_else(|| "—".into());
-            let meaning_key = locale.pick("meaning_en", "meaning_ko");
-            let meaning = crate::context::result_value(r.result_code.as_deref())[meaning_key]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            facts.push((l("result code", "결과 코드"), format!("{code} {meaning}")));
-            facts.push((
-                l("message type", "메시지 유형"),
-                r.kakao_message_type.clone().unwrap_or_else(|| "—".into()),
-            ));
-            facts.push((
-                l("request id", "요청 ID"),
-                r.request_id.clone().unwrap_or_else(|| "—".into()),
-            ));
-        }
-        HookBody::Unknown(_) => {}
-    }
-    FallbackInfo {
-        title: match locale {
-            Locale::En => {
-                format!("bizrelay could not render template `{template}`; the event in brief:")
-            }
-            Locale::Ko => {
-                format!("bizrelay가 템플릿 `{template}`을(를) 렌더링하지 못했습니다. 이벤트 요약:")
-            }
-        },
-        // The fallback bypasses the template context, so it drops bidi controls itself.
-        facts: facts
-            .into_iter()
-            .map(|(k, v)| (k, crate::text::strip_bidi(&v).into_owned()))
-            .collect(),
+        // Indexes refer to the other batch's deliveries: they do not survive a merge.
+        self.already_given.extend(other.already_given);
     }
 }
 
@@ -253,6 +211,11 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
                     continue; // validation guarantees it exists
                 };
                 if !given.insert(dest.clone()) {
+                    report.already_given.push(Skip {
+                        row: stored.row,
+                        route: r.name.clone(),
+                        destination: dest.clone(),
+                    });
                     continue;
                 }
                 let (payload, err) = render_hook(
@@ -265,6 +228,9 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
                     stored.received_at,
                 );
                 if let Some(e) = err {
+                    report
+                        .fell_back
+                        .push((batch.deliveries.len(), e.to_string()));
                     report.fallbacks.push((
                         dest_cfg.kind,
                         r.template_for(hook.kind()).to_string(),
@@ -336,25 +302,6 @@ pub fn digest_context(
         tally,
         samples: &list,
     })
-}
-
-/// A digest of stored hooks held in memory (dry runs): counts them all, shows the first
-/// `max_items`.
-pub fn digest_of(
-    loaded: &Loaded,
-    route: &str,
-    group_key: &str,
-    max_items: usize,
-    stored: &[StoredHook],
-) -> Value {
-    let parsed = parse_members(stored);
-    let tally = digest::tally(&members(stored, &parsed));
-    let samples: Vec<StoredHook> = parsed
-        .iter()
-        .take(max_items)
-        .map(|(i, _)| stored[*i].clone())
-        .collect();
-    digest_context(loaded, route, group_key, 0, &tally, &samples)
 }
 
 /// Renders a digest context for one destination (fallback on failure).
@@ -436,6 +383,7 @@ pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Repor
         };
         let (payload, err) = render_digest(loaded, &settings.template, &ctx, dest, dest_cfg.kind);
         if let Some(e) = err {
+            report.fell_back.push((deliveries.len(), e.to_string()));
             report
                 .fallbacks
                 .push((dest_cfg.kind, settings.template.clone(), e));

@@ -19,6 +19,17 @@ const READY_PING: Duration = Duration::from_secs(2);
 /// Routing counts as stuck when hooks wait and the dispatcher made no progress for this long.
 const STUCK_AFTER_MS: i64 = 30_000;
 
+/// Why routing counts as stuck, if it does: hooks wait and the dispatcher has been idle too long.
+fn stuck_reason(waiting: i64, idle_for_ms: i64) -> Option<String> {
+    (waiting > 0 && idle_for_ms > STUCK_AFTER_MS).then(|| {
+        format!(
+            "{} waiting and the dispatcher made no progress for over {}s",
+            crate::text::count(waiting.max(0) as u64, "hook", "hooks"),
+            STUCK_AFTER_MS / 1000
+        )
+    })
+}
+
 fn rfc3339(ms: i64) -> Value {
     chrono::DateTime::from_timestamp_millis(ms).map_or(Value::Null, |t| {
         json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -80,13 +91,7 @@ pub async fn readyz(state: Arc<State>) -> warp::reply::Response {
     if let Some(stats) = &inbox {
         state.metrics.set_inbox_stats(stats, now);
         let idle_for = dispatcher.last_progress.map_or(i64::MAX, |t| now - t);
-        if stats.waiting > 0 && idle_for > STUCK_AFTER_MS {
-            reasons.push(format!(
-                "{} hooks wait and the dispatcher made no progress for over {}s",
-                stats.waiting,
-                STUCK_AFTER_MS / 1000
-            ));
-        }
+        reasons.extend(stuck_reason(stats.waiting, idle_for));
     }
     let senders: serde_json::Map<String, Value> = loaded
         .config
@@ -186,4 +191,23 @@ pub async fn reload(
             &json!({"error": "config not reloaded", "detail": errors}),
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stuck_reason;
+
+    #[test]
+    fn the_stuck_reason_counts_its_hooks() {
+        assert_eq!(stuck_reason(5, 1_000), None);
+        assert_eq!(stuck_reason(0, i64::MAX), None);
+        assert_eq!(
+            stuck_reason(1, 31_000).as_deref(),
+            Some("1 hook waiting and the dispatcher made no progress for over 30s")
+        );
+        assert_eq!(
+            stuck_reason(2, i64::MAX).as_deref(),
+            Some("2 hooks waiting and the dispatcher made no progress for over 30s")
+        );
+    }
 }

@@ -153,10 +153,16 @@ where
                 });
                 parsed.push(hook);
             }
+            // A hook of unknown shape may hold recipient numbers anywhere: they are masked
+            // before they are stored, unless the operator turned masking off.
             Err(e) => rejected.push(NewRejected {
                 position,
                 reason: e.to_string(),
-                raw: raw.to_string(),
+                raw: if cfg.privacy.mask_recipient {
+                    crate::mask::mask_phone_like(raw)
+                } else {
+                    raw.to_string()
+                },
             }),
         }
     }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use bizrelay::bizmessage::{parse_hook, parse_post};
 use bizrelay::config::{ConfigSource, Loaded, load};
-use bizrelay::dispatch::{digest_of, render_digest, route_hooks};
+use bizrelay::dispatch::{preview_flush, route_hooks};
 use bizrelay::store::StoredHook;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -206,16 +206,15 @@ fn relay(loaded: &Loaded, body: &[u8]) {
         .map(|d| (d.destination.clone(), d.payload.clone()))
         .collect();
     if !stored.is_empty() {
-        let settings = bizrelay::dispatch::group_settings(
-            loaded.routes.iter().find(|r| r.name == "digest").unwrap(),
-        )
-        .unwrap();
-        let ctx = digest_of(loaded, "digest", "{}", settings.max_items, &stored);
-        for dest in &settings.to {
-            let kind = loaded.config.destinations[dest].kind;
-            let (body, err) = render_digest(loaded, &settings.template, &ctx, dest, kind);
-            assert!(err.is_none(), "digest template failed: {err:?}");
-            bodies.push((dest.clone(), body));
+        let route = loaded.routes.iter().find(|r| r.name == "digest").unwrap();
+        let (flush, report) = preview_flush(loaded, route, "{}", &stored, 0).unwrap();
+        assert!(
+            report.fell_back.is_empty(),
+            "digest template failed: {:?}",
+            report.fell_back
+        );
+        for d in flush.deliveries {
+            bodies.push((d.destination, d.payload));
         }
     }
     for (dest, body) in bodies {

@@ -16,6 +16,7 @@ mod fuzz;
 mod hostile;
 mod logs;
 mod operations;
+mod operator;
 mod process;
 mod replicas;
 mod resilience;
