@@ -20,4 +20,5 @@ mod process;
 mod replicas;
 mod resilience;
 mod secrets;
+mod slack_bot;
 mod terminal;
