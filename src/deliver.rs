@@ -421,6 +421,7 @@ pub async fn run(
 }
 
 mod thread;
+pub use thread::call as slack_call;
 
 #[cfg(test)]
 mod tests;

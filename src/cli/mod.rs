@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `check`, `route` (dry run), `dead-letters`,
-//! `send-test`, `reroute` and `quarantine`. `--config` is accepted by every subcommand,
+//! `send-test`, `reroute`, `quarantine` and `threads`. `--config` is accepted by every subcommand,
 //! before or after its own arguments.
 //!
 //! Exit codes: 0 all well; 1 the command ran and found problems (check, a failed send-test);
@@ -11,6 +11,7 @@ mod out;
 mod reroute;
 mod route;
 mod send_test;
+mod threads;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -86,6 +87,26 @@ pub enum Command {
     /// Hooks whose routing failed repeatedly and that are held back.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
+    /// The Slack threads of `slack_bot` destinations (one per template review).
+    #[command(subcommand)]
+    Threads(ThreadCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ThreadCommand {
+    /// List known threads with their root message and current status.
+    List {
+        /// Only this destination's threads.
+        #[arg(long)]
+        destination: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Drop a thread: the key's next event posts a new root message.
+    Forget {
+        /// destination/senderKey/templateCode, as `threads list` shows it.
+        key: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -279,6 +300,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Quarantine(QuarantineCommand::List { format }) => {
             rt.block_on(reroute::quarantine_list(&loaded, format))
         }
+        Command::Threads(cmd) => rt.block_on(threads::run(&loaded, cmd)),
     }
 }
 

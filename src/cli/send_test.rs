@@ -8,13 +8,17 @@ use std::process::ExitCode;
 use super::SampleKind;
 use super::out;
 use crate::bizmessage::HookKind;
+use crate::config::DestinationConfig;
 use crate::config::Loaded;
 use crate::context::{Meta, hook_context};
 use crate::deliver;
 use crate::destination::Verdict;
+use crate::destination::slack_bot::{self, ApiOutcome, Bot, Method, addressed, thread};
 use crate::digest::{self, DigestInput, Member};
+use crate::locale::Locale;
 use crate::samples;
 use crate::state::now_ms;
+use crate::store::Thread;
 
 pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
     let Some(dest) = loaded.config.destinations.get(name) else {
@@ -83,6 +87,9 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
             )
         }
     };
+    if dest.kind == slack_bot::KIND && kind == SampleKind::Template {
+        return thread_test(loaded, name, dest, locale, ctx, now).await;
+    }
     let body = match loaded.renderer.render(dest.kind, locale, template, &ctx) {
         Ok(b) => b,
         Err(e) => {
@@ -121,7 +128,7 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
             "refused the body: would dead-letter it (check the template)".to_string()
         }
         Verdict::DeadDestination => {
-            "the webhook is invalid or gone: would dead-letter and mark the destination unhealthy"
+            "the destination refused its URL or credentials, or is gone: would dead-letter and mark the destination unhealthy"
                 .to_string()
         }
     };
@@ -132,6 +139,139 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
         out::cell(&detail)
     ));
     if verdict == Verdict::Delivered {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `send-test --kind template` to a `slack_bot` destination: a root message, then a reply in
+/// its thread, as a review's first and a later event would give (nothing is stored).
+async fn thread_test(
+    loaded: &Loaded,
+    name: &str,
+    dest: &DestinationConfig,
+    locale: Locale,
+    ctx: serde_json::Value,
+    now: i64,
+) -> ExitCode {
+    let bot = match Bot::of(dest) {
+        Ok(b) => b,
+        Err(e) => {
+            out::err(&format!("error: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let client = match deliver::client() {
+        Ok(c) => c,
+        Err(e) => {
+            out::err(&format!("error: cannot build the HTTP client: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let timeout = dest.timeout.unwrap_or(loaded.config.delivery.timeout);
+    let event = thread::ThreadEvent::of_context(ctx);
+    let render = |template: &str, ctx: &serde_json::Value| {
+        loaded.renderer.render(dest.kind, locale, template, ctx)
+    };
+    let root = match render(thread::ROOT, &thread::plan(&event, None, false).root) {
+        Ok(b) => b,
+        Err(e) => {
+            out::err(&format!("error: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    let id = format!("send-test-{now}");
+    let (outcome, status) = deliver::slack_call(
+        &client,
+        &bot,
+        Method::Post,
+        &id,
+        addressed(&root, &bot.channel, None, None, false),
+        timeout,
+    )
+    .await;
+    let ApiOutcome::Ok { channel, ts } = outcome else {
+        return report(name, "root", status, &outcome);
+    };
+    report(
+        name,
+        "root",
+        status,
+        &ApiOutcome::Ok {
+            channel: channel.clone(),
+            ts: ts.clone(),
+        },
+    );
+    // The reply as a later event of the same review gives it (status changed since TSC01).
+    let earlier = Thread {
+        key: event.key(name),
+        channel: channel.clone(),
+        root_ts: ts.clone(),
+        status: "TSC01".into(),
+        status_at: String::new(),
+        shown: Vec::new(),
+        applied: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let plan = thread::plan(&event, Some(&earlier), false);
+    let Some((template, reply_ctx)) = plan.reply else {
+        return ExitCode::SUCCESS;
+    };
+    let reply = match render(template, &reply_ctx) {
+        Ok(b) => b,
+        Err(e) => {
+            out::err(&format!("error: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    let target = if channel.is_empty() {
+        bot.channel.clone()
+    } else {
+        channel
+    };
+    let (outcome, status) = deliver::slack_call(
+        &client,
+        &bot,
+        Method::Post,
+        &id,
+        addressed(
+            &reply,
+            &target,
+            None,
+            Some(&ts),
+            template == thread::BROADCAST,
+        ),
+        timeout,
+    )
+    .await;
+    report(name, "reply", status, &outcome)
+}
+
+/// One line per Web API call: what came back and what bizrelay would make of it.
+fn report(name: &str, what: &str, status: Option<u16>, outcome: &ApiOutcome) -> ExitCode {
+    let status = status.map_or_else(|| "no answer".to_string(), |s| format!("HTTP {s}"));
+    let meaning = match outcome {
+        ApiOutcome::Ok { ts, .. } => format!("posted (ts {ts})"),
+        ApiOutcome::Throttled(d) => format!(
+            "rate limited: would pause the destination for {}",
+            humantime::format_duration(*d)
+        ),
+        ApiOutcome::Retry(why) => format!("temporary failure: would retry with backoff ({why})"),
+        ApiOutcome::Gone(why) | ApiOutcome::DeadPayload(why) => {
+            format!("refused: would dead-letter it ({why})")
+        }
+        ApiOutcome::DeadDestination(why) => {
+            format!("would dead-letter and mark the destination unhealthy: {why}")
+        }
+    };
+    out::line(&format!(
+        "{} (slack_bot) {what}: {status} → {}",
+        out::cell(name),
+        out::cell(&meaning)
+    ));
+    if matches!(outcome, ApiOutcome::Ok { .. }) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -62,7 +62,7 @@ impl Applied {
 }
 
 /// One Web API call: the answer classified, and the HTTP status.
-async fn call(
+pub async fn call(
     client: &reqwest::Client,
     bot: &Bot,
     method: Method,

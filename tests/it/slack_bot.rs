@@ -532,3 +532,92 @@ async fn two_templates_get_two_threads_and_results_are_plain_posts() {
     assert_ne!(threads[0].root_ts, threads[1].root_ts);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn threads_are_listed_and_forgotten_from_the_cli_and_send_test_posts_a_root_and_a_reply() {
+    let slack = FakeSlack::start().await;
+    let mut app = TestApp::spawn(&config(&slack, TOKEN)).await;
+    post_event(
+        &app,
+        template_hook("CLI_CODE", "TSC01", "2026-11-28 09:00:00", vec![]),
+    )
+    .await;
+    slack.wait_calls(1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.state().store.threads(None).await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the thread was never saved");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let key = "reviews/a1b2c3d4e5f60718293a4b5c6d7e8f9012345678/CLI_CODE";
+    let (code, stdout, stderr) = run_cli(&["threads", "list"], &app.config_path).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("1 thread "), "{stdout}");
+    assert!(
+        stdout.contains(key) && stdout.contains("1795830000.000001") && stdout.contains("TSC01"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run_cli(
+        &[
+            "threads",
+            "list",
+            "--destination",
+            "reviews",
+            "--format",
+            "json",
+        ],
+        &app.config_path,
+    )
+    .await;
+    assert_eq!(code, Some(0));
+    let list: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(list[0]["key"], key);
+    assert_eq!(list[0]["status"], "TSC01");
+    let (code, _, stderr) = run_cli(&["threads", "forget", "nonsense"], &app.config_path).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("destination/senderKey/templateCode"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = run_cli(&["threads", "forget", key], &app.config_path).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("new root"), "{stdout}");
+    let (code, _, _) = run_cli(&["threads", "forget", key], &app.config_path).await;
+    assert_eq!(code, Some(1), "already forgotten");
+    // The next event of the forgotten key starts a new root.
+    post_event(
+        &app,
+        template_hook("CLI_CODE", "TSC02", "2026-11-28 10:00:00", vec![]),
+    )
+    .await;
+    let calls = slack.wait_calls(2).await;
+    assert_eq!(calls[1].method, "chat.postMessage");
+    assert!(
+        calls[1].body.get("thread_ts").is_none(),
+        "{}",
+        calls[1].body
+    );
+    app.stop().await;
+
+    // send-test: a root, then a reply in its thread.
+    let (code, stdout, stderr) = run_cli(
+        &[
+            "send-test",
+            "--destination",
+            "reviews",
+            "--kind",
+            "template",
+        ],
+        &app.config_path,
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("root: HTTP 200") && stdout.contains("reply: HTTP 200"),
+        "{stdout}"
+    );
+    let calls = slack.calls();
+    let (root, reply) = (&calls[calls.len() - 2], &calls[calls.len() - 1]);
+    assert!(root.body.get("thread_ts").is_none());
+    assert_eq!(reply.body["thread_ts"], "1795830000.000003");
+    assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN));
+}
