@@ -30,7 +30,7 @@ struct SlackState {
     messages: BTreeSet<String>,
     next_ts: u64,
     /// Answers forced for the next calls, in order: (status, body, Retry-After).
-    script: VecDeque<(u16, Value, Option<String>)>,
+    script: VecDeque<Option<(u16, Value, Option<String>)>>,
 }
 
 /// A fake Slack Web API: checks the bearer token, answers `ts` values, records every call.
@@ -71,7 +71,7 @@ impl FakeSlack {
                         }
                         r.body(v.to_string()).unwrap()
                     };
-                    if let Some((status, v, retry)) = st.script.pop_front() {
+                    if let Some(Some((status, v, retry))) = st.script.pop_front() {
                         return reply(status, v, retry);
                     }
                     if auth.as_deref() != Some(&format!("Bearer {TOKEN}")) {
@@ -137,11 +137,16 @@ impl FakeSlack {
     }
 
     fn script(&self, status: u16, body: Value, retry_after: Option<&str>) {
-        self.state.lock().unwrap().script.push_back((
+        self.state.lock().unwrap().script.push_back(Some((
             status,
             body,
             retry_after.map(str::to_string),
-        ));
+        )));
+    }
+
+    /// The next call is answered as usual.
+    fn pass(&self) {
+        self.state.lock().unwrap().script.push_back(None);
     }
 
     /// Deletes a message (as a user deleting the root would).
@@ -620,4 +625,47 @@ async fn threads_are_listed_and_forgotten_from_the_cli_and_send_test_posts_a_roo
     assert!(root.body.get("thread_ts").is_none());
     assert_eq!(reply.body["thread_ts"], "1795830000.000003");
     assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN));
+}
+
+#[tokio::test]
+async fn a_retry_after_a_partial_success_posts_no_second_root() {
+    let slack = FakeSlack::start().await;
+    let mut app = TestApp::spawn(&config(&slack, TOKEN)).await;
+    // The root goes through; the reply in its thread fails once.
+    slack.pass();
+    slack.script(500, json!({"ok": false}), None);
+    let inquiry = comment(1, "INQ", "2026-11-28 10:00:00", "예시를 알려 주세요");
+    post_event(
+        &app,
+        template_hook("PARTIAL", "TSC02", "2026-11-28 10:00:00", vec![inquiry]),
+    )
+    .await;
+    let calls = slack.wait_calls(4).await;
+    let methods: Vec<(&str, bool)> = calls
+        .iter()
+        .map(|c| (c.method.as_str(), c.body.get("thread_ts").is_some()))
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            ("chat.postMessage", false),
+            ("chat.postMessage", true),
+            ("chat.update", false),
+            ("chat.postMessage", true)
+        ],
+        "the retry edits the root it posted and replies once more, no second root"
+    );
+    assert_eq!(calls[3].body["thread_ts"], "1795830000.000001");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = app.state().store.threads(None).await.unwrap();
+        if t.first().is_some_and(|t| t.applied.is_some()) {
+            assert_eq!(t[0].shown, vec!["1".to_string()]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reply was never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(slack.calls().len(), 4);
+    app.stop().await;
 }
