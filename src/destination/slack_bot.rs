@@ -317,6 +317,34 @@ fn is_channel_id(s: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn checks(v: Value) -> Checks {
+        Checks::of(&serde_json::from_value::<DestinationConfig>(v).unwrap())
+    }
+
+    #[test]
+    fn check_names_each_setting_without_quoting_the_token() {
+        let ok = checks(
+            serde_json::json!({"type": "slack_bot", "token": "xoxb-1-2-SECRET",
+            "channel": "C0123456789"}),
+        );
+        assert_eq!(ok, Checks::default());
+        let bad = checks(
+            serde_json::json!({"type": "slack_bot", "url": "https://hooks.slack.com/x",
+            "token": "xoxp-USER SECRET", "channel": "#reviews", "api_url": "http://slack.example/api"}),
+        );
+        let keys: Vec<&str> = bad.errors.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["url", "token", "channel", "api_url"], "{bad:?}");
+        assert!(!format!("{bad:?}").contains("SECRET"), "{bad:?}");
+        let missing = checks(serde_json::json!({"type": "slack_bot"}));
+        let keys: Vec<&str> = missing.errors.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["token", "channel"], "{missing:?}");
+        assert!(missing.errors[0].1.contains("chat:write"), "{missing:?}");
+        let user = checks(serde_json::json!({"type": "slack_bot", "token": "xoxp-1",
+            "channel": "C0123456789", "api_url": "http://127.0.0.1:9/api"}));
+        assert!(user.errors.is_empty(), "{user:?}");
+        assert_eq!(user.warnings[0].0, "token");
+    }
+
     #[test]
     fn channel_ids_are_told_from_names() {
         for ok in ["C0123456789", "G01ABCDEFG", "D0ABCDEFGH"] {
