@@ -669,3 +669,56 @@ async fn a_retry_after_a_partial_success_posts_no_second_root() {
     assert_eq!(slack.calls().len(), 4);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_real_binary_keeps_one_thread_with_the_token_from_the_environment() {
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let cfg = config(&slack, "${SLACK_BOT_TOKEN}");
+    std::fs::write(&path, base_config(dir.path(), &cfg)).unwrap();
+    let mut process = Process::start(&path, &[("SLACK_BOT_TOKEN", TOKEN)]);
+    let http = http_client();
+    let c1 = comment(1, "REJ", "2026-11-28 12:00:00", "예시 누락");
+    for (status, at, comments) in [
+        ("TSC01", "2026-11-28 09:00:00", vec![]),
+        ("TSC02", "2026-11-28 10:00:00", vec![]),
+        ("TSC04", "2026-11-28 12:00:00", vec![c1]),
+    ] {
+        let n = slack.calls().len();
+        let resp = process
+            .post(
+                &http,
+                envelope(&[template_hook("BINARY", status, at, comments)]),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        slack.wait_calls(if n == 0 { 1 } else { n + 2 }).await;
+    }
+    let calls = slack.calls();
+    let shape: Vec<(&str, Option<&str>, bool)> = calls
+        .iter()
+        .map(|c| {
+            (
+                c.method.as_str(),
+                c.body["thread_ts"].as_str().or(c.body["ts"].as_str()),
+                c.body["reply_broadcast"] == true,
+            )
+        })
+        .collect();
+    let root = Some("1795830000.000001");
+    assert_eq!(
+        shape,
+        [
+            ("chat.postMessage", None, false),
+            ("chat.update", root, false),
+            ("chat.postMessage", root, false),
+            ("chat.update", root, false),
+            ("chat.postMessage", root, true),
+        ]
+    );
+    process.signal(nix::sys::signal::Signal::SIGTERM);
+    process.wait(Duration::from_secs(20)).await;
+    let log = process.log_text();
+    assert!(!log.contains(TOKEN), "the token reached the log");
+}
