@@ -448,6 +448,20 @@ async fn prune_loop(state: Arc<State>, stop: CancellationToken) {
             delivered: ago(cfg.store.keep_delivered),
             unrouted: ago(cfg.store.keep_unrouted),
         };
+        let threads_before = ago(cfg.threads.keep);
+        loop {
+            match state.store.prune_threads(threads_before).await {
+                Ok(0) => break,
+                Ok(n) => tracing::debug!(threads = n, "pruned"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning threads failed; will try again later");
+                    break;
+                }
+            }
+            if stop.is_cancelled() {
+                return;
+            }
+        }
         loop {
             match state.store.prune(before).await {
                 Ok(s) if s.is_empty() => break,

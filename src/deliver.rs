@@ -78,7 +78,7 @@ pub fn decide(
             return Attempt::Dead {
                 status,
                 reason: format!(
-                    "{what} (the webhook is invalid or gone; fix the URL, then replay)"
+                    "{what} (the destination refused its URL or credentials, or is gone; fix its settings, then replay)"
                 ),
                 at: now,
             };
@@ -221,22 +221,33 @@ fn excerpt(bytes: &[u8], url: &str) -> String {
     text::truncate(one_line.trim(), EXCERPT)
 }
 
-/// Posts one delivery; logs and counts what came of it; returns the verdict and what to record.
+/// Posts one delivery (a `slack_bot` thread event takes several calls, see [`thread`]);
+/// logs and counts what came of it; returns the verdict and what to record.
 async fn attempt(
     state: &State,
     client: &reqwest::Client,
     name: &str,
     dest: &DestinationConfig,
-    d: &Delivery,
+    lease: &Lease,
 ) -> (Verdict, Attempt) {
+    let d = &lease.delivery;
     let loaded = state.current();
     let cfg = &loaded.config.delivery;
     let timeout = dest.timeout.unwrap_or(cfg.timeout);
-    let answer = post(client, dest, timeout, &d.id.to_string(), &d.payload).await;
+    let (verdict, status, detail) = match thread::event_of(dest, &d.payload) {
+        Some(event) => {
+            let a = thread::apply(state, client, name, dest, lease, &event, timeout).await;
+            (a.verdict, a.status, a.detail)
+        }
+        None => {
+            let answer = post(client, dest, timeout, &d.id.to_string(), &d.payload).await;
+            let verdict = dest.kind.classify(&answer, std::time::SystemTime::now());
+            (verdict, answer.status, dest.kind.explain(&answer))
+        }
+    };
     let now = state.now();
-    let verdict = dest.kind.classify(&answer, std::time::SystemTime::now());
     let jitter = rand::rng().random::<f64>();
-    let outcome = decide(&verdict, d, answer.status, &answer.detail, now, cfg, jitter);
+    let outcome = decide(&verdict, d, status, &detail, now, cfg, jitter);
     let metrics = &state.metrics;
     let hook_id = &*crate::logging::clip(d.hook_id.as_deref().unwrap_or("-"));
     match &outcome {
@@ -248,7 +259,7 @@ async fn attempt(
                 .with_label_values(&[name])
                 .observe(latency);
             tracing::info!(destination = name, delivery = d.id, route = %d.route, hook_id, status, attempts = d.attempts + 1, "delivered");
-            if state.health.record(name, true, answer.status, now) {
+            if state.health.record(name, true, Some(*status), now) {
                 metrics
                     .destination_healthy
                     .with_label_values(&[name])
@@ -263,8 +274,7 @@ async fn attempt(
         Attempt::Dead { reason, .. } => {
             metrics.deliveries.with_label_values(&[name, "dead"]).inc();
             tracing::error!(destination = name, delivery = d.id, route = %d.route, hook_id, reason = %reason, "delivery dead-lettered");
-            if verdict == Verdict::DeadDestination
-                && state.health.record(name, false, answer.status, now)
+            if verdict == Verdict::DeadDestination && state.health.record(name, false, status, now)
             {
                 metrics
                     .destination_healthy
@@ -272,8 +282,8 @@ async fn attempt(
                     .set(0);
                 tracing::error!(
                     destination = name,
-                    status = answer.status,
-                    "destination marked unhealthy: check its webhook URL"
+                    status = status,
+                    "destination marked unhealthy: check its webhook URL or credentials"
                 );
             }
         }
@@ -379,8 +389,7 @@ pub async fn run(
         state.liveness.progress(&task, now);
         let wait = match leased {
             Ok(LeaseOutcome::Leased(lease)) => {
-                let (verdict, outcome) =
-                    attempt(&state, &client, &name, &dest, &lease.delivery).await;
+                let (verdict, outcome) = attempt(&state, &client, &name, &dest, &lease).await;
                 let pause = match (&verdict, &outcome) {
                     (Verdict::Throttled(_), Attempt::Retry { next_at, .. }) => Some(Pause {
                         until: *next_at,
@@ -410,6 +419,9 @@ pub async fn run(
         }
     }
 }
+
+mod thread;
+pub use thread::call as slack_call;
 
 #[cfg(test)]
 mod tests;

@@ -110,6 +110,17 @@ pub fn render_all(loaded: &Loaded) -> (Vec<String>, usize) {
                         mask_recipient: loaded.config.privacy.mask_recipient,
                     },
                 );
+                if dest.kind == crate::destination::slack_bot::KIND
+                    && sample.hook.kind() == HookKind::Template
+                {
+                    // Template events to a slack_bot destination are thread posts.
+                    for (template, what, ctx) in
+                        crate::destination::slack_bot::thread::sample_contexts(&ctx)
+                    {
+                        check(format!("sample {} ({what})", sample.name), template, &ctx);
+                    }
+                    continue;
+                }
                 check(
                     format!("sample {}", sample.name),
                     route.template_for(sample.hook.kind()),
@@ -274,6 +285,35 @@ mod tests {
         assert!(
             p.ends_with(&format!("(and {} more renders)", renders - 1)),
             "{p}"
+        );
+    }
+
+    #[test]
+    fn a_broken_thread_template_of_a_slack_bot_destination_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("templates/slack_bot")).unwrap();
+        std::fs::write(
+            dir.path().join("templates/slack_bot/thread_reply.hbs"),
+            "{\"text\": \"{{thread.new_coments}}\"}",
+        )
+        .unwrap();
+        let text = "[destinations.b]\ntype = \"slack_bot\"\ntoken = \"xoxb-1\"\nchannel = \"C0123456789\"\n\
+             [[routes]]\nname = \"r\"\nto = \"b\"\n[routes.match]\nkind = \"template\"\n"
+            .to_string();
+        let loaded = load(
+            &ConfigSource::File {
+                path: dir.path().join("config.toml"),
+                text,
+            },
+            &HashMap::new(),
+        )
+        .unwrap();
+        let (problems, _) = render_all(&loaded);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("template slack_bot/thread_reply (")
+                && problems[0].contains("new_coments"),
+            "{problems:?}"
         );
     }
 }

@@ -1,5 +1,6 @@
 //! The command line: `serve` (the default), `check`, `route` (dry run), `dead-letters`,
-//! `send-test`, `reroute`, `quarantine`, `rejected` and `templates`. `--config` is accepted by every subcommand,
+//! `send-test`, `reroute`, `quarantine`, `rejected`, `templates` and `threads`. `--config` is
+//! accepted by every subcommand,
 //! before or after its own arguments.
 //!
 //! Exit codes: 0 all well; 1 the command ran and found problems (check, a failed send-test);
@@ -13,6 +14,7 @@ mod reroute;
 mod route;
 mod send_test;
 mod templates;
+mod threads;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -99,6 +101,9 @@ pub enum Command {
     /// Export the built-in templates to edit, or list which ones files override.
     #[command(subcommand)]
     Templates(TemplatesCommand),
+    /// The Slack threads of `slack_bot` destinations (one per template review).
+    #[command(subcommand)]
+    Threads(ThreadCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +149,23 @@ pub enum RejectedCommand {
     Purge {
         #[command(flatten)]
         which: PurgeWhich,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ThreadCommand {
+    /// List known threads with their root message and current status.
+    List {
+        /// Only this destination's threads.
+        #[arg(long)]
+        destination: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Drop a thread: the key's next event posts a new root message.
+    Forget {
+        /// destination/senderKey/templateCode, as `threads list` shows it.
+        key: String,
     },
 }
 
@@ -354,6 +376,7 @@ pub fn run(cli: Cli) -> ExitCode {
             templates::list(&loaded, kind.as_deref(), format)
         }
         Command::Templates(TemplatesCommand::Export { .. }) => unreachable!("handled above"),
+        Command::Threads(cmd) => rt.block_on(threads::run(&loaded, cmd)),
     }
 }
 

@@ -19,11 +19,14 @@ use crate::bizmessage::HookKind;
 use crate::config::Loaded;
 use crate::context::{Meta, hook_context};
 use crate::deliver;
+use crate::destination::slack_bot::{self, ApiOutcome, Bot, Method, addressed, thread};
 use crate::destination::{DestinationConfig, Verdict, test_mark};
 use crate::digest::{self, Member};
 use crate::route::Route;
 use crate::samples;
+use crate::locale::Locale;
 use crate::state::now_ms;
+use crate::store::Thread;
 
 /// Hooks in the test digest, and how many of them it shows.
 const DIGEST_HOOKS: usize = 40;
@@ -103,14 +106,14 @@ pub async fn run(
 }
 
 /// The template and context of the test message for one destination.
-fn rendered(
+fn sample(
     loaded: &Loaded,
     name: &str,
     dest: &DestinationConfig,
     route: Option<&Route>,
     kind: SampleKind,
     now: i64,
-) -> Result<String, String> {
+) -> Result<(String, Value), String> {
     let mask = loaded.config.privacy.mask_recipient;
     let locale = loaded.config.locale_of(dest);
     let route_name = route.map_or("send-test", |r| r.name.as_str());
@@ -162,9 +165,20 @@ fn rendered(
             )
         }
     };
+    Ok((template, ctx))
+}
+
+/// The test message for one destination, rendered and marked as a test.
+fn rendered(
+    loaded: &Loaded,
+    dest: &DestinationConfig,
+    template: &str,
+    ctx: &Value,
+) -> Result<String, String> {
+    let locale = loaded.config.locale_of(dest);
     let body = loaded
         .renderer
-        .render(dest.kind, locale, &template, &ctx)
+        .render(dest.kind, locale, template, ctx)
         .map_err(|e| e.to_string())?;
     test_mark::mark(dest.kind, locale, &body)
         .map_err(|e| format!("template {template} cannot carry the TEST marker: {e}"))
@@ -179,8 +193,18 @@ async fn send_one(
     kind: SampleKind,
 ) -> ExitCode {
     let now = now_ms();
-    let body = match rendered(loaded, name, dest, route, kind, now) {
-        Ok(b) => b,
+    let made = sample(loaded, name, dest, route, kind, now).and_then(|(template, ctx)| {
+        if dest.kind == slack_bot::KIND && kind == SampleKind::Template {
+            return Ok(Err(ctx));
+        }
+        rendered(loaded, dest, &template, &ctx).map(Ok)
+    });
+    let body = match made {
+        Ok(Ok(b)) => b,
+        Ok(Err(ctx)) => {
+            let locale = loaded.config.locale_of(dest);
+            return thread_test(loaded, client, name, dest, locale, ctx, now).await;
+        }
         Err(e) => {
             out::err(&format!("error: {}: {}", out::cell(name), out::cell(&e)));
             return ExitCode::from(1);
@@ -224,6 +248,138 @@ async fn send_one(
         out::cell(&detail)
     ));
     if verdict == Verdict::Delivered {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `send-test --kind template` to a `slack_bot` destination: a root message, then a reply in
+/// its thread, as a review's first and a later event would give (nothing is stored).
+async fn thread_test(
+    loaded: &Loaded,
+    client: &reqwest::Client,
+    name: &str,
+    dest: &DestinationConfig,
+    locale: Locale,
+    ctx: serde_json::Value,
+    now: i64,
+) -> ExitCode {
+    let bot = match Bot::of(dest) {
+        Ok(b) => b,
+        Err(e) => {
+            out::err(&format!("error: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let timeout = dest.timeout.unwrap_or(loaded.config.delivery.timeout);
+    let event = thread::ThreadEvent::of_context(ctx);
+    let render = |template: &str, ctx: &serde_json::Value| {
+        let body = loaded
+            .renderer
+            .render(dest.kind, locale, template, ctx)
+            .map_err(|e| e.to_string())?;
+        test_mark::mark(dest.kind, locale, &body)
+            .map_err(|e| format!("template {template} cannot carry the TEST marker: {e}"))
+    };
+    let root = match render(thread::ROOT, &thread::plan(&event, None, false).root) {
+        Ok(b) => b,
+        Err(e) => {
+            out::err(&format!("error: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    let id = format!("send-test-{now}");
+    let (outcome, status) = deliver::slack_call(
+        client,
+        &bot,
+        Method::Post,
+        &id,
+        addressed(&root, &bot.channel, None, None, false),
+        timeout,
+    )
+    .await;
+    let ApiOutcome::Ok { channel, ts } = outcome else {
+        return report(name, "root", status, &outcome);
+    };
+    report(
+        name,
+        "root",
+        status,
+        &ApiOutcome::Ok {
+            channel: channel.clone(),
+            ts: ts.clone(),
+        },
+    );
+    // The reply as a later event of the same review gives it (status changed since TSC01).
+    let earlier = Thread {
+        key: event.key(name),
+        channel: channel.clone(),
+        root_ts: ts.clone(),
+        status: "TSC01".into(),
+        status_at: String::new(),
+        shown: Vec::new(),
+        applied: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let plan = thread::plan(&event, Some(&earlier), false);
+    let Some((template, reply_ctx)) = plan.reply else {
+        return ExitCode::SUCCESS;
+    };
+    let reply = match render(template, &reply_ctx) {
+        Ok(b) => b,
+        Err(e) => {
+            out::err(&format!("error: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    let target = if channel.is_empty() {
+        bot.channel.clone()
+    } else {
+        channel
+    };
+    let (outcome, status) = deliver::slack_call(
+        client,
+        &bot,
+        Method::Post,
+        &id,
+        addressed(
+            &reply,
+            &target,
+            None,
+            Some(&ts),
+            template == thread::BROADCAST,
+        ),
+        timeout,
+    )
+    .await;
+    report(name, "reply", status, &outcome)
+}
+
+/// One line per Web API call: what came back and what bizrelay would make of it.
+fn report(name: &str, what: &str, status: Option<u16>, outcome: &ApiOutcome) -> ExitCode {
+    let status = status.map_or_else(|| "no answer".to_string(), |s| format!("HTTP {s}"));
+    let meaning = match outcome {
+        ApiOutcome::Ok { ts, .. } => format!("posted (ts {ts})"),
+        ApiOutcome::Throttled(d) => format!(
+            "rate limited: would pause the destination for {}",
+            humantime::format_duration(*d)
+        ),
+        ApiOutcome::Retry(why) => format!("temporary failure: would retry with backoff ({why})"),
+        ApiOutcome::Gone(why) | ApiOutcome::DeadPayload(why) => {
+            format!("refused: would dead-letter it ({why})")
+        }
+        ApiOutcome::DeadDestination(why) => {
+            format!("would dead-letter and mark the destination unhealthy: {why}")
+        }
+    };
+    out::line(&format!(
+        "{} (slack_bot) {what}: {status} → {}",
+        out::cell(name),
+        out::cell(&meaning)
+    ));
+    if matches!(outcome, ApiOutcome::Ok { .. }) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -76,6 +76,8 @@ pub struct Config {
     #[serde(default)]
     pub admin: AdminConfig,
     #[serde(default)]
+    pub threads: ThreadsConfig,
+    #[serde(default)]
     pub destinations: BTreeMap<String, DestinationConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
@@ -179,6 +181,24 @@ impl Default for StoreConfig {
             commit_timeout: Duration::from_secs(5),
             lease: Duration::from_secs(30),
             pool_size: 8,
+        }
+    }
+}
+
+/// Slack threads of `slack_bot` destinations (one per template review).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThreadsConfig {
+    /// A thread's row is kept this long after its last event, then pruned (its next event
+    /// starts a new root). Reviews span days, so weeks rather than hours.
+    #[serde(with = "humantime_serde")]
+    pub keep: Duration,
+}
+
+impl Default for ThreadsConfig {
+    fn default() -> Self {
+        ThreadsConfig {
+            keep: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod google_chat;
 pub mod jandi;
 pub mod mattermost;
 pub mod slack;
+pub mod slack_bot;
 pub mod teams;
 pub mod webhook;
 
@@ -52,6 +53,7 @@ pub const ALL: &[DestinationKind] = &[
     discord::KIND,
     mattermost::KIND,
     webhook::KIND,
+    slack_bot::KIND,
 ];
 
 /// Names every service has a built-in template for, in this order in [`Builtins`].
@@ -153,6 +155,12 @@ pub trait ChatService: Sync {
     /// The built-in templates of a locale.
     fn builtins(&self, locale: Locale) -> &'static Builtins;
 
+    /// Built-in templates particular to this service (besides [`BUILTIN_NAMES`]), such as
+    /// the thread templates of `slack_bot`.
+    fn extra_builtins(&self, _locale: Locale) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
     /// Repairs a parsed body so it fits the service's limits, or says why it cannot.
     fn fit_value(&self, body: &mut Value) -> Result<(), LimitError>;
 
@@ -197,6 +205,12 @@ pub trait ChatService: Sync {
     /// What an answer means: status, headers and body are all there to read.
     fn classify(&self, answer: &Answer, now: SystemTime) -> Verdict {
         answer::classify_http(answer, now)
+    }
+
+    /// The answer in words for logs and dead-letter reasons (services whose answers carry
+    /// error codes explain them; by default the body's excerpt).
+    fn explain(&self, answer: &Answer) -> String {
+        answer.detail.clone()
     }
 }
 

@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::bizmessage::{Envelope, Hook, parse_hook};
+use crate::bizmessage::{Envelope, Hook, HookBody, parse_hook};
 use crate::config::Loaded;
 use crate::context::{Meta, hook_context};
 
 use super::fallback::fallback_info;
+use crate::destination::slack_bot::thread::ThreadEvent;
 use crate::destination::{DestinationKind, FallbackInfo};
 use crate::digest::{self, DigestInput, Member, Tally};
 use crate::locale::Locale;
@@ -120,6 +121,11 @@ pub fn render_hook_with(
             mask_recipient: loaded.config.privacy.mask_recipient,
         },
     );
+    // A slack_bot destination keeps one thread per template review: its bodies depend on
+    // the thread when the event is applied, so the event keeps its context instead.
+    if kind == crate::destination::slack_bot::KIND && matches!(hook.body, HookBody::Template(_)) {
+        return (ThreadEvent::of_context(ctx).to_payload(), None);
+    }
     loaded
         .renderer
         .render_or_fallback(kind, locale, template, &ctx, || {

@@ -26,6 +26,16 @@ fn context(kind: DestinationKind, locale: Locale, template: &str) -> Value {
         received_at_ms: RECEIVED_AT,
         mask_recipient: true,
     };
+    if template.starts_with("thread_") {
+        // A later event of a thread: status changed, every comment new.
+        let s = samples::one_of(HookKind::Template).expect("a template sample");
+        let ctx = hook_context(&s.envelope, &s.hook, &meta);
+        return destination::slack_bot::thread::sample_contexts(&ctx)
+            .into_iter()
+            .find(|(name, what, _)| *name == template && what == "later event")
+            .map(|(_, _, ctx)| ctx)
+            .expect("a sample of every thread template");
+    }
     let hook_kind = match template {
         "template_status" => HookKind::Template,
         "message_result" => HookKind::MessageResult,
@@ -76,7 +86,8 @@ fn every_builtin_matches_its_golden_render() {
     let mut differ = Vec::new();
     for &kind in destination::ALL {
         for locale in Locale::ALL {
-            for template in BUILTIN_NAMES {
+            let extra = kind.extra_builtins(locale).iter().map(|(name, _)| *name);
+            for template in BUILTIN_NAMES.into_iter().chain(extra) {
                 let body = r
                     .render(kind, locale, template, &context(kind, locale, template))
                     .unwrap_or_else(|e| panic!("{kind:?} {locale:?} {template}: {e}"));

@@ -118,7 +118,11 @@ impl Renderer {
                 reg.set_prevent_indent(true);
                 reg.register_escape_fn(move |s| kind.escape(s));
                 helpers::register(&mut reg, kind, locale);
-                for (name, source) in kind.builtins(locale) {
+                for (name, source) in kind
+                    .builtins(locale)
+                    .iter()
+                    .chain(kind.extra_builtins(locale))
+                {
                     if let Err(e) = reg.register_template_string(name, *source) {
                         errors.push(TemplateLoadError {
                             path: format!(

@@ -193,4 +193,19 @@ pub trait Store: Send + Sync + 'static {
     /// Finishes pending writes, releases what the store holds (connections, locks) and, for
     /// SQLite, checkpoints the WAL into the database file. Later calls fail with `Closed`.
     async fn close(&self);
+
+    // --- Threads ---
+
+    /// The thread of a key, if one is known.
+    async fn thread(&self, key: &ThreadKey) -> Result<Option<Thread>, StoreError>;
+    /// Creates or replaces a thread's row, only while `lease` (the delivery applying the
+    /// event) is still held: false, and nothing written, when it was lost. This is what
+    /// serialises a key's events across replicas (one live lease per destination).
+    async fn save_thread(&self, lease: &Lease, thread: &Thread) -> Result<bool, StoreError>;
+    /// Known threads, by destination then key.
+    async fn threads(&self, destination: Option<&str>) -> Result<Vec<Thread>, StoreError>;
+    /// Drops a thread (its next event posts a new root); false when it was not known.
+    async fn forget_thread(&self, key: &ThreadKey) -> Result<bool, StoreError>;
+    /// Drops threads last changed before `before`; returns how many.
+    async fn prune_threads(&self, before: i64) -> Result<usize, StoreError>;
 }

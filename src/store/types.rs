@@ -454,3 +454,56 @@ impl PruneStats {
         self.seen + self.hooks + self.deliveries + self.rejected == 0
     }
 }
+
+/// What names a Slack thread: one per (destination, sender key, template code).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ThreadKey {
+    pub destination: String,
+    /// Empty when the hook carried none.
+    pub sender_key: String,
+    pub template_code: String,
+}
+
+impl ThreadKey {
+    /// `destination/senderKey/templateCode`, as `threads list` prints it and `threads forget`
+    /// reads it.
+    pub fn display(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.destination, self.sender_key, self.template_code
+        )
+    }
+
+    /// Reads [`ThreadKey::display`]'s form (the template code may itself contain `/`).
+    pub fn parse(s: &str) -> Option<ThreadKey> {
+        let mut parts = s.splitn(3, '/');
+        let destination = parts.next().filter(|p| !p.is_empty())?;
+        let sender_key = parts.next()?;
+        let template_code = parts.next().filter(|p| !p.is_empty())?;
+        Some(ThreadKey {
+            destination: destination.to_string(),
+            sender_key: sender_key.to_string(),
+            template_code: template_code.to_string(),
+        })
+    }
+}
+
+/// A thread's state: where its root message is and what it shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Thread {
+    pub key: ThreadKey,
+    /// The channel ID Slack answered with (with `root_ts` it names the root message).
+    pub channel: String,
+    pub root_ts: String,
+    /// The last status applied to the root, and the event time it carried (`updateDate`
+    /// text, which sorts as time): an older event never overwrites it.
+    pub status: String,
+    pub status_at: String,
+    /// Ids of the reviewer comments already posted, so none is repeated.
+    pub shown: Vec<String>,
+    /// The delivery whose reply was posted last: a retry of that delivery posts no second
+    /// reply.
+    pub applied: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}

@@ -1134,6 +1134,129 @@ pub async fn everything_survives_reopening(e: Engine) {
     assert!(err.is_err(), "a closed store answers nothing");
 }
 
+fn thread_of(dest: &str, code: &str, ts: &str, applied: Option<i64>, at: i64) -> Thread {
+    Thread {
+        key: ThreadKey {
+            destination: dest.into(),
+            sender_key: "sk".into(),
+            template_code: code.into(),
+        },
+        channel: "C0123456789".into(),
+        root_ts: ts.into(),
+        status: "TSC01".into(),
+        status_at: "2026-11-28 09:00:00".into(),
+        shown: vec!["1".into(), "h:ab".into()],
+        applied,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+pub async fn threads_are_saved_only_under_a_live_lease_and_survive_reopening(e: Engine) {
+    let first = e.open().await;
+    let second = e.second(&first).await;
+    routed_to(&first, &["a"], "d", 10).await;
+    let l1 = leased(lease(&first, "d", "one", 100).await);
+    let t = thread_of("d", "CODE/WITH/SLASH", "1.1", None, 100);
+    assert_eq!(first.thread(&t.key).await.unwrap(), None);
+    assert!(first.save_thread(&l1, &t).await.unwrap());
+    assert_eq!(second.thread(&t.key).await.unwrap(), Some(t.clone()));
+    // Replaced whole (re-pointed to a new root), created_at kept.
+    let moved = Thread {
+        root_ts: "2.2".into(),
+        status: "TSC04".into(),
+        applied: Some(l1.delivery.id),
+        updated_at: 150,
+        created_at: 999,
+        ..t.clone()
+    };
+    assert!(first.save_thread(&l1, &moved).await.unwrap());
+    let got = first.thread(&t.key).await.unwrap().unwrap();
+    assert_eq!(
+        (got.root_ts.as_str(), got.status.as_str()),
+        ("2.2", "TSC04")
+    );
+    assert_eq!(
+        (got.applied, got.created_at, got.updated_at),
+        (Some(l1.delivery.id), 100, 150)
+    );
+    // The lease expires and another consumer takes the delivery over: the late holder
+    // changes nothing, the new one can.
+    let l2 = leased(lease(&second, "d", "two", 1_200).await);
+    let late = Thread {
+        root_ts: "3.3".into(),
+        ..moved.clone()
+    };
+    assert!(!first.save_thread(&l1, &late).await.unwrap());
+    assert_eq!(first.thread(&t.key).await.unwrap().unwrap().root_ts, "2.2");
+    assert!(second.save_thread(&l2, &late).await.unwrap());
+    // After the attempt is recorded the lease is gone: no more writes under it.
+    second
+        .record_attempt(
+            &l2,
+            Attempt::Delivered {
+                status: 200,
+                at: 1_300,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!second.save_thread(&l2, &moved).await.unwrap());
+    assert_eq!(first.thread(&t.key).await.unwrap().unwrap().root_ts, "3.3");
+    first.close().await;
+    second.close().await;
+    let store = e.open().await;
+    let got = store.thread(&t.key).await.unwrap().unwrap();
+    assert_eq!(got.shown, vec!["1".to_string(), "h:ab".to_string()]);
+    assert_eq!(got.key.display(), "d/sk/CODE/WITH/SLASH");
+    assert_eq!(ThreadKey::parse(&got.key.display()), Some(got.key.clone()));
+}
+
+pub async fn threads_are_listed_forgotten_and_pruned(e: Engine) {
+    let store = e.open().await;
+    routed_to(&store, &["a"], "d", 10).await;
+    routed_to(&store, &["b"], "e", 10).await;
+    let ld = leased(lease(&store, "d", "one", 100).await);
+    let le = leased(lease(&store, "e", "one", 100).await);
+    for (l, dest, code, at) in [
+        (&ld, "d", "B", 100),
+        (&ld, "d", "A", 5_000),
+        (&le, "e", "A", 100),
+    ] {
+        assert!(
+            store
+                .save_thread(l, &thread_of(dest, code, "1.1", None, at))
+                .await
+                .unwrap()
+        );
+    }
+    let names = |list: Vec<Thread>| {
+        list.into_iter()
+            .map(|t| t.key.display())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(store.threads(None).await.unwrap()),
+        ["d/sk/A", "d/sk/B", "e/sk/A"]
+    );
+    assert_eq!(
+        names(store.threads(Some("d")).await.unwrap()),
+        ["d/sk/A", "d/sk/B"]
+    );
+    let key = ThreadKey::parse("e/sk/A").unwrap();
+    assert!(store.forget_thread(&key).await.unwrap());
+    assert!(
+        !store.forget_thread(&key).await.unwrap(),
+        "already forgotten"
+    );
+    assert_eq!(store.thread(&key).await.unwrap(), None);
+    // Pruning takes what was last changed before the cut, nothing else.
+    assert_eq!(store.prune_threads(1_000).await.unwrap(), 1);
+    assert_eq!(names(store.threads(None).await.unwrap()), ["d/sk/A"]);
+    assert_eq!(store.prune_threads(1_000).await.unwrap(), 0);
+}
+
 /// Runs every test above on both engines.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -1166,4 +1289,6 @@ conformance!(
     prune_removes_only_what_nothing_needs,
     rejected_hooks_are_kept_listed_and_purged,
     everything_survives_reopening,
+    threads_are_saved_only_under_a_live_lease_and_survive_reopening,
+    threads_are_listed_forgotten_and_pruned,
 );

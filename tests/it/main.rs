@@ -21,4 +21,5 @@ mod process;
 mod replicas;
 mod resilience;
 mod secrets;
+mod slack_bot;
 mod terminal;

@@ -189,7 +189,7 @@ fn errors_name_file_key_and_reason() {
         ),
         (
             "[destinations.x]\ntype = \"pager\"\n",
-            "destinations.x.type: expected one of \"slack\", \"teams\", \"console\", \"dooray\", \"jandi\", \"google_chat\", \"discord\", \"mattermost\", \"webhook\", got \"pager\"",
+            "destinations.x.type: expected one of \"slack\", \"teams\", \"console\", \"dooray\", \"jandi\", \"google_chat\", \"discord\", \"mattermost\", \"webhook\", \"slack_bot\", got \"pager\"",
         ),
         (
             "[[routes]]\nname = \"r\"\nto = [\"ghost\"]\n",
@@ -315,7 +315,7 @@ fn values_from_the_environment_are_never_echoed() {
         (
             "[destinations.x]\ntype = \"${SLACK_URL}\"\n",
             vec![("SLACK_URL", url)],
-            "destinations.x.type: expected one of \"slack\", \"teams\", \"console\", \"dooray\", \"jandi\", \"google_chat\", \"discord\", \"mattermost\", \"webhook\", got the value from $SLACK_URL",
+            "destinations.x.type: expected one of \"slack\", \"teams\", \"console\", \"dooray\", \"jandi\", \"google_chat\", \"discord\", \"mattermost\", \"webhook\", \"slack_bot\", got the value from $SLACK_URL",
         ),
         (
             "[delivery]\nmax_age = \"${A}-${B}\"\n",

@@ -19,6 +19,7 @@ mod connect;
 mod groups;
 mod inbox;
 mod outbox;
+mod threads;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -35,8 +36,8 @@ use crate::bizmessage::Envelope;
 use crate::config::StoreConfig;
 
 /// Highest schema migration this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
-const MIGRATIONS: [&str; 1] = [include_str!("schema_1.sql")];
+pub const SCHEMA_VERSION: i64 = 2;
+const MIGRATIONS: [&str; 2] = [include_str!("schema_1.sql"), include_str!("schema_2.sql")];
 /// Serialises migrations across replicas (any constant unique to bizrelay).
 const MIGRATION_LOCK: i64 = 0x6269_7a72_656c_6179; // "bizrelay"
 /// POSTs committed together at most.
@@ -465,6 +466,27 @@ impl Store for PostgresStore {
     async fn close(&self) {
         self.ingest.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.pool.close();
+    }
+
+    async fn thread(&self, key: &ThreadKey) -> Result<Option<Thread>, StoreError> {
+        self.timed(threads::thread(&self.pool, key)).await
+    }
+
+    async fn save_thread(&self, lease: &Lease, thread: &Thread) -> Result<bool, StoreError> {
+        self.timed(threads::save_thread(&self.pool, lease, thread))
+            .await
+    }
+
+    async fn threads(&self, destination: Option<&str>) -> Result<Vec<Thread>, StoreError> {
+        self.timed(threads::threads(&self.pool, destination)).await
+    }
+
+    async fn forget_thread(&self, key: &ThreadKey) -> Result<bool, StoreError> {
+        self.timed(threads::forget_thread(&self.pool, key)).await
+    }
+
+    async fn prune_threads(&self, before: i64) -> Result<usize, StoreError> {
+        self.timed(threads::prune_threads(&self.pool, before)).await
     }
 }
 

@@ -569,6 +569,32 @@ impl Store for SqliteStore {
         let inner = Arc::clone(&self.inner);
         let _ = tokio::task::spawn_blocking(move || inner.shut()).await;
     }
+
+    async fn thread(&self, key: &ThreadKey) -> Result<Option<Thread>, StoreError> {
+        let key = key.clone();
+        self.read(move |c| sql::thread(c, &key)).await
+    }
+
+    async fn save_thread(&self, lease: &Lease, thread: &Thread) -> Result<bool, StoreError> {
+        let (lease, thread) = (lease.clone(), thread.clone());
+        self.write(move |c| sql::save_thread(c, &lease, &thread))
+            .await
+    }
+
+    async fn threads(&self, destination: Option<&str>) -> Result<Vec<Thread>, StoreError> {
+        let destination = destination.map(str::to_string);
+        self.read(move |c| sql::threads(c, destination.as_deref()))
+            .await
+    }
+
+    async fn forget_thread(&self, key: &ThreadKey) -> Result<bool, StoreError> {
+        let key = key.clone();
+        self.write(move |c| sql::forget_thread(c, &key)).await
+    }
+
+    async fn prune_threads(&self, before: i64) -> Result<usize, StoreError> {
+        self.write(move |c| sql::prune_threads(c, before)).await
+    }
 }
 
 #[cfg(test)]

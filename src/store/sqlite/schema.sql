@@ -128,3 +128,21 @@ CREATE TABLE IF NOT EXISTS destinations (
     tat           INTEGER NOT NULL DEFAULT 0,
     blocked_until INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+
+-- Slack threads (`slack_bot` destinations): where each key's root message is and what it
+-- shows. Kept `threads.keep` after its last change.
+CREATE TABLE IF NOT EXISTS threads (
+    destination   TEXT NOT NULL,
+    sender_key    TEXT NOT NULL,
+    template_code TEXT NOT NULL,
+    channel       TEXT NOT NULL,
+    root_ts       TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    status_at     TEXT NOT NULL,
+    shown         TEXT NOT NULL,
+    applied       INTEGER,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    PRIMARY KEY (destination, sender_key, template_code)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS threads_by_age ON threads (updated_at);

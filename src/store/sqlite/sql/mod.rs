@@ -5,12 +5,14 @@
 mod groups;
 mod inbox;
 mod outbox;
+mod threads;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub(super) use groups::*;
 pub(super) use inbox::*;
 pub(super) use outbox::*;
+pub(super) use threads::*;
 
 use super::SCHEMA_VERSION;
 use crate::bizmessage::Envelope;
