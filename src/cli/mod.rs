@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `check`, `route` (dry run), `dead-letters`,
-//! `send-test`, `reroute` and `quarantine`. `--config` is accepted by every subcommand,
+//! `send-test`, `reroute`, `quarantine` and `silence`. `--config` is accepted by every subcommand,
 //! before or after its own arguments.
 //!
 //! Exit codes: 0 all well; 1 the command ran and found problems (check, a failed send-test);
@@ -11,6 +11,7 @@ mod out;
 mod reroute;
 mod route;
 mod send_test;
+mod silence;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -86,6 +87,41 @@ pub enum Command {
     /// Hooks whose routing failed repeatedly and that are held back.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
+    /// Keep matching hooks out of chat for a while (they are still stored and counted).
+    #[command(subcommand)]
+    Silence(SilenceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SilenceCommand {
+    /// Silence hooks matching every KEY=GLOB given (route match keys, route globs).
+    Add {
+        /// `key=glob`, e.g. result_code=3019 template_code='ORDER_*' (all must match).
+        #[arg(value_name = "MATCHER", required = true, num_args = 1..)]
+        matchers: Vec<String>,
+        /// How long, e.g. 2h or 30m.
+        #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Why (shown in `silence list`), e.g. "NHN incident #123".
+        #[arg(long)]
+        comment: String,
+        /// Who added it (default: $USER).
+        #[arg(long, env = "USER")]
+        author: Option<String>,
+    },
+    /// List active and pending silences.
+    List {
+        /// Also those that ended within this long (e.g. 1d).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        expired: Option<std::time::Duration>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// End a silence now.
+    Expire {
+        /// The silence's id (from `silence list`).
+        id: i64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -278,6 +314,24 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Reroute { which } => rt.block_on(reroute::run(&loaded, which)),
         Command::Quarantine(QuarantineCommand::List { format }) => {
             rt.block_on(reroute::quarantine_list(&loaded, format))
+        }
+        Command::Silence(SilenceCommand::Add {
+            matchers,
+            duration,
+            comment,
+            author,
+        }) => rt.block_on(silence::add(
+            &loaded,
+            &matchers,
+            duration,
+            &comment,
+            author.as_deref(),
+        )),
+        Command::Silence(SilenceCommand::List { expired, format }) => {
+            rt.block_on(silence::list(&loaded, expired, format))
+        }
+        Command::Silence(SilenceCommand::Expire { id }) => {
+            rt.block_on(silence::expire(&loaded, id))
         }
     }
 }

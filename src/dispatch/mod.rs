@@ -21,6 +21,7 @@ pub use plan::*;
 
 use crate::config::Loaded;
 use crate::digest;
+use crate::silence::Silences;
 use crate::state::{State, StoreUse};
 use crate::store::{DispatchBatch, RoutingFailure, StoreError, StoredHook};
 
@@ -49,6 +50,13 @@ fn account(state: &State, report: &Report) {
             .inc_by(*n);
     }
     state.metrics.unrouted.inc_by(report.unrouted);
+    for (route, n) in &report.silenced {
+        state
+            .metrics
+            .silenced
+            .with_label_values(&[route])
+            .inc_by(*n);
+    }
     for (kind, template, e) in &report.fallbacks {
         tracing::error!(destination_type = kind.as_str(), template = %template, error = %e, "template failed; sent the plain fallback message");
         state
@@ -74,10 +82,11 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 /// Routes a batch off the async threads; a panic comes back as its message.
 async fn route_off_thread(
     loaded: Arc<Loaded>,
+    silences: Arc<Silences>,
     hooks: Vec<StoredHook>,
     now: i64,
 ) -> Result<(DispatchBatch, Report), String> {
-    tokio::task::spawn_blocking(move || route_hooks(&loaded, &hooks, now))
+    tokio::task::spawn_blocking(move || route_hooks_with(&loaded, &silences, &hooks, now))
         .await
         .map_err(|e| match e.try_into_panic() {
             Ok(payload) => panic_text(payload.as_ref()),
@@ -93,8 +102,14 @@ async fn route_claimed(
 ) -> Result<(DispatchBatch, Report), StoreError> {
     let now = state.now();
     let loaded = state.current();
-    let (mut batch, mut report) = match route_off_thread(Arc::clone(&loaded), hooks.clone(), now)
-        .await
+    let silences = state.silences.get(state.store.as_ref(), now).await;
+    let (mut batch, mut report) = match route_off_thread(
+        Arc::clone(&loaded),
+        Arc::clone(&silences),
+        hooks.clone(),
+        now,
+    )
+    .await
     {
         Ok(done) => done,
         Err(panic) => {
@@ -103,7 +118,9 @@ async fn route_claimed(
             let mut report = Report::default();
             for hook in hooks {
                 let row = hook.row;
-                match route_off_thread(Arc::clone(&loaded), vec![hook], now).await {
+                match route_off_thread(Arc::clone(&loaded), Arc::clone(&silences), vec![hook], now)
+                    .await
+                {
                     Ok((b, r)) => {
                         batch.hooks.extend(b.hooks);
                         batch.deliveries.extend(b.deliveries);

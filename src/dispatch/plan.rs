@@ -14,6 +14,7 @@ use crate::digest::{self, DigestInput, Member, Tally};
 use crate::locale::Locale;
 use crate::render::RenderError;
 use crate::route::{Route, route};
+use crate::silence::Silences;
 use crate::store::{
     DispatchBatch, DueGroup, Flush, GroupSettings, HookOutcome, NewDelivery, NewMember, StoredHook,
 };
@@ -29,6 +30,8 @@ pub struct Report {
     pub fallbacks: Vec<(DestinationKind, String, RenderError)>,
     /// Destinations that got new deliveries (their senders are woken).
     pub touched: BTreeSet<String>,
+    /// Hooks an active silence held back from chat, by route.
+    pub silenced: BTreeMap<String, u64>,
 }
 
 impl Report {
@@ -41,6 +44,9 @@ impl Report {
         self.unreadable.extend(other.unreadable);
         self.fallbacks.extend(other.fallbacks);
         self.touched.extend(other.touched);
+        for (route, n) in other.silenced {
+            *self.silenced.entry(route).or_default() += n;
+        }
     }
 }
 
@@ -183,9 +189,21 @@ pub fn group_settings(r: &Route) -> Option<GroupSettings> {
     })
 }
 
-/// Routes a batch of stored hooks (pure: no I/O). Every hook gets an outcome except the
-/// unreadable ones, which the report lists for quarantine.
+/// Routes a batch of stored hooks with no silences (see [`route_hooks_with`]).
 pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (DispatchBatch, Report) {
+    route_hooks_with(loaded, &Silences::none(), hooks, now)
+}
+
+/// Routes a batch of stored hooks (pure: no I/O). Every hook gets an outcome except the
+/// unreadable ones, which the report lists for quarantine. A hook an active silence catches
+/// is routed (its route matches are counted) but given no delivery and no digest membership,
+/// and its `sent_to` does not grow, so `reroute` after the silence still delivers it.
+pub fn route_hooks_with(
+    loaded: &Loaded,
+    silences: &Silences,
+    hooks: &[StoredHook],
+    now: i64,
+) -> (DispatchBatch, Report) {
     let mut batch = DispatchBatch::default();
     let mut report = Report::default();
     for stored in hooks {
@@ -204,6 +222,11 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
             },
         };
         let routes = route(&loaded.routes, &stored.envelope, hook);
+        let silenced_by = if routes.is_empty() || silences.is_empty() {
+            None
+        } else {
+            silences.catching(&stored.envelope, hook, now)
+        };
         // One delivery per (hook, destination), ever: when several matching routes name the
         // same destination the first of them renders it, and a hook routed again (`reroute`)
         // skips the destinations it was already given.
@@ -220,6 +243,14 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
         }
         for r in &routes {
             *report.matches.entry(r.name.clone()).or_default() += 1;
+            if let Some(id) = silenced_by {
+                // Destinations it already reached (a reroute) are not held back from anything.
+                if !r.to.iter().all(|d| prior.contains(d)) {
+                    *report.silenced.entry(r.name.clone()).or_default() += 1;
+                    tracing::debug!(route = %r.name, silence = id, "hook silenced");
+                }
+                continue;
+            }
             if let Some(settings) = group_settings(r) {
                 // Grouped routes count their hooks on their own (two grouped routes to one
                 // destination make two digests, which `check` warns about), but a hook routed

@@ -454,3 +454,46 @@ impl PruneStats {
         self.seen + self.hooks + self.deliveries + self.rejected == 0
     }
 }
+
+// --- Silences ---
+
+/// One `key=glob` condition of a silence, as the operator wrote it (compiled by
+/// `crate::silence`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SilenceMatcher {
+    pub key: String,
+    pub pattern: String,
+}
+
+/// A silence to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSilence {
+    pub matchers: Vec<SilenceMatcher>,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub comment: String,
+    pub author: Option<String>,
+    pub created_at: i64,
+}
+
+/// A stored silence. Ids are never reused (operators expire silences by id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredSilence {
+    pub id: i64,
+    pub matchers: Vec<SilenceMatcher>,
+    pub starts_at: i64,
+    /// Moved to the time of expiry when expired early.
+    pub ends_at: i64,
+    pub comment: String,
+    pub author: Option<String>,
+    pub created_at: i64,
+}
+
+/// What expiring a silence came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    Now,
+    /// It had already ended (or been expired) at this time.
+    Already(i64),
+    Unknown,
+}

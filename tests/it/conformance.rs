@@ -1134,6 +1134,96 @@ pub async fn everything_survives_reopening(e: Engine) {
     assert!(err.is_err(), "a closed store answers nothing");
 }
 
+fn silence_at(matcher: &str, from: i64, to: i64) -> NewSilence {
+    let (key, pattern) = matcher.split_once('=').unwrap();
+    NewSilence {
+        matchers: vec![SilenceMatcher {
+            key: key.into(),
+            pattern: pattern.into(),
+        }],
+        starts_at: from,
+        ends_at: to,
+        comment: "NHN incident #123".into(),
+        author: Some("kim".into()),
+        created_at: from,
+    }
+}
+
+pub async fn silences_are_listed_while_live_and_expired_by_id(e: Engine) {
+    let store = e.open().await;
+    let a = store
+        .add_silence(silence_at("result_code=3019", 1_000, 5_000))
+        .await
+        .unwrap();
+    let b = store
+        .add_silence(silence_at("template_code=ORDER_*", 2_000, 3_000))
+        .await
+        .unwrap();
+    assert!(b.id > a.id, "ids grow");
+    assert_eq!(a.matchers[0].pattern, "3019");
+    assert_eq!(a.author.as_deref(), Some("kim"));
+    let ids = |v: Vec<StoredSilence>| v.iter().map(|s| s.id).collect::<Vec<_>>();
+    // Pending (not yet started) and active silences are live; an ended one is not.
+    assert_eq!(
+        ids(store.silences(500, None).await.unwrap()),
+        vec![a.id, b.id]
+    );
+    assert_eq!(ids(store.silences(3_000, None).await.unwrap()), vec![a.id]);
+    assert_eq!(
+        ids(store.silences(3_000, Some(2_999)).await.unwrap()),
+        vec![a.id, b.id],
+        "ended within the asked window are listed too"
+    );
+    let listed = store.silences(3_000, None).await.unwrap();
+    assert_eq!(listed[0], a, "stored as given");
+
+    assert_eq!(
+        store.expire_silence(a.id, 4_000).await.unwrap(),
+        Expired::Now
+    );
+    assert_eq!(
+        store.expire_silence(a.id, 4_500).await.unwrap(),
+        Expired::Already(4_000)
+    );
+    assert_eq!(
+        store.expire_silence(b.id, 4_500).await.unwrap(),
+        Expired::Already(3_000),
+        "ended by itself"
+    );
+    assert_eq!(
+        store.expire_silence(a.id + 1_000, 4_500).await.unwrap(),
+        Expired::Unknown
+    );
+    assert!(store.silences(4_000, None).await.unwrap().is_empty());
+    store.close().await;
+}
+
+pub async fn silences_survive_a_restart_and_are_seen_by_every_replica(e: Engine) {
+    let store = e.open().await;
+    let other = e.second(&store).await;
+    let s = store
+        .add_silence(silence_at("result_code=3019", 1_000, 9_000))
+        .await
+        .unwrap();
+    assert_eq!(other.silences(2_000, None).await.unwrap(), vec![s.clone()]);
+    assert_eq!(
+        other.expire_silence(s.id, 3_000).await.unwrap(),
+        Expired::Now
+    );
+    assert!(store.silences(3_000, None).await.unwrap().is_empty());
+    let t = store
+        .add_silence(silence_at("outcome=failure", 3_000, 9_000))
+        .await
+        .unwrap();
+    if !Arc::ptr_eq(&store, &other) {
+        other.close().await;
+    }
+    store.close().await;
+    let store = e.open().await;
+    assert_eq!(store.silences(4_000, None).await.unwrap(), vec![t]);
+    store.close().await;
+}
+
 /// Runs every test above on both engines.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -1166,4 +1256,6 @@ conformance!(
     prune_removes_only_what_nothing_needs,
     rejected_hooks_are_kept_listed_and_purged,
     everything_survives_reopening,
+    silences_are_listed_while_live_and_expired_by_id,
+    silences_survive_a_restart_and_are_seen_by_every_replica,
 );

@@ -19,6 +19,7 @@ mod connect;
 mod groups;
 mod inbox;
 mod outbox;
+mod silences;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -35,8 +36,8 @@ use crate::bizmessage::Envelope;
 use crate::config::StoreConfig;
 
 /// Highest schema migration this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
-const MIGRATIONS: [&str; 1] = [include_str!("schema_1.sql")];
+pub const SCHEMA_VERSION: i64 = 2;
+const MIGRATIONS: [&str; 2] = [include_str!("schema_1.sql"), include_str!("schema_2.sql")];
 /// Serialises migrations across replicas (any constant unique to bizrelay).
 const MIGRATION_LOCK: i64 = 0x6269_7a72_656c_6179; // "bizrelay"
 /// POSTs committed together at most.
@@ -465,6 +466,25 @@ impl Store for PostgresStore {
     async fn close(&self) {
         self.ingest.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.pool.close();
+    }
+
+    async fn add_silence(&self, silence: NewSilence) -> Result<StoredSilence, StoreError> {
+        self.timed(silences::add_silence(&self.pool, &silence))
+            .await
+    }
+
+    async fn silences(
+        &self,
+        now: i64,
+        ended_since: Option<i64>,
+    ) -> Result<Vec<StoredSilence>, StoreError> {
+        self.timed(silences::silences(&self.pool, now, ended_since))
+            .await
+    }
+
+    async fn expire_silence(&self, id: i64, now: i64) -> Result<Expired, StoreError> {
+        self.timed(silences::expire_silence(&self.pool, id, now))
+            .await
     }
 }
 

@@ -569,6 +569,22 @@ impl Store for SqliteStore {
         let inner = Arc::clone(&self.inner);
         let _ = tokio::task::spawn_blocking(move || inner.shut()).await;
     }
+
+    async fn add_silence(&self, silence: NewSilence) -> Result<StoredSilence, StoreError> {
+        self.write(move |c| sql::add_silence(c, &silence)).await
+    }
+
+    async fn silences(
+        &self,
+        now: i64,
+        ended_since: Option<i64>,
+    ) -> Result<Vec<StoredSilence>, StoreError> {
+        self.read(move |c| sql::silences(c, now, ended_since)).await
+    }
+
+    async fn expire_silence(&self, id: i64, now: i64) -> Result<Expired, StoreError> {
+        self.write(move |c| sql::expire_silence(c, id, now)).await
+    }
 }
 
 #[cfg(test)]

@@ -128,3 +128,17 @@ CREATE TABLE IF NOT EXISTS destinations (
     tat           INTEGER NOT NULL DEFAULT 0,
     blocked_until INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+
+-- Silences (`bizrelay silence`): matchers as a JSON list of {"key","pattern"}; active from
+-- starts_at (inclusive) to ends_at (exclusive); expiring one moves ends_at to that time.
+CREATE TABLE IF NOT EXISTS silences (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    v          INTEGER NOT NULL,
+    matchers   TEXT NOT NULL,
+    starts_at  INTEGER NOT NULL,
+    ends_at    INTEGER NOT NULL,
+    comment    TEXT NOT NULL,
+    author     TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS silences_by_end ON silences (ends_at);
