@@ -229,6 +229,11 @@ impl Silences {
         self.list.is_empty()
     }
 
+    /// The ids of the silences held, in order.
+    pub fn ids(&self) -> Vec<i64> {
+        self.list.iter().map(|s| s.id).collect()
+    }
+
     /// The id of the first silence active at `now` that catches this hook.
     pub fn catching(&self, envelope: &Envelope, hook: &Hook, now: i64) -> Option<i64> {
         self.list

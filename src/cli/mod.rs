@@ -306,7 +306,10 @@ pub fn run(cli: Cli) -> ExitCode {
     match command {
         Command::Serve => rt.block_on(serve(loaded, spec, env)),
         Command::Check => unreachable!("handled above"),
-        Command::Route { format, payload } => route::run(&loaded, &payload, format),
+        Command::Route { format, payload } => {
+            let silences = rt.block_on(route::live_silences(&loaded));
+            route::run(&loaded, &payload, format, &silences)
+        }
         Command::DeadLetters(cmd) => rt.block_on(dead_letters::run(&loaded, cmd)),
         Command::SendTest { destination, kind } => {
             rt.block_on(send_test::run(&loaded, &destination, kind))

@@ -1,7 +1,8 @@
 //! `bizrelay route PAYLOAD_FILE`: a dry run. Shows which routes each hook of a webhook body
 //! takes and the exact body each destination would receive; for grouped routes, the group a
 //! hook falls into and the digest that would be sent if the window closed now (made of this
-//! file's hooks). Sends nothing, stores nothing.
+//! file's hooks), and which live silence of the store would hold a hook back. Sends nothing,
+//! stores nothing.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,8 +18,9 @@ use crate::destination::DestinationKind;
 use crate::digest;
 use crate::dispatch;
 use crate::route::route;
+use crate::silence::{self, Silences};
 use crate::state::now_ms;
-use crate::store::StoredHook;
+use crate::store::{StoredHook, StoredSilence};
 
 /// One body that would be posted.
 struct Planned {
@@ -39,7 +41,28 @@ fn payload_value(kind: DestinationKind, payload: &str) -> Value {
     }
 }
 
-pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
+/// The live silences of the store, for showing which would catch a hook; none (with a note on
+/// stderr) when there is no store yet or it cannot be read: the dry run works without one.
+pub async fn live_silences(loaded: &Loaded) -> Vec<StoredSilence> {
+    let Ok(store) = crate::store::open(&loaded.config.store, crate::store::Mode::Tool).await else {
+        return Vec::new();
+    };
+    let listed = store.silences(now_ms(), None).await;
+    store.close().await;
+    listed.unwrap_or_else(|e| {
+        out::err(&format!(
+            "note: cannot read the silences ({e}); shown as if there were none"
+        ));
+        Vec::new()
+    })
+}
+
+pub fn run(
+    loaded: &Loaded,
+    path: &Path,
+    format: OutputFormat,
+    stored_silences: &[StoredSilence],
+) -> ExitCode {
     let body = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
@@ -61,6 +84,7 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
         }
     };
     let now = now_ms();
+    let silences = Silences::compile(stored_silences);
     let mut text = Vec::new();
     let mut planned = Vec::new();
     // Grouped hooks, by (route, group key), to preview their digests.
@@ -82,6 +106,16 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
         if routes.is_empty() {
             text.push(format!("{label}: no route matches (counted, not relayed)"));
             continue;
+        }
+        if let Some(id) = silences.catching(&post.envelope, &hook, now)
+            && let Some(s) = stored_silences.iter().find(|s| s.id == id)
+        {
+            text.push(format!(
+                "{label}: silenced by silence {id} ({} — {}) until {} KST: stored and counted, not sent while it lasts; the bodies below are what it would get",
+                out::cell(&silence::describe(&s.matchers)),
+                out::cell(&s.comment),
+                crate::context::format_ms(s.ends_at)
+            ));
         }
         for r in routes {
             if let Some(spec) = &r.group {

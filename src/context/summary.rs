@@ -113,6 +113,16 @@ pub fn outcome_ko(outcome: &str) -> &'static str {
 
 /// The summary of a digest's context.
 pub fn digest(ctx: &Value, locale: Locale) -> String {
+    let silenced = ctx["silenced"].as_i64().unwrap_or(0);
+    let line = digest_line(ctx, locale);
+    match (silenced, locale) {
+        (0, _) => line,
+        (n, Locale::En) => format!("{line} +{} silenced", group_digits(n)),
+        (n, Locale::Ko) => format!("{line} +사일런스 {}건", group_digits(n)),
+    }
+}
+
+fn digest_line(ctx: &Value, locale: Locale) -> String {
     let count = ctx["count"].as_i64().unwrap_or(0);
     let route = text(ctx, "route").unwrap_or("—");
     match locale {

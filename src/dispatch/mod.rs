@@ -285,6 +285,9 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
             }
         };
         state.liveness.progress(TASK, state.now());
+        // Keeps the silences fresh while idle too, so a change shows in the log (and applies)
+        // within about a second, not only once hooks arrive.
+        state.silences.get(state.store.as_ref(), state.now()).await;
         let next_flush = state.store.next_flush_at().await.ok().flatten();
         let sleep = match next_flush {
             _ if failed => POLL,

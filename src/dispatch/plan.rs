@@ -16,7 +16,8 @@ use crate::render::RenderError;
 use crate::route::{Route, route};
 use crate::silence::Silences;
 use crate::store::{
-    DispatchBatch, DueGroup, Flush, GroupSettings, HookOutcome, NewDelivery, NewMember, StoredHook,
+    DispatchBatch, DueGroup, Flush, GroupSettings, HookOutcome, NewDelivery, NewMember,
+    SilencedMember, StoredHook,
 };
 
 /// What routing a batch did, for logs and metrics.
@@ -248,6 +249,13 @@ pub fn route_hooks_with(
                 if !r.to.iter().all(|d| prior.contains(d)) {
                     *report.silenced.entry(r.name.clone()).or_default() += 1;
                     tracing::debug!(route = %r.name, silence = id, "hook silenced");
+                    if let Some(spec) = &r.group {
+                        batch.silenced.push(SilencedMember {
+                            route: r.name.clone(),
+                            group_key: digest::group_key(spec, &stored.envelope, hook),
+                            hook_row: stored.row,
+                        });
+                    }
                 }
                 continue;
             }
@@ -422,7 +430,7 @@ pub fn render_digest(
 /// Turns a due group into a digest flush (pure).
 pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Report) {
     let mut report = Report::default();
-    let ctx = digest_context(
+    let mut ctx = digest_context(
         loaded,
         &group.route,
         &group.group_key,
@@ -430,6 +438,7 @@ pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Repor
         &group.tally,
         &group.samples,
     );
+    ctx["silenced"] = serde_json::json!(group.silenced);
     // The route as configured now decides where the digest goes; the settings stored with the
     // group are the fallback when a reload removed the route.
     let settings = loaded
@@ -477,6 +486,7 @@ pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Repor
         context: ctx.to_string(),
         deliveries,
         now,
+        silenced: group.silenced,
     };
     (flush, report)
 }

@@ -40,7 +40,16 @@ impl SilenceCache {
         if stale {
             match store.silences(now, None).await {
                 Ok(stored) => {
-                    self.current.store(Arc::new(Silences::compile(&stored)));
+                    let compiled = Silences::compile(&stored);
+                    let ids = compiled.ids();
+                    if ids != self.current.load().ids() {
+                        tracing::info!(
+                            silences = ids.len(),
+                            ids = ?ids,
+                            "silences changed; routing with the new ones"
+                        );
+                    }
+                    self.current.store(Arc::new(compiled));
                     *self.fetched.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
                 }
                 Err(e) => {

@@ -124,6 +124,17 @@ pub struct DispatchBatch {
     pub hooks: Vec<HookOutcome>,
     pub deliveries: Vec<NewDelivery>,
     pub members: Vec<NewMember>,
+    /// Hooks a silence held back from a grouped route: counted for the group's next digest
+    /// ("+N silenced"), not members of it.
+    pub silenced: Vec<SilencedMember>,
+}
+
+/// A silenced hook of a grouped route, counted beside the group's members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SilencedMember {
+    pub route: String,
+    pub group_key: String,
+    pub hook_row: i64,
 }
 
 /// What a dispatch commit did.
@@ -262,6 +273,8 @@ pub struct DueGroup {
     pub token: i64,
     pub tally: Tally,
     pub samples: Vec<StoredHook>,
+    /// Hooks of the group a silence held back since its last digest.
+    pub silenced: i64,
 }
 
 /// One digest, ready to commit.
@@ -277,6 +290,9 @@ pub struct Flush {
     pub context: String,
     pub deliveries: Vec<NewDelivery>,
     pub now: i64,
+    /// The silenced count the digest reports (the group's count is lowered by this much, so
+    /// silenced hooks counted meanwhile go into the next digest).
+    pub silenced: i64,
 }
 
 /// A hook joining a group (what the join rule sees).

@@ -13,3 +13,10 @@ CREATE TABLE silences (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX silences_by_end ON silences (ends_at);
+
+CREATE TABLE group_silenced (
+    route     TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    count     BIGINT NOT NULL,
+    PRIMARY KEY (route, group_key)
+);

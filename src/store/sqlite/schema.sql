@@ -142,3 +142,12 @@ CREATE TABLE IF NOT EXISTS silences (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS silences_by_end ON silences (ends_at);
+
+-- Hooks of a digest group that a silence held back since the group's last digest, shown as
+-- "+N silenced" in the next one (they are not members: they start no digest of their own).
+CREATE TABLE IF NOT EXISTS group_silenced (
+    route     TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    count     INTEGER NOT NULL,
+    PRIMARY KEY (route, group_key)
+) WITHOUT ROWID;
