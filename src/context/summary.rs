@@ -197,4 +197,20 @@ mod tests {
             "group_label": "all", "outcomes": {"failure": 1}});
         assert_eq!(digest(&mixed, Locale::Ko), "🚨 r: 발송 결과 3건 (전체)");
     }
+
+    #[test]
+    fn digest_summaries_end_with_the_silenced_count_when_there_is_one() {
+        let mut ctx = json!({"count": 3, "route": "r", "noun": "message results", "group": {},
+            "group_label": "all", "outcomes": {"failure": 3}, "silenced": 0});
+        assert!(!digest(&ctx, Locale::En).contains("silenced"));
+        ctx["silenced"] = json!(1312);
+        assert_eq!(
+            digest(&ctx, Locale::En),
+            "🚨 3 message results on r (all) +1,312 silenced"
+        );
+        assert_eq!(
+            digest(&ctx, Locale::Ko),
+            "🚨 r: 실패 3건 (전체) +사일런스 1,312건"
+        );
+    }
 }
