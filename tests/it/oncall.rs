@@ -396,6 +396,13 @@ async fn silence_add_from_the_cli_while_serving_stops_only_its_matches() {
     let listed: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(listed[0]["author"], "kim");
 
+    let (code, stdout, _) = run_cli(&["check"], &path).await;
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("silence 1 is active until") && stdout.contains("result_code=3019"),
+        "{stdout}"
+    );
+
     // The dry run says which silence would catch a hook.
     let payload = dir.path().join("payload.json");
     std::fs::write(&payload, envelope(&hooks("ocdry", "3019", 1))).unwrap();
