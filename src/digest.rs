@@ -254,6 +254,8 @@ pub fn digest_context(input: &DigestInput<'_>) -> Value {
         "sender_grouping_keys": senders,
         "outcomes": outcomes,
         "omitted": t.count.saturating_sub(samples.len()),
+        // Hooks of the group a silence held back (set by the dispatcher; none in dry runs).
+        "silenced": 0,
         "samples": samples,
     });
     // Codes, types, sender keys and group values come from hooks too (samples already are).

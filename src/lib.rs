@@ -20,6 +20,7 @@ pub mod route;
 pub mod samples;
 pub mod secret;
 pub mod server;
+pub mod silence;
 pub mod state;
 pub mod store;
 pub mod suggest;

@@ -21,6 +21,8 @@ pub struct Metrics {
     /// Refused requests by reason: signature, app_key, body, size, content_type, store.
     pub requests_rejected: IntCounterVec,
     pub route_matches: IntCounterVec,
+    /// Hooks an active silence held back from chat, by route (stored, routed, not sent).
+    pub silenced: IntCounterVec,
     pub unrouted: IntCounter,
     /// Delivery attempts by destination and result: ok, retry, dead.
     pub deliveries: IntCounterVec,
@@ -151,6 +153,12 @@ impl Metrics {
                 &r,
                 "bizrelay_route_matches_total",
                 "Hooks that matched each route",
+                &["route"],
+            ),
+            silenced: counter(
+                &r,
+                "bizrelay_silenced_total",
+                "Hooks a silence held back from chat, by route (still stored and counted)",
                 &["route"],
             ),
             unrouted,
@@ -290,6 +298,7 @@ impl Metrics {
         }
         for r in loaded.routes.iter() {
             self.route_matches.with_label_values(&[&r.name]);
+            self.silenced.with_label_values(&[&r.name]);
             if r.group.is_some() {
                 self.digests.with_label_values(&[&r.name]);
             }

@@ -164,6 +164,8 @@ pub struct State {
     /// Rung after an ingest commits: there are hooks to route.
     pub dispatch_wake: Notify,
     pub handoff: Handoff,
+    /// The stored silences, cached briefly for routing.
+    pub silences: crate::silence::SilenceCache,
     wakes: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
@@ -185,6 +187,7 @@ impl State {
             clock,
             dispatch_wake: Notify::new(),
             handoff: Handoff::default(),
+            silences: crate::silence::SilenceCache::default(),
             wakes: Mutex::new(HashMap::new()),
         }
     }

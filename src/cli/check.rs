@@ -1,7 +1,7 @@
 //! `bizrelay check`: validates the config, compiles every template, and runs the same
 //! rehearsal as reload ([`crate::preflight`]): every template a route uses rendered against
 //! the built-in samples, reporting output that is not valid JSON or breaks a destination limit
-//! even after truncation.
+//! even after truncation. It also names the live silences of the store, if there is one.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -38,9 +38,29 @@ pub fn run(spec: &SourceSpec, env: &HashMap<String, String>) -> ExitCode {
             ),
             count(renders, "render", "renders"),
         ));
+        show_silences(&loaded);
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// Names the live silences of the store (none when there is no store yet), since they change
+/// what the routes above send.
+fn show_silences(loaded: &crate::config::Loaded) {
+    let Ok(rt) = super::runtime() else {
+        return;
+    };
+    let now = crate::state::now_ms();
+    for s in rt.block_on(super::route::live_silences(loaded)) {
+        out::line(&format!(
+            "silence {} is {} until {} KST: hooks matching {} are stored and counted, not sent ({})",
+            s.id,
+            crate::silence::status(&s, now),
+            crate::context::format_ms(s.ends_at),
+            out::cell(&crate::silence::describe(&s.matchers)),
+            out::cell(&s.comment)
+        ));
     }
 }
 

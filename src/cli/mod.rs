@@ -1,6 +1,6 @@
 //! The command line: `serve` (the default), `check`, `route` (dry run), `dead-letters`,
-//! `send-test`, `reroute`, `quarantine`, `rejected`, `templates` and `threads`. `--config` is
-//! accepted by every subcommand,
+//! `send-test`, `reroute`, `quarantine`, `rejected`, `templates`, `threads` and `silence`.
+//! `--config` is accepted by every subcommand,
 //! before or after its own arguments.
 //!
 //! Exit codes: 0 all well; 1 the command ran and found problems (check, a failed send-test);
@@ -15,6 +15,7 @@ mod route;
 mod send_test;
 mod templates;
 mod threads;
+mod silence;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -104,6 +105,9 @@ pub enum Command {
     /// The Slack threads of `slack_bot` destinations (one per template review).
     #[command(subcommand)]
     Threads(ThreadCommand),
+    /// Keep matching hooks out of chat for a while (they are still stored and counted).
+    #[command(subcommand)]
+    Silence(SilenceCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +170,38 @@ pub enum ThreadCommand {
     Forget {
         /// destination/senderKey/templateCode, as `threads list` shows it.
         key: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SilenceCommand {
+    /// Silence hooks matching every KEY=GLOB given (route match keys, route globs).
+    Add {
+        /// `key=glob`, e.g. result_code=3019 template_code='ORDER_*' (all must match).
+        #[arg(value_name = "MATCHER", required = true, num_args = 1..)]
+        matchers: Vec<String>,
+        /// How long, e.g. 2h or 30m.
+        #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Why (shown in `silence list`), e.g. "NHN incident #123".
+        #[arg(long)]
+        comment: String,
+        /// Who added it (default: $USER).
+        #[arg(long, env = "USER")]
+        author: Option<String>,
+    },
+    /// List active and pending silences.
+    List {
+        /// Also those that ended within this long (e.g. 1d).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        expired: Option<std::time::Duration>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// End a silence now.
+    Expire {
+        /// The silence's id (from `silence list`).
+        id: i64,
     },
 }
 
@@ -355,7 +391,10 @@ pub fn run(cli: Cli) -> ExitCode {
     match command {
         Command::Serve => rt.block_on(serve(loaded, spec, env)),
         Command::Check => unreachable!("handled above"),
-        Command::Route { format, payload } => route::run(&loaded, &payload, format),
+        Command::Route { format, payload } => {
+            let silences = rt.block_on(route::live_silences(&loaded));
+            route::run(&loaded, &payload, format, &silences)
+        }
         Command::DeadLetters(cmd) => rt.block_on(dead_letters::run(&loaded, cmd)),
         Command::SendTest {
             destination,
@@ -377,6 +416,24 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Templates(TemplatesCommand::Export { .. }) => unreachable!("handled above"),
         Command::Threads(cmd) => rt.block_on(threads::run(&loaded, cmd)),
+        Command::Silence(SilenceCommand::Add {
+            matchers,
+            duration,
+            comment,
+            author,
+        }) => rt.block_on(silence::add(
+            &loaded,
+            &matchers,
+            duration,
+            &comment,
+            author.as_deref(),
+        )),
+        Command::Silence(SilenceCommand::List { expired, format }) => {
+            rt.block_on(silence::list(&loaded, expired, format))
+        }
+        Command::Silence(SilenceCommand::Expire { id }) => {
+            rt.block_on(silence::expire(&loaded, id))
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! `bizrelay route PAYLOAD_FILE`: a dry run. Shows which routes each hook of a webhook body
 //! takes and the exact body each destination would receive; for grouped routes, the group a
 //! hook falls into and the digest that would be sent if the window closed now (made of this
-//! file's hooks). Sends nothing, stores nothing.
+//! file's hooks), and which live silence of the store would hold a hook back. Sends nothing,
+//! stores nothing.
 //!
 //! Invariant: the plan is the dispatcher's own. The file's hooks become synthetic stored
 //! hooks routed by [`dispatch::route_hooks`], and each group's digest is flushed by
@@ -22,7 +23,8 @@ use crate::config::Loaded;
 use crate::destination::DestinationKind;
 use crate::dispatch;
 use crate::state::now_ms;
-use crate::store::{NewDelivery, StoredHook};
+use crate::silence::{self, Silences};
+use crate::store::{NewDelivery, StoredHook, StoredSilence};
 
 /// What the plan says about one hook of the file, in the order of the routes.
 enum Step<'a> {
@@ -58,7 +60,28 @@ fn fallback_note(err: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
-pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
+/// The live silences of the store, for showing which would catch a hook; none (with a note on
+/// stderr) when there is no store yet or it cannot be read: the dry run works without one.
+pub async fn live_silences(loaded: &Loaded) -> Vec<StoredSilence> {
+    let Ok(store) = crate::store::open(&loaded.config.store, crate::store::Mode::Tool).await else {
+        return Vec::new();
+    };
+    let listed = store.silences(now_ms(), None).await;
+    store.close().await;
+    listed.unwrap_or_else(|e| {
+        out::err(&format!(
+            "note: cannot read the silences ({e}); shown as if there were none"
+        ));
+        Vec::new()
+    })
+}
+
+pub fn run(
+    loaded: &Loaded,
+    path: &Path,
+    format: OutputFormat,
+    stored_silences: &[StoredSilence],
+) -> ExitCode {
     let shown = out::cell(&path.display().to_string()).into_owned();
     let body = match std::fs::read(path) {
         Ok(b) => b,
@@ -75,6 +98,7 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
         }
     };
     let now = now_ms();
+    let silences = Silences::compile(stored_silences);
     // Each hook of the file as the dispatcher would see it once stored: its row is its
     // position in the file.
     let mut parsed: Vec<(usize, Result<Hook, String>)> = Vec::new();
@@ -132,6 +156,16 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
                 "destination": null, "payload": null, "reason": "no route matches",
             }));
             continue;
+        }
+        if let Some(id) = silences.catching(&post.envelope, hook, now)
+            && let Some(s) = stored_silences.iter().find(|s| s.id == id)
+        {
+            text.push(format!(
+                "{label}: silenced by silence {id} ({} — {}) until {} KST: stored and counted, not sent while it lasts; the bodies below are what it would get",
+                out::cell(&silence::describe(&s.matchers)),
+                out::cell(&s.comment),
+                crate::context::format_ms(s.ends_at)
+            ));
         }
         let mut steps: Vec<(Option<usize>, Step<'_>)> = Vec::new();
         for (i, d) in batch.deliveries.iter().enumerate() {

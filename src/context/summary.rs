@@ -113,6 +113,16 @@ pub fn outcome_ko(outcome: &str) -> &'static str {
 
 /// The summary of a digest's context.
 pub fn digest(ctx: &Value, locale: Locale) -> String {
+    let silenced = ctx["silenced"].as_i64().unwrap_or(0);
+    let line = digest_line(ctx, locale);
+    match (silenced, locale) {
+        (0, _) => line,
+        (n, Locale::En) => format!("{line} +{} silenced", group_digits(n)),
+        (n, Locale::Ko) => format!("{line} +사일런스 {}건", group_digits(n)),
+    }
+}
+
+fn digest_line(ctx: &Value, locale: Locale) -> String {
     let count = ctx["count"].as_i64().unwrap_or(0);
     let route = text(ctx, "route").unwrap_or("—");
     match locale {
@@ -186,5 +196,21 @@ mod tests {
         let mixed = json!({"count": 3, "route": "r", "noun": "message results", "group": {},
             "group_label": "all", "outcomes": {"failure": 1}});
         assert_eq!(digest(&mixed, Locale::Ko), "🚨 r: 발송 결과 3건 (전체)");
+    }
+
+    #[test]
+    fn digest_summaries_end_with_the_silenced_count_when_there_is_one() {
+        let mut ctx = json!({"count": 3, "route": "r", "noun": "message results", "group": {},
+            "group_label": "all", "outcomes": {"failure": 3}, "silenced": 0});
+        assert!(!digest(&ctx, Locale::En).contains("silenced"));
+        ctx["silenced"] = json!(1312);
+        assert_eq!(
+            digest(&ctx, Locale::En),
+            "🚨 3 message results on r (all) +1,312 silenced"
+        );
+        assert_eq!(
+            digest(&ctx, Locale::Ko),
+            "🚨 r: 실패 3건 (전체) +사일런스 1,312건"
+        );
     }
 }

@@ -262,6 +262,10 @@ impl ChatService for SlackBot {
         super::slack::KIND.audit(body, bytes)
     }
 
+    fn headline_fields(&self) -> &'static [&'static str] {
+        &["/text", "/blocks/0/text/text"]
+    }
+
     fn fallback(&self, info: &FallbackInfo) -> String {
         fit::fallback(info)
     }

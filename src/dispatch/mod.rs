@@ -25,6 +25,7 @@ pub use preview::preview_flush;
 
 use crate::config::Loaded;
 use crate::digest;
+use crate::silence::Silences;
 use crate::state::{State, StoreUse};
 use crate::store::{DispatchBatch, RoutingFailure, StoreError, StoredHook};
 
@@ -53,6 +54,13 @@ fn account(state: &State, report: &Report) {
             .inc_by(*n);
     }
     state.metrics.unrouted.inc_by(report.unrouted);
+    for (route, n) in &report.silenced {
+        state
+            .metrics
+            .silenced
+            .with_label_values(&[route])
+            .inc_by(*n);
+    }
     for (kind, template, e) in &report.fallbacks {
         tracing::error!(destination_type = kind.as_str(), template = %template, error = %e, "template failed; sent the plain fallback message");
         state
@@ -78,10 +86,11 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 /// Routes a batch off the async threads; a panic comes back as its message.
 async fn route_off_thread(
     loaded: Arc<Loaded>,
+    silences: Arc<Silences>,
     hooks: Arc<Vec<StoredHook>>,
     now: i64,
 ) -> Result<(DispatchBatch, Report), String> {
-    tokio::task::spawn_blocking(move || route_hooks(&loaded, &hooks, now))
+    tokio::task::spawn_blocking(move || route_hooks_with(&loaded, &silences, &hooks, now))
         .await
         .map_err(|e| match e.try_into_panic() {
             Ok(payload) => panic_text(payload.as_ref()),
@@ -99,8 +108,10 @@ async fn route_claimed(
     let loaded = state.current();
     // Shared, not cloned: the batch is only copied hook by hook in the rare case it failed.
     let hooks = Arc::new(hooks);
+    let silences = state.silences.get(state.store.as_ref(), now).await;
     let (mut batch, mut report) = match route_off_thread(
         Arc::clone(&loaded),
+        Arc::clone(&silences),
         Arc::clone(&hooks),
         now,
     )
@@ -114,7 +125,14 @@ async fn route_claimed(
             let hooks = Arc::try_unwrap(hooks).unwrap_or_else(|shared| (*shared).clone());
             for hook in hooks {
                 let row = hook.row;
-                match route_off_thread(Arc::clone(&loaded), Arc::new(vec![hook]), now).await {
+                match route_off_thread(
+                    Arc::clone(&loaded),
+                    Arc::clone(&silences),
+                    Arc::new(vec![hook]),
+                    now,
+                )
+                .await
+                {
                     Ok((b, r)) => {
                         batch.hooks.extend(b.hooks);
                         batch.deliveries.extend(b.deliveries);
@@ -305,6 +323,9 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
             }
         };
         state.liveness.progress(TASK, state.now());
+        // Keeps the silences fresh while idle too, so a change shows in the log (and applies)
+        // within about a second, not only once hooks arrive.
+        state.silences.get(state.store.as_ref(), state.now()).await;
         let next_flush = state.store.next_flush_at().await.ok().flatten();
         let sleep = match next_flush {
             _ if failed => POLL,

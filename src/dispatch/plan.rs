@@ -17,8 +17,10 @@ use crate::digest::{self, DigestInput, Member, Tally};
 use crate::locale::Locale;
 use crate::render::RenderError;
 use crate::route::{Route, route};
+use crate::silence::Silences;
 use crate::store::{
-    DispatchBatch, DueGroup, Flush, GroupSettings, HookOutcome, NewDelivery, NewMember, StoredHook,
+    DispatchBatch, DueGroup, Flush, GroupSettings, HookOutcome, NewDelivery, NewMember,
+    SilencedMember, StoredHook,
 };
 
 /// What routing a batch did, for logs and metrics.
@@ -38,6 +40,8 @@ pub struct Report {
     /// Destinations a matching route named but the hook already had (one delivery per hook
     /// and destination), so the dry run can say why a route sent nothing.
     pub already_given: Vec<Skip>,
+    /// Hooks an active silence held back from chat, by route.
+    pub silenced: BTreeMap<String, u64>,
 }
 
 /// A route's destination left out because the hook already had it.
@@ -60,6 +64,9 @@ impl Report {
         self.touched.extend(other.touched);
         // Indexes refer to the other batch's deliveries: they do not survive a merge.
         self.already_given.extend(other.already_given);
+        for (route, n) in other.silenced {
+            *self.silenced.entry(route).or_default() += n;
+        }
     }
 }
 
@@ -147,9 +154,21 @@ pub fn group_settings(r: &Route) -> Option<GroupSettings> {
     })
 }
 
-/// Routes a batch of stored hooks (pure: no I/O). Every hook gets an outcome except the
-/// unreadable ones, which the report lists for quarantine.
+/// Routes a batch of stored hooks with no silences (see [`route_hooks_with`]).
 pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (DispatchBatch, Report) {
+    route_hooks_with(loaded, &Silences::none(), hooks, now)
+}
+
+/// Routes a batch of stored hooks (pure: no I/O). Every hook gets an outcome except the
+/// unreadable ones, which the report lists for quarantine. A hook an active silence catches
+/// is routed (its route matches are counted) but given no delivery and no digest membership,
+/// and its `sent_to` does not grow, so `reroute` after the silence still delivers it.
+pub fn route_hooks_with(
+    loaded: &Loaded,
+    silences: &Silences,
+    hooks: &[StoredHook],
+    now: i64,
+) -> (DispatchBatch, Report) {
     let mut batch = DispatchBatch::default();
     let mut report = Report::default();
     for stored in hooks {
@@ -173,6 +192,11 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
             },
         };
         let routes = route(&loaded.routes, &stored.envelope, hook);
+        let silenced_by = if routes.is_empty() || silences.is_empty() {
+            None
+        } else {
+            silences.catching(&stored.envelope, hook, now)
+        };
         // One delivery per (hook, destination), ever: when several matching routes name the
         // same destination the first of them renders it, and a hook routed again (`reroute`)
         // skips the destinations it was already given.
@@ -189,6 +213,21 @@ pub fn route_hooks(loaded: &Loaded, hooks: &[StoredHook], now: i64) -> (Dispatch
         }
         for r in &routes {
             *report.matches.entry(r.name.clone()).or_default() += 1;
+            if let Some(id) = silenced_by {
+                // Destinations it already reached (a reroute) are not held back from anything.
+                if !r.to.iter().all(|d| prior.contains(d)) {
+                    *report.silenced.entry(r.name.clone()).or_default() += 1;
+                    tracing::debug!(route = %r.name, silence = id, "hook silenced");
+                    if let Some(spec) = &r.group {
+                        batch.silenced.push(SilencedMember {
+                            route: r.name.clone(),
+                            group_key: digest::group_key(spec, &stored.envelope, hook),
+                            hook_row: stored.row,
+                        });
+                    }
+                }
+                continue;
+            }
             if let Some(settings) = group_settings(r) {
                 // Grouped routes count their hooks on their own (two grouped routes to one
                 // destination make two digests, which `check` warns about), but a hook routed
@@ -349,7 +388,7 @@ pub fn render_digest(
 /// Turns a due group into a digest flush (pure).
 pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Report) {
     let mut report = Report::default();
-    let ctx = digest_context(
+    let mut ctx = digest_context(
         loaded,
         &group.route,
         &group.group_key,
@@ -357,6 +396,7 @@ pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Repor
         &group.tally,
         &group.samples,
     );
+    ctx["silenced"] = serde_json::json!(group.silenced);
     // The route as configured now decides where the digest goes; the settings stored with the
     // group are the fallback when a reload removed the route.
     let settings = loaded
@@ -405,6 +445,7 @@ pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Repor
         context: ctx.to_string(),
         deliveries,
         now,
+        silenced: group.silenced,
     };
     (flush, report)
 }

@@ -48,6 +48,7 @@ pub fn preview_flush(
         token: 0,
         tally,
         samples,
+        silenced: 0,
     };
     Some(build_flush(loaded, &group, now))
 }

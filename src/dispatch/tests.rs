@@ -178,6 +178,7 @@ fn a_due_group_becomes_one_digest_per_destination() {
             senders: vec![],
         },
         samples: members[..2].to_vec(),
+        silenced: 0,
     };
     let (flush, report) = build_flush(&loaded, &group, 9_000);
     assert_eq!(
@@ -267,6 +268,7 @@ fn a_digest_follows_its_route_as_configured_now_and_never_vanishes() {
         token: 1,
         tally: tally.clone(),
         samples: members[1..].to_vec(),
+        silenced: 0,
     };
     // The route still exists: its current destinations win over the stored ones.
     let (flush, _) = build_flush(&loaded, &group("failures"), 9_000);

@@ -1,4 +1,5 @@
-//! Operator endpoints: readiness (store, dispatcher, senders, routing lag), metrics, reload.
+//! Operator endpoints: readiness (store, dispatcher, senders, routing lag), metrics, reload,
+//! and the admin token check they share with the silence API.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,22 +166,27 @@ pub async fn metrics(state: Arc<State>) -> warp::reply::Response {
     .into_response()
 }
 
-pub async fn reload(
-    state: &State,
-    auth: Option<String>,
-    reloader: &Reloader,
-) -> Result<warp::reply::Response, ApiError> {
+/// Checks the admin bearer token (constant time); `disabled` when no token is configured.
+pub fn check_token(state: &State, auth: Option<&str>, disabled: ApiError) -> Result<(), ApiError> {
     let Some(token) = state.current().config.admin.token.clone() else {
-        return Err(ApiError::ReloadDisabled);
+        return Err(disabled);
     };
     let given = auth
-        .as_deref()
         .and_then(|a| a.strip_prefix("Bearer "))
         .map(str::trim)
         .unwrap_or("");
     if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
         return Err(ApiError::AdminToken);
     }
+    Ok(())
+}
+
+pub async fn reload(
+    state: &State,
+    auth: Option<String>,
+    reloader: &Reloader,
+) -> Result<warp::reply::Response, ApiError> {
+    check_token(state, auth.as_deref(), ApiError::ReloadDisabled)?;
     Ok(match reloader.reload("http").await {
         Ok(hash) => json_reply(
             StatusCode::OK,

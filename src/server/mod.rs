@@ -5,6 +5,7 @@
 mod admin;
 pub mod ingest;
 pub mod listener;
+mod silences;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -39,6 +40,15 @@ pub enum ApiError {
     AdminToken,
     #[error("reload over HTTP is disabled: set admin.token")]
     ReloadDisabled,
+    #[error("the silence API is disabled: set admin.token")]
+    SilencesDisabled,
+    /// An operator request (not a webhook) that cannot be used; the text says why.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("there is no silence {0}")]
+    NoSuchSilence(i64),
+    #[error("the store is unavailable right now; try again")]
+    StoreDown,
 }
 
 impl ApiError {
@@ -48,10 +58,14 @@ impl ApiError {
             ApiError::Verify(_) | ApiError::AdminToken => StatusCode::UNAUTHORIZED,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::BodyRead | ApiError::Parse(_) => StatusCode::BAD_REQUEST,
+            ApiError::BodyRead | ApiError::Parse(_) | ApiError::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Store => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::ReloadDisabled => StatusCode::NOT_FOUND,
+            ApiError::Store | ApiError::StoreDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ReloadDisabled | ApiError::SilencesDisabled | ApiError::NoSuchSilence(_) => {
+                StatusCode::NOT_FOUND
+            }
         }
     }
 
@@ -63,9 +77,11 @@ impl ApiError {
             ApiError::TooLarge { .. } => "size",
             ApiError::BodyTimeout | ApiError::BodyRead | ApiError::Parse(_) => "body",
             ApiError::ContentType => "content_type",
-            ApiError::Store => "store",
+            ApiError::Store | ApiError::StoreDown => "store",
             ApiError::AdminToken => "admin_token",
             ApiError::ReloadDisabled => "reload_disabled",
+            ApiError::SilencesDisabled => "silences_disabled",
+            ApiError::BadRequest(_) | ApiError::NoSuchSilence(_) => "silence",
         }
     }
 
@@ -161,7 +177,7 @@ fn healthz() -> impl Filter<Extract = (warp::reply::Response,), Error = Rejectio
         .map(|| json_reply(StatusCode::OK, &json!({"status": "ok"})))
 }
 
-/// The operator endpoints: health, readiness, metrics, reload.
+/// The operator endpoints: health, readiness, metrics, reload, silences.
 fn operator(
     state: Arc<State>,
     reloader: Reloader,
@@ -191,6 +207,8 @@ fn operator(
         .or(metrics)
         .unify()
         .or(reload)
+        .unify()
+        .or(silences::routes(state))
         .unify()
 }
 

@@ -1,5 +1,5 @@
 //! Durable state as a multi-consumer work queue: the inbox of received hooks (with dedup),
-//! digest groups, the outbox of deliveries with shared pacing, and dead letters. The [`Store`]
+//! digest groups, the outbox of deliveries with shared pacing, dead letters, and silences. The [`Store`]
 //! trait is the seam; [`sqlite`] (one machine, the default) and [`postgres`] (several
 //! replicas) implement it, and one conformance suite (`tests/it/conformance.rs`) runs on both.
 //!
@@ -208,4 +208,17 @@ pub trait Store: Send + Sync + 'static {
     async fn forget_thread(&self, key: &ThreadKey) -> Result<bool, StoreError>;
     /// Drops threads last changed before `before`; returns how many.
     async fn prune_threads(&self, before: i64) -> Result<usize, StoreError>;
+    // --- Silences ---
+
+    /// Stores a silence; returns it with its id.
+    async fn add_silence(&self, silence: NewSilence) -> Result<StoredSilence, StoreError>;
+    /// Silences that have not ended at `now` (active or starting later), oldest first; with
+    /// `ended_since`, also those that ended at or after that time.
+    async fn silences(
+        &self,
+        now: i64,
+        ended_since: Option<i64>,
+    ) -> Result<Vec<StoredSilence>, StoreError>;
+    /// Ends a silence now (its `ends_at` becomes `now`).
+    async fn expire_silence(&self, id: i64, now: i64) -> Result<Expired, StoreError>;
 }

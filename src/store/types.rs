@@ -124,6 +124,17 @@ pub struct DispatchBatch {
     pub hooks: Vec<HookOutcome>,
     pub deliveries: Vec<NewDelivery>,
     pub members: Vec<NewMember>,
+    /// Hooks a silence held back from a grouped route: counted for the group's next digest
+    /// ("+N silenced"), not members of it.
+    pub silenced: Vec<SilencedMember>,
+}
+
+/// A silenced hook of a grouped route, counted beside the group's members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SilencedMember {
+    pub route: String,
+    pub group_key: String,
+    pub hook_row: i64,
 }
 
 /// What a dispatch commit did.
@@ -262,6 +273,8 @@ pub struct DueGroup {
     pub token: i64,
     pub tally: Tally,
     pub samples: Vec<StoredHook>,
+    /// Hooks of the group a silence held back since its last digest.
+    pub silenced: i64,
 }
 
 /// One digest, ready to commit.
@@ -277,6 +290,9 @@ pub struct Flush {
     pub context: String,
     pub deliveries: Vec<NewDelivery>,
     pub now: i64,
+    /// The silenced count the digest reports (the group's count is lowered by this much, so
+    /// silenced hooks counted meanwhile go into the next digest).
+    pub silenced: i64,
 }
 
 /// A hook joining a group (what the join rule sees).
@@ -506,4 +522,47 @@ pub struct Thread {
     pub applied: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+// --- Silences ---
+
+/// One `key=glob` condition of a silence, as the operator wrote it (compiled by
+/// `crate::silence`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SilenceMatcher {
+    pub key: String,
+    pub pattern: String,
+}
+
+/// A silence to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSilence {
+    pub matchers: Vec<SilenceMatcher>,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub comment: String,
+    pub author: Option<String>,
+    pub created_at: i64,
+}
+
+/// A stored silence. Ids are never reused (operators expire silences by id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredSilence {
+    pub id: i64,
+    pub matchers: Vec<SilenceMatcher>,
+    pub starts_at: i64,
+    /// Moved to the time of expiry when expired early.
+    pub ends_at: i64,
+    pub comment: String,
+    pub author: Option<String>,
+    pub created_at: i64,
+}
+
+/// What expiring a silence came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    Now,
+    /// It had already ended (or been expired) at this time.
+    Already(i64),
+    Unknown,
 }

@@ -295,6 +295,16 @@ impl TestApp {
         extra: &str,
         env: HashMap<String, String>,
     ) -> TestApp {
+        TestApp::spawn_clocked(dir, extra, env, bizrelay::state::Clock::System).await
+    }
+
+    /// Like [`TestApp::spawn_in`], with time from `clock` (a manual one moves by hand).
+    pub async fn spawn_clocked(
+        dir: Arc<tempfile::TempDir>,
+        extra: &str,
+        env: HashMap<String, String>,
+        clock: bizrelay::state::Clock,
+    ) -> TestApp {
         let text = base_config(dir.path(), extra);
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, &text).unwrap();
@@ -308,7 +318,10 @@ impl TestApp {
         .unwrap_or_else(|e| panic!("{e:?}"));
         let app = App::build(
             loaded,
-            Options::new(SourceSpec::File(config_path.clone()), env),
+            Options {
+                clock,
+                ..Options::new(SourceSpec::File(config_path.clone()), env)
+            },
         )
         .await
         .unwrap();
@@ -706,6 +719,7 @@ pub async fn seed_dead_letter(db: &Path, destination: &str, hook_id: &str, reaso
             dead: Some(reason.into()),
         }],
         members: vec![],
+        silenced: vec![],
     };
     store
         .commit_dispatch(&who, batch, &bizrelay::digest::RULES)

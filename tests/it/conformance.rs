@@ -156,6 +156,7 @@ fn flush_of(g: &DueGroup, now: i64, deliveries: Vec<NewDelivery>) -> Flush {
         context: "{}".into(),
         deliveries,
         now,
+        silenced: g.silenced,
     }
 }
 
@@ -169,6 +170,7 @@ async fn routed_to(store: &Arc<dyn Store>, ids: &[&str], dest: &str, at: i64) ->
         hooks: rows.iter().map(|r| routed(*r, &[dest])).collect(),
         deliveries: rows.iter().map(|r| delivery(dest, *r, at)).collect(),
         members: vec![],
+        silenced: vec![],
     };
     store.commit_dispatch(&me, batch, &RULES).await.unwrap();
     rows
@@ -263,6 +265,7 @@ pub async fn two_consumers_never_claim_the_same_hook_and_expired_claims_are_take
         hooks: rows_one.iter().map(|r| routed(*r, &["d"])).collect(),
         deliveries: rows_one.iter().map(|r| delivery("d", *r, 1_600)).collect(),
         members: rows_one.iter().map(|r| member(*r, 1_600, "3019")).collect(),
+        silenced: vec![],
     };
     let commit = first.commit_dispatch(&one, batch, &RULES).await.unwrap();
     assert_eq!(commit.committed, 0);
@@ -336,6 +339,7 @@ pub async fn a_dispatch_commit_is_atomic_and_settles_every_hook(e: Engine) {
         ],
         deliveries: vec![delivery("d", r[0], 20)],
         members: vec![member(r[1], 20, "3019")],
+        silenced: vec![],
     };
     let commit = store.commit_dispatch(&me, batch, &RULES).await.unwrap();
     assert_eq!((commit.committed, commit.lost.len()), (3, 0));
@@ -445,6 +449,7 @@ pub async fn a_hook_gets_one_delivery_per_destination_even_when_routed_again(e: 
             .flat_map(|r| [delivery("ops", *r, 100), delivery("new", *r, 100)])
             .collect(),
         members: vec![],
+        silenced: vec![],
     };
     store.commit_dispatch(&me, batch, &RULES).await.unwrap();
     let stats = store.queue_stats().await.unwrap();
@@ -534,6 +539,7 @@ pub async fn reroute_selects_unrouted_or_recent_hooks(e: Engine) {
         hooks: vec![routed(hooks[0].row, &[]), routed(hooks[1].row, &["d"])],
         deliveries: vec![delivery("d", hooks[1].row, 6_000)],
         members: vec![],
+        silenced: vec![],
     };
     store.commit_dispatch(&me, batch, &RULES).await.unwrap();
     assert_eq!(store.reroute(Reroute::Unrouted, 7_000).await.unwrap(), 1);
@@ -576,6 +582,7 @@ pub async fn every_grouped_hook_goes_into_exactly_one_digest(e: Engine) {
         hooks: hooks.iter().map(|h| routed(h.row, &["d"])).collect(),
         deliveries: vec![],
         members,
+        silenced: vec![],
     };
     first.commit_dispatch(&me, batch, &RULES).await.unwrap();
     assert_eq!(first.next_flush_at().await.unwrap(), Some(2_000));
@@ -606,6 +613,7 @@ pub async fn every_grouped_hook_goes_into_exactly_one_digest(e: Engine) {
                 hooks: vec![routed(late[0].row, &["d"])],
                 deliveries: vec![],
                 members: vec![member(late[0].row, 2_100, "3019")],
+                silenced: vec![],
             },
             &RULES,
         )
@@ -664,6 +672,7 @@ pub async fn an_abandoned_digest_claim_is_taken_over_whole(e: Engine) {
                 hooks: hooks.iter().map(|h| routed(h.row, &["d"])).collect(),
                 deliveries: vec![],
                 members: hooks.iter().map(|h| member(h.row, 1_000, "3019")).collect(),
+                silenced: vec![],
             },
             &RULES,
         )
@@ -713,6 +722,7 @@ pub async fn a_flush_that_does_not_count_its_members_is_refused(e: Engine) {
                 hooks: vec![routed(hooks[0].row, &["d"])],
                 deliveries: vec![],
                 members: vec![member(hooks[0].row, 1_000, "3019")],
+                silenced: vec![],
             },
             &RULES,
         )
@@ -986,6 +996,7 @@ pub async fn removed_destinations_are_dead_lettered_and_digests_keep_their_conte
                 hooks: vec![routed(h[0].row, &["gone"])],
                 deliveries: vec![],
                 members: vec![member(h[0].row, 40, "3019")],
+                silenced: vec![],
             },
             &RULES,
         )
@@ -1257,6 +1268,202 @@ pub async fn threads_are_listed_forgotten_and_pruned(e: Engine) {
     assert_eq!(store.prune_threads(1_000).await.unwrap(), 0);
 }
 
+fn silence_at(matcher: &str, from: i64, to: i64) -> NewSilence {
+    let (key, pattern) = matcher.split_once('=').unwrap();
+    NewSilence {
+        matchers: vec![SilenceMatcher {
+            key: key.into(),
+            pattern: pattern.into(),
+        }],
+        starts_at: from,
+        ends_at: to,
+        comment: "NHN incident #123".into(),
+        author: Some("kim".into()),
+        created_at: from,
+    }
+}
+
+pub async fn silences_are_listed_while_live_and_expired_by_id(e: Engine) {
+    let store = e.open().await;
+    let a = store
+        .add_silence(silence_at("result_code=3019", 1_000, 5_000))
+        .await
+        .unwrap();
+    let b = store
+        .add_silence(silence_at("template_code=ORDER_*", 2_000, 3_000))
+        .await
+        .unwrap();
+    assert!(b.id > a.id, "ids grow");
+    assert_eq!(a.matchers[0].pattern, "3019");
+    assert_eq!(a.author.as_deref(), Some("kim"));
+    let ids = |v: Vec<StoredSilence>| v.iter().map(|s| s.id).collect::<Vec<_>>();
+    // Pending (not yet started) and active silences are live; an ended one is not.
+    assert_eq!(
+        ids(store.silences(500, None).await.unwrap()),
+        vec![a.id, b.id]
+    );
+    assert_eq!(ids(store.silences(3_000, None).await.unwrap()), vec![a.id]);
+    assert_eq!(
+        ids(store.silences(3_000, Some(2_999)).await.unwrap()),
+        vec![a.id, b.id],
+        "ended within the asked window are listed too"
+    );
+    let listed = store.silences(3_000, None).await.unwrap();
+    assert_eq!(listed[0], a, "stored as given");
+
+    assert_eq!(
+        store.expire_silence(a.id, 4_000).await.unwrap(),
+        Expired::Now
+    );
+    assert_eq!(
+        store.expire_silence(a.id, 4_500).await.unwrap(),
+        Expired::Already(4_000)
+    );
+    assert_eq!(
+        store.expire_silence(b.id, 4_500).await.unwrap(),
+        Expired::Already(3_000),
+        "ended by itself"
+    );
+    assert_eq!(
+        store.expire_silence(a.id + 1_000, 4_500).await.unwrap(),
+        Expired::Unknown
+    );
+    assert!(store.silences(4_000, None).await.unwrap().is_empty());
+    store.close().await;
+}
+
+pub async fn silences_survive_a_restart_and_are_seen_by_every_replica(e: Engine) {
+    let store = e.open().await;
+    let other = e.second(&store).await;
+    let s = store
+        .add_silence(silence_at("result_code=3019", 1_000, 9_000))
+        .await
+        .unwrap();
+    assert_eq!(other.silences(2_000, None).await.unwrap(), vec![s.clone()]);
+    assert_eq!(
+        other.expire_silence(s.id, 3_000).await.unwrap(),
+        Expired::Now
+    );
+    assert!(store.silences(3_000, None).await.unwrap().is_empty());
+    let t = store
+        .add_silence(silence_at("outcome=failure", 3_000, 9_000))
+        .await
+        .unwrap();
+    if !Arc::ptr_eq(&store, &other) {
+        other.close().await;
+    }
+    store.close().await;
+    let store = e.open().await;
+    assert_eq!(store.silences(4_000, None).await.unwrap(), vec![t]);
+    store.close().await;
+}
+
+pub async fn silenced_hooks_of_a_group_are_counted_into_its_next_digest_once(e: Engine) {
+    let store = e.open().await;
+    store.ingest(post(1, &["m", "s1", "s2"])).await.unwrap();
+    let me = who("me");
+    let hooks = store.claim_hooks(&me, 10, 10).await.unwrap();
+    let silenced = |row: i64| SilencedMember {
+        route: "failures".into(),
+        group_key: "{}".into(),
+        hook_row: row,
+    };
+    let batch = DispatchBatch {
+        hooks: hooks.iter().map(|h| routed(h.row, &[])).collect(),
+        deliveries: vec![],
+        members: vec![member(hooks[0].row, 1_000, "3019")],
+        silenced: vec![silenced(hooks[1].row), silenced(hooks[2].row)],
+    };
+    store.commit_dispatch(&me, batch, &RULES).await.unwrap();
+    let g = store.claim_groups(&me, 2_000, 10).await.unwrap().remove(0);
+    assert_eq!((g.tally.count, g.silenced), (1, 2));
+    // One more silenced while the digest is built: it waits for the next digest.
+    store.ingest(post(2_100, &["s3"])).await.unwrap();
+    let late = store.claim_hooks(&me, 2_100, 10).await.unwrap();
+    store
+        .commit_dispatch(
+            &me,
+            DispatchBatch {
+                hooks: vec![routed(late[0].row, &[])],
+                deliveries: vec![],
+                members: vec![member(late[0].row, 2_100, "3019")],
+                silenced: vec![],
+            },
+            &RULES,
+        )
+        .await
+        .unwrap();
+    store.ingest(post(2_200, &["s4"])).await.unwrap();
+    let later = store.claim_hooks(&me, 2_200, 10).await.unwrap();
+    store
+        .commit_dispatch(
+            &me,
+            DispatchBatch {
+                hooks: vec![routed(later[0].row, &[])],
+                deliveries: vec![],
+                members: vec![],
+                silenced: vec![silenced(later[0].row)],
+            },
+            &RULES,
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .commit_flush(&me, flush_of(&g, 3_000, vec![]), &RULES)
+            .await
+            .unwrap()
+    );
+    let next = store.claim_groups(&me, 60_000, 10).await.unwrap().remove(0);
+    assert_eq!(
+        (next.tally.count, next.silenced),
+        (1, 1),
+        "the later one, once"
+    );
+    assert!(
+        store
+            .commit_flush(&me, flush_of(&next, 60_000, vec![]), &RULES)
+            .await
+            .unwrap()
+    );
+    // A silenced hook whose claim was lost is not counted.
+    store.ingest(post(70_000, &["s5", "m2"])).await.unwrap();
+    let two = store.claim_hooks(&me, 70_000, 10).await.unwrap();
+    store
+        .commit_dispatch(
+            &who("someone-else"),
+            DispatchBatch {
+                hooks: vec![routed(two[0].row, &[])],
+                deliveries: vec![],
+                members: vec![],
+                silenced: vec![silenced(two[0].row)],
+            },
+            &RULES,
+        )
+        .await
+        .unwrap();
+    store
+        .commit_dispatch(
+            &me,
+            DispatchBatch {
+                hooks: vec![routed(two[1].row, &[])],
+                deliveries: vec![],
+                members: vec![member(two[1].row, 70_000, "3019")],
+                silenced: vec![],
+            },
+            &RULES,
+        )
+        .await
+        .unwrap();
+    let last = store
+        .claim_groups(&me, 200_000, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!((last.tally.count, last.silenced), (1, 0));
+    store.close().await;
+}
+
 /// Runs every test above on both engines.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -1291,4 +1498,7 @@ conformance!(
     everything_survives_reopening,
     threads_are_saved_only_under_a_live_lease_and_survive_reopening,
     threads_are_listed_forgotten_and_pruned,
+    silences_are_listed_while_live_and_expired_by_id,
+    silences_survive_a_restart_and_are_seen_by_every_replica,
+    silenced_hooks_of_a_group_are_counted_into_its_next_digest_once,
 );

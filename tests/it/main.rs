@@ -15,6 +15,7 @@ mod durability;
 mod fuzz;
 mod hostile;
 mod logs;
+mod oncall;
 mod operations;
 mod operator;
 mod process;

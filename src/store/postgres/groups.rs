@@ -200,6 +200,14 @@ pub(super) async fn claim_groups(
             .await
             .map_err(map)?;
         let samples = hooks_from(&rows)?;
+        let silenced: i64 = tx
+            .query_opt(
+                "SELECT count FROM group_silenced WHERE route = $1 AND group_key = $2",
+                &[&route, &group_key],
+            )
+            .await
+            .map_err(map)?
+            .map_or(0, |r| r.get(0));
         out.push(DueGroup {
             route,
             group_key,
@@ -208,6 +216,7 @@ pub(super) async fn claim_groups(
             token,
             tally,
             samples,
+            silenced,
         });
     }
     tx.commit().await.map_err(map)?;
@@ -282,6 +291,20 @@ pub(super) async fn commit_flush(
         },
     );
     save_timing(&tx, &flush.route, &flush.group_key, &after, None).await?;
+    if flush.silenced > 0 {
+        tx.execute(
+            "UPDATE group_silenced SET count = count - $3 WHERE route = $1 AND group_key = $2",
+            &[&flush.route, &flush.group_key, &flush.silenced],
+        )
+        .await
+        .map_err(map)?;
+        tx.execute(
+            "DELETE FROM group_silenced WHERE route = $1 AND group_key = $2 AND count <= 0",
+            &[&flush.route, &flush.group_key],
+        )
+        .await
+        .map_err(map)?;
+    }
     tx.execute(
         "UPDATE groups SET claim_owner = NULL, claim_token = NULL, claim_until = NULL
          WHERE route = $1 AND group_key = $2",

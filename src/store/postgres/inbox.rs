@@ -233,6 +233,28 @@ pub(super) async fn commit_dispatch(
         .filter(|m| held.contains(&m.hook_row))
         .collect();
     join_groups(&tx, &members, rules).await?;
+    let mut silenced: Vec<(&str, &str)> = batch
+        .silenced
+        .iter()
+        .filter(|s| held.contains(&s.hook_row))
+        .map(|s| (s.route.as_str(), s.group_key.as_str()))
+        .collect();
+    // Sorted, so replicas counting into the same groups lock their rows in one order.
+    silenced.sort_unstable();
+    if !silenced.is_empty() {
+        let routes: Vec<&str> = silenced.iter().map(|s| s.0).collect();
+        let keys: Vec<&str> = silenced.iter().map(|s| s.1).collect();
+        tx.execute(
+            "INSERT INTO group_silenced (route, group_key, count)
+             SELECT r, k, COUNT(*) FROM unnest($1::text[], $2::text[]) AS u(r, k)
+             GROUP BY r, k ORDER BY r, k
+             ON CONFLICT (route, group_key) DO UPDATE
+               SET count = group_silenced.count + excluded.count",
+            &[&routes, &keys],
+        )
+        .await
+        .map_err(map)?;
+    }
     tx.commit().await.map_err(map)?;
     let mut lost: Vec<i64> = ids.into_iter().filter(|id| !held.contains(id)).collect();
     lost.sort_unstable();

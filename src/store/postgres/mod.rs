@@ -20,6 +20,7 @@ mod groups;
 mod inbox;
 mod outbox;
 mod threads;
+mod silences;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -36,8 +37,12 @@ use crate::bizmessage::Envelope;
 use crate::config::StoreConfig;
 
 /// Highest schema migration this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
-const MIGRATIONS: [&str; 2] = [include_str!("schema_1.sql"), include_str!("schema_2.sql")];
+pub const SCHEMA_VERSION: i64 = 3;
+const MIGRATIONS: [&str; 3] = [
+    include_str!("schema_1.sql"),
+    include_str!("schema_2.sql"),
+    include_str!("schema_3.sql"),
+];
 /// Serialises migrations across replicas (any constant unique to bizrelay).
 const MIGRATION_LOCK: i64 = 0x6269_7a72_656c_6179; // "bizrelay"
 /// POSTs committed together at most.
@@ -487,6 +492,25 @@ impl Store for PostgresStore {
 
     async fn prune_threads(&self, before: i64) -> Result<usize, StoreError> {
         self.timed(threads::prune_threads(&self.pool, before)).await
+    }
+
+    async fn add_silence(&self, silence: NewSilence) -> Result<StoredSilence, StoreError> {
+        self.timed(silences::add_silence(&self.pool, &silence))
+            .await
+    }
+
+    async fn silences(
+        &self,
+        now: i64,
+        ended_since: Option<i64>,
+    ) -> Result<Vec<StoredSilence>, StoreError> {
+        self.timed(silences::silences(&self.pool, now, ended_since))
+            .await
+    }
+
+    async fn expire_silence(&self, id: i64, now: i64) -> Result<Expired, StoreError> {
+        self.timed(silences::expire_silence(&self.pool, id, now))
+            .await
     }
 }
 

@@ -595,6 +595,22 @@ impl Store for SqliteStore {
     async fn prune_threads(&self, before: i64) -> Result<usize, StoreError> {
         self.write(move |c| sql::prune_threads(c, before)).await
     }
+
+    async fn add_silence(&self, silence: NewSilence) -> Result<StoredSilence, StoreError> {
+        self.write(move |c| sql::add_silence(c, &silence)).await
+    }
+
+    async fn silences(
+        &self,
+        now: i64,
+        ended_since: Option<i64>,
+    ) -> Result<Vec<StoredSilence>, StoreError> {
+        self.read(move |c| sql::silences(c, now, ended_since)).await
+    }
+
+    async fn expire_silence(&self, id: i64, now: i64) -> Result<Expired, StoreError> {
+        self.write(move |c| sql::expire_silence(c, id, now)).await
+    }
 }
 
 #[cfg(test)]

@@ -146,3 +146,25 @@ CREATE TABLE IF NOT EXISTS threads (
     PRIMARY KEY (destination, sender_key, template_code)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS threads_by_age ON threads (updated_at);
+-- Silences (`bizrelay silence`): matchers as a JSON list of {"key","pattern"}; active from
+-- starts_at (inclusive) to ends_at (exclusive); expiring one moves ends_at to that time.
+CREATE TABLE IF NOT EXISTS silences (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    v          INTEGER NOT NULL,
+    matchers   TEXT NOT NULL,
+    starts_at  INTEGER NOT NULL,
+    ends_at    INTEGER NOT NULL,
+    comment    TEXT NOT NULL,
+    author     TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS silences_by_end ON silences (ends_at);
+
+-- Hooks of a digest group that a silence held back since the group's last digest, shown as
+-- "+N silenced" in the next one (they are not members: they start no digest of their own).
+CREATE TABLE IF NOT EXISTS group_silenced (
+    route     TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    count     INTEGER NOT NULL,
+    PRIMARY KEY (route, group_key)
+) WITHOUT ROWID;

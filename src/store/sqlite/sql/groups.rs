@@ -153,6 +153,11 @@ pub(in crate::store::sqlite) fn claim_groups(
         let mut rows =
             samples.query(params![route, group_key, token, settings.max_items as i64])?;
         let samples = hooks_from(&mut rows)?;
+        let silenced: i64 = c
+            .prepare_cached("SELECT count FROM group_silenced WHERE route = ?1 AND group_key = ?2")?
+            .query_row(params![route, group_key], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
         out.push(DueGroup {
             route,
             group_key,
@@ -161,6 +166,7 @@ pub(in crate::store::sqlite) fn claim_groups(
             token,
             tally,
             samples,
+            silenced,
         });
     }
     Ok(out)
@@ -220,6 +226,16 @@ pub(in crate::store::sqlite) fn commit_flush(
         },
     );
     save_timing(c, &flush.route, &flush.group_key, &after, None)?;
+    if flush.silenced > 0 {
+        c.prepare_cached(
+            "UPDATE group_silenced SET count = count - ?3 WHERE route = ?1 AND group_key = ?2",
+        )?
+        .execute(params![flush.route, flush.group_key, flush.silenced])?;
+        c.prepare_cached(
+            "DELETE FROM group_silenced WHERE route = ?1 AND group_key = ?2 AND count <= 0",
+        )?
+        .execute(params![flush.route, flush.group_key])?;
+    }
     c.prepare_cached(
         "UPDATE groups SET claim_owner = NULL, claim_token = NULL, claim_until = NULL
          WHERE route = ?1 AND group_key = ?2",

@@ -131,6 +131,13 @@ pub(in crate::store::sqlite) fn commit_dispatch(
         batch.members.iter().filter(|m| held.contains(&m.hook_row)),
         rules,
     )?;
+    let mut count_silenced = c.prepare_cached(
+        "INSERT INTO group_silenced (route, group_key, count) VALUES (?1, ?2, 1)
+         ON CONFLICT (route, group_key) DO UPDATE SET count = count + 1",
+    )?;
+    for s in batch.silenced.iter().filter(|s| held.contains(&s.hook_row)) {
+        count_silenced.execute(params![s.route, s.group_key])?;
+    }
     Ok(out)
 }
 

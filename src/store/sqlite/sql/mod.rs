@@ -1,11 +1,12 @@
 //! The SQL behind [`super::SqliteStore`]: one function per store operation, each given the
 //! connection (inside the writer's transaction for writes). The inbox, the digest groups and
-//! the outbox each have their own file; this one holds the schema, shared readers, pruning.
+//! the outbox and the silences each have their own file; this one holds the schema, shared readers, pruning.
 
 mod groups;
 mod inbox;
 mod outbox;
 mod threads;
+mod silences;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -13,6 +14,7 @@ pub(super) use groups::*;
 pub(super) use inbox::*;
 pub(super) use outbox::*;
 pub(super) use threads::*;
+pub(super) use silences::*;
 
 use super::SCHEMA_VERSION;
 use crate::bizmessage::Envelope;
