@@ -8,6 +8,7 @@
 //! - Loading is a pure function of (file text, environment map, template files): tests need
 //!   no process environment.
 
+pub mod enrich;
 mod env;
 mod explain;
 mod load;
@@ -75,6 +76,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub enrich: enrich::EnrichConfig,
     #[serde(default)]
     pub destinations: BTreeMap<String, DestinationConfig>,
     #[serde(default)]

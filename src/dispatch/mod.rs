@@ -21,6 +21,7 @@ pub use plan::*;
 
 use crate::config::Loaded;
 use crate::digest;
+use crate::enrich::{self, hold::Held};
 use crate::state::{State, StoreUse};
 use crate::store::{DispatchBatch, RoutingFailure, StoreError, StoredHook};
 
@@ -150,7 +151,11 @@ async fn hold_back(state: &State, failed: Vec<(i64, String)>) -> Result<(), Stor
 /// Routes one batch: the hooks handed over in memory at ingest (born claimed by this
 /// replica), else hooks claimed from the store (left by a crash, a full handoff, another
 /// replica or `reroute`); returns how many it routed.
-async fn route_batch(state: &Arc<State>, claim_from_store: bool) -> Result<usize, StoreError> {
+async fn route_batch(
+    state: &Arc<State>,
+    claim_from_store: bool,
+    held: &mut Held,
+) -> Result<usize, StoreError> {
     let mut claimed = state.handoff.take(BATCH);
     if claimed.is_empty() || claim_from_store {
         claimed.extend(
@@ -160,6 +165,12 @@ async fn route_batch(state: &Arc<State>, claim_from_store: bool) -> Result<usize
                 .await?,
         );
     }
+    if claimed.is_empty() && held.is_empty() {
+        return Ok(0);
+    }
+    // Hooks waiting for a lookup are held back (see `enrich::hold`); the count is of hooks
+    // routed now, so a pass ends while some are still held.
+    let claimed = enrich::hold::prepare(state, claimed, held).await;
     let n = claimed.len();
     if n == 0 {
         return Ok(0);
@@ -220,7 +231,7 @@ async fn flush_due(state: &Arc<State>) -> Result<(), StoreError> {
 /// Routes everything waiting and flushes due digests; returns when there is nothing to do.
 /// A digest that falls due while a backlog is being routed goes out on time (the backlog's
 /// members wait for the next one), so a storm never delays the alert about it.
-async fn pass(state: &Arc<State>) -> Result<(), StoreError> {
+async fn pass(state: &Arc<State>, held: &mut Held) -> Result<(), StoreError> {
     // The store is asked for claimable hooks at least once a second, however busy the
     // handoff is (work left by a crash or another replica must not wait for a storm to end).
     let mut asked = None::<tokio::time::Instant>;
@@ -229,7 +240,7 @@ async fn pass(state: &Arc<State>) -> Result<(), StoreError> {
         if claim_from_store {
             asked = Some(tokio::time::Instant::now());
         }
-        let routed = route_batch(state, claim_from_store).await?;
+        let routed = route_batch(state, claim_from_store, held).await?;
         let due = state
             .store
             .next_flush_at()
@@ -247,6 +258,7 @@ async fn pass(state: &Arc<State>) -> Result<(), StoreError> {
 /// Runs until `shutdown`: routes new hooks as they are stored and flushes digests on time.
 pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
     let mut last_pass: Option<tokio::time::Instant> = None;
+    let mut held = Held::default();
     state.liveness.started(TASK);
     while !shutdown.is_cancelled() {
         // Under load every POST rings the bell; gathering for a few milliseconds turns many
@@ -258,7 +270,7 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
             }
         }
         last_pass = Some(tokio::time::Instant::now());
-        let result = pass(&state).await;
+        let result = pass(&state, &mut held).await;
         state.store_health.record(StoreUse::Dispatch, &result);
         let failed = match result {
             Ok(()) => false,
@@ -269,6 +281,11 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
         };
         state.liveness.progress(TASK, state.now());
         let next_flush = state.store.next_flush_at().await.ok().flatten();
+        // A hook held for a lookup is routed by its deadline at the latest.
+        let next_flush = match (next_flush, held.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let sleep = match next_flush {
             _ if failed => POLL,
             Some(at) => {

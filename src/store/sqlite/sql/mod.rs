@@ -2,12 +2,14 @@
 //! connection (inside the writer's transaction for writes). The inbox, the digest groups and
 //! the outbox each have their own file; this one holds the schema, shared readers, pruning.
 
+mod enrich;
 mod groups;
 mod inbox;
 mod outbox;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub(super) use enrich::*;
 pub(super) use groups::*;
 pub(super) use inbox::*;
 pub(super) use outbox::*;
