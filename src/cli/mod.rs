@@ -76,6 +76,10 @@ pub enum Command {
         /// Which built-in sample to send.
         #[arg(long, value_enum, default_value = "message_result")]
         kind: SampleKind,
+        /// Attach a sample enrichment (template code, SMS fallback) to the message result, as
+        /// `[enrich]` would; on by default when `[enrich]` is enabled.
+        #[arg(long)]
+        enriched: bool,
     },
     /// Route stored hooks again with the current config (works while the server runs; a
     /// hook is never sent twice to a destination it already reached).
@@ -270,10 +274,15 @@ pub fn run(cli: Cli) -> ExitCode {
     match command {
         Command::Serve => rt.block_on(serve(loaded, spec, env)),
         Command::Check => unreachable!("handled above"),
-        Command::Route { format, payload } => route::run(&loaded, &payload, format),
+        Command::Route { format, payload } => route::run(&loaded, &payload, format, &rt),
         Command::DeadLetters(cmd) => rt.block_on(dead_letters::run(&loaded, cmd)),
-        Command::SendTest { destination, kind } => {
-            rt.block_on(send_test::run(&loaded, &destination, kind))
+        Command::SendTest {
+            destination,
+            kind,
+            enriched,
+        } => {
+            let enriched = enriched || loaded.config.enrich.enabled;
+            rt.block_on(send_test::run(&loaded, &destination, kind, enriched))
         }
         Command::Reroute { which } => rt.block_on(reroute::run(&loaded, which)),
         Command::Quarantine(QuarantineCommand::List { format }) => {

@@ -3,7 +3,7 @@
 //! hook falls into and the digest that would be sent if the window closed now (made of this
 //! file's hooks). Sends nothing, stores nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -18,7 +18,7 @@ use crate::digest;
 use crate::dispatch;
 use crate::route::route;
 use crate::state::now_ms;
-use crate::store::StoredHook;
+use crate::store::{CachedEnrichment, StoredHook};
 
 /// One body that would be posted.
 struct Planned {
@@ -39,7 +39,34 @@ fn payload_value(kind: DestinationKind, payload: &str) -> Value {
     }
 }
 
-pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
+/// What the store's enrichment cache knows of these requestIds (empty when enrichment is off
+/// or the store cannot be read: then the hooks show as they would be routed without it).
+async fn cached(
+    loaded: &Loaded,
+    request_ids: Vec<String>,
+    now: i64,
+) -> Result<HashMap<String, CachedEnrichment>, String> {
+    if request_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let store = crate::store::open(&loaded.config.store, crate::store::Mode::Tool)
+        .await
+        .map_err(|e| e.to_string())?;
+    let rows = store.cached_enrichments(request_ids, now).await;
+    store.close().await;
+    Ok(rows
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|c| (c.request_id.clone(), c))
+        .collect())
+}
+
+pub fn run(
+    loaded: &Loaded,
+    path: &Path,
+    format: OutputFormat,
+    rt: &tokio::runtime::Runtime,
+) -> ExitCode {
     let body = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
@@ -62,11 +89,30 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
     };
     let now = now_ms();
     let mut text = Vec::new();
+    // Enrichment from the cache only: a dry run never calls NHN.
+    let enrich = &loaded.config.enrich;
+    let needed: Vec<String> = post
+        .hooks
+        .iter()
+        .filter_map(|raw| parse_hook(raw.get()).ok())
+        .filter_map(|h| crate::enrich::lookup_for(enrich, &post.envelope, &h))
+        .map(|l| l.request_id)
+        .collect();
+    let cache = match rt.block_on(cached(loaded, needed, now)) {
+        Ok(c) => c,
+        Err(e) => {
+            text.push(format!(
+                "note: the enrichment cache cannot be read ({}); hooks are shown unenriched",
+                out::cell(&e)
+            ));
+            HashMap::new()
+        }
+    };
     let mut planned = Vec::new();
     // Grouped hooks, by (route, group key), to preview their digests.
     let mut groups: BTreeMap<(String, String), Vec<StoredHook>> = BTreeMap::new();
     for (position, raw) in post.hooks.iter().enumerate() {
-        let hook: Hook = match parse_hook(raw.get()) {
+        let mut hook: Hook = match parse_hook(raw.get()) {
             Ok(h) => h,
             Err(e) => {
                 text.push(format!("hook #{position}: rejected: {e}"));
@@ -78,6 +124,43 @@ pub fn run(loaded: &Loaded, path: &Path, format: OutputFormat) -> ExitCode {
             out::cell(hook.hook_id.as_deref().unwrap_or("(no hookId)")),
             hook.kind().as_str()
         );
+        if let Some(lookup) = crate::enrich::lookup_for(enrich, &post.envelope, &hook) {
+            let line = match cache.get(&lookup.request_id) {
+                Some(c) => match c.for_recipient(Some(lookup.recipient_seq)) {
+                    Some(fields) => {
+                        let line = format!(
+                            "{label}: enriched from the cache: template {}",
+                            out::cell(fields.template_code.as_deref().unwrap_or("(none)"))
+                        );
+                        let mut stored = StoredHook {
+                            row: position as i64,
+                            received_at: now,
+                            envelope: post.envelope.clone(),
+                            raw: raw.get().to_string(),
+                            sent_to: vec![],
+                            failures: 0,
+                            parsed: Some(hook.clone()),
+                        };
+                        crate::enrich::hold::attach(&mut stored, fields, enrich.show_content);
+                        if let Some(h) = stored.parsed {
+                            hook = h;
+                        }
+                        line
+                    }
+                    None => format!(
+                        "{label}: NHN had no data for request {} (cached): routed without enrichment",
+                        out::cell(&lookup.request_id)
+                    ),
+                },
+                None => format!(
+                    "{label}: request {} is not in the enrichment cache: `serve` would look it up \
+                     (waiting at most {}); shown without enrichment",
+                    out::cell(&lookup.request_id),
+                    humantime::format_duration(enrich.wait)
+                ),
+            };
+            text.push(line);
+        }
         let routes = route(&loaded.routes, &post.envelope, &hook);
         if routes.is_empty() {
             text.push(format!("{label}: no route matches (counted, not relayed)"));

@@ -16,7 +16,7 @@ use crate::digest::{self, DigestInput, Member};
 use crate::samples;
 use crate::state::now_ms;
 
-pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
+pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind, enriched: bool) -> ExitCode {
     let Some(dest) = loaded.config.destinations.get(name) else {
         let known: Vec<&str> = loaded
             .config
@@ -45,6 +45,8 @@ pub async fn run(loaded: &Loaded, name: &str, kind: SampleKind) -> ExitCode {
                 out::err("error: no built-in sample");
                 return ExitCode::from(2);
             };
+            // A sample of what `[enrich]` learns from NHN (no NHN call).
+            let s = if enriched { samples::enriched(s) } else { s };
             let meta = Meta {
                 route: "send-test",
                 destination: name,
