@@ -168,12 +168,14 @@ async fn route_batch(
     if claimed.is_empty() && held.is_empty() {
         return Ok(0);
     }
-    // Hooks waiting for a lookup are held back (see `enrich::hold`); the count is of hooks
-    // routed now, so a pass ends while some are still held.
+    // Hooks waiting for a lookup are held back (see `enrich::hold`). The count is of hooks
+    // newly taken, so a pass keeps draining the handoff while all of them are held, and
+    // ends when only held ones are left.
+    let taken = claimed.len();
     let claimed = enrich::hold::prepare(state, claimed, held).await;
-    let n = claimed.len();
-    if n == 0 {
-        return Ok(0);
+    let n = taken.max(usize::from(!claimed.is_empty()));
+    if claimed.is_empty() {
+        return Ok(n);
     }
     let (batch, report) = route_claimed(state, claimed).await?;
     if !batch.hooks.is_empty() {

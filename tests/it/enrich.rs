@@ -402,7 +402,40 @@ async fn the_binary_enriches_keeps_the_cache_across_restarts_and_never_logs_the_
     );
     logs.push_str(&second.log_text());
     assert!(!logs.contains(SECRET), "the secret key is never logged");
-    let (code, out, err) = run_cli(&["check"], &config).await;
-    assert!(!out.contains(SECRET) && !err.contains(SECRET), "{code:?}");
     drop(second);
+    // `route` tells from the cache, without calling NHN, what a hook would be enriched with.
+    let payload = dir.path().join("payload.json");
+    let hooks = [
+        result_hook("bin-3", "ALIMTALK_NORMAL", "BIN-1", 7),
+        result_hook("bin-4", "ALIMTALK_NORMAL", "NOT-CACHED", 1),
+    ];
+    std::fs::write(&payload, envelope(&hooks)).unwrap();
+    let run = |args: &[&str]| {
+        bizrelay(dir.path())
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env("NHN_SECRET_KEY", SECRET)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["route", payload.to_str().unwrap()]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("enriched from the cache: template ORDER_SHIPPED_V2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("NOT-CACHED is not in the enrichment cache"),
+        "{text}"
+    );
+    assert_eq!(nhn.seen().len(), 1, "the dry run called no NHN");
+    let check = run(&["check"]);
+    let text = String::from_utf8_lossy(&check.stdout).into_owned()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{text}");
+    assert!(!text.contains(SECRET), "{text}");
 }
