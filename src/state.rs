@@ -19,6 +19,9 @@ use crate::config::Loaded;
 use crate::metrics::Metrics;
 use crate::store::{Claimant, Store, StoreError};
 
+mod enrich_health;
+pub use enrich_health::{EnrichHealth, REFUSED_RETRY_MS};
+
 /// Unix milliseconds now, by the system clock.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -200,48 +203,6 @@ impl State {
     pub fn wake_of(&self, destination: &str) -> Arc<Notify> {
         let mut wakes = self.wakes.lock().unwrap_or_else(|e| e.into_inner());
         Arc::clone(wakes.entry(destination.to_string()).or_default())
-    }
-}
-
-/// App keys whose secret key NHN refused, with when it was last seen refused and why. Kept
-/// here (not per hook) so bad credentials are reported once and hooks of that app key are
-/// routed at once instead of each waiting for a lookup that will fail.
-#[derive(Debug, Default)]
-pub struct EnrichHealth {
-    refused: Mutex<BTreeMap<String, (i64, String)>>,
-}
-
-/// How long hooks of an app key whose secret was refused skip enrichment before one lookup
-/// tries the key again.
-pub const REFUSED_RETRY_MS: i64 = 5 * 60 * 1000;
-
-impl EnrichHealth {
-    /// Records a refusal; true when the app key was not already known as refused.
-    pub fn refused(&self, app_key: &str, reason: &str, now: i64) -> bool {
-        let mut map = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(app_key.to_string(), (now, reason.to_string()))
-            .is_none()
-    }
-
-    /// Records an accepted answer; true when the app key was known as refused.
-    pub fn accepted(&self, app_key: &str) -> bool {
-        let mut map = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(app_key).is_some()
-    }
-
-    /// Whether hooks of this app key skip enrichment now (refused recently).
-    pub fn skips(&self, app_key: &str, now: i64) -> bool {
-        let map = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(app_key)
-            .is_some_and(|(at, _)| now - at < REFUSED_RETRY_MS)
-    }
-
-    /// App keys refused, with why (for `/readyz`).
-    pub fn refused_keys(&self) -> Vec<(String, String)> {
-        let map = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        map.iter()
-            .map(|(k, (_, r))| (k.clone(), r.clone()))
-            .collect()
     }
 }
 
