@@ -173,6 +173,16 @@ impl App {
                 let (state, stop) = (Arc::clone(&state), delivery_stop.clone());
                 move || dispatch::run(Arc::clone(&state), stop.clone())
             }),
+            // Idle while `[enrich]` is off (a reload can turn it on).
+            supervise(
+                &state,
+                crate::enrich::worker::TASK,
+                delivery_stop.clone(),
+                {
+                    let (state, stop) = (Arc::clone(&state), delivery_stop.clone());
+                    move || crate::enrich::worker::run(Arc::clone(&state), stop.clone())
+                },
+            ),
             supervise(&state, "pruner", delivery_stop.clone(), {
                 let (state, stop) = (Arc::clone(&state), delivery_stop.clone());
                 move || prune_loop(Arc::clone(&state), stop.clone())

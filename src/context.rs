@@ -244,6 +244,7 @@ fn result_fields(ctx: &mut Map<String, Value>, r: &ResultHook, mask: bool) {
         json!(r.recipient_grouping_key),
     );
     ctx.insert("isAddedChannel".into(), json!(r.is_added_channel));
+    enrichment_fields(ctx, r.enrichment.as_deref());
     ctx.insert("link".into(), json!(r.links_self));
     ctx.insert(
         "_links".into(),
@@ -251,6 +252,33 @@ fn result_fields(ctx: &mut Map<String, Value>, r: &ResultHook, mask: bool) {
             .as_ref()
             .map_or(Value::Null, |h| json!({"self": {"href": h}})),
     );
+}
+
+/// What enrichment learned from NHN's message query API; every key is present, null when
+/// not known (not looked up, failed, or past `enrich.wait`), so templates test `{{#if}}`.
+fn enrichment_fields(ctx: &mut Map<String, Value>, e: Option<&bizmessage::Enrichment>) {
+    let get =
+        |f: fn(&bizmessage::Enrichment) -> &Option<String>| json!(e.and_then(|e| f(e).clone()));
+    ctx.insert("enriched".into(), json!(e.is_some()));
+    ctx.insert("template_code".into(), get(|e| &e.template_code));
+    ctx.insert("sender_key".into(), get(|e| &e.sender_key));
+    ctx.insert("plus_friend_id".into(), get(|e| &e.plus_friend_id));
+    ctx.insert("message_status".into(), get(|e| &e.message_status));
+    ctx.insert("result_code_name".into(), get(|e| &e.result_code_name));
+    ctx.insert("resend_status".into(), get(|e| &e.resend_status));
+    let resend = e.and_then(|e| e.resend_status.as_deref());
+    ctx.insert(
+        "resend_status_label".into(),
+        match resend {
+            None => Value::Null,
+            Some(code) => match bizmessage::resend_status_label(code) {
+                Some((en, ko)) => json!({"en": en, "ko": ko, "known": true}),
+                None => json!({"en": code, "ko": code, "known": false}),
+            },
+        },
+    );
+    ctx.insert("resend_result_code".into(), get(|e| &e.resend_result_code));
+    ctx.insert("content".into(), get(|e| &e.content));
 }
 
 fn unknown_fields(ctx: &mut Map<String, Value>, map: &Map<String, Value>, mask: bool) {

@@ -7,6 +7,7 @@ pub mod deliver;
 pub mod destination;
 pub mod digest;
 pub mod dispatch;
+pub mod enrich;
 pub mod locale;
 pub mod logging;
 pub mod mask;

@@ -47,6 +47,17 @@ pub struct Metrics {
     pub routing_lag: Gauge,
     /// Stored hooks kept for `reroute`, by state (unrouted, quarantined).
     pub hooks_kept: IntGaugeVec,
+    /// Enrichment lookups of NHN's message query API by outcome: found, no_data,
+    /// bad_credentials, retry, given_up.
+    pub enrich_lookups: IntCounterVec,
+    /// Hooks enriched from the cache (no lookup of their own).
+    pub enrich_cache_hits: IntCounter,
+    pub enrich_lookup_latency: HistogramVec,
+    /// Hooks that needed enrichment and were routed without it, by reason: wait (the lookup
+    /// took longer than `enrich.wait`), no_data, bad_credentials.
+    pub enrich_unenriched: IntCounterVec,
+    /// 1 while NHN refuses an app key's secret key.
+    pub enrich_bad_credentials: IntGaugeVec,
     /// Log lines dropped, by reason: write_failed (stderr refused them), queue_full.
     log_lines_dropped: IntCounterVec,
 }
@@ -130,7 +141,45 @@ impl Metrics {
         .expect("valid metric definition");
         r.register(Box::new(store_writable.clone()))
             .expect("metric registered once");
+        let enrich_lookup_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "bizrelay_enrich_lookup_seconds",
+                "Time one lookup of NHN's message query API took",
+            )
+            .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["outcome"],
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(enrich_lookup_latency.clone()))
+            .expect("metric registered once");
+        let enrich_cache_hits = IntCounter::new(
+            "bizrelay_enrich_cache_hits_total",
+            "Hooks enriched from the requestId cache",
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(enrich_cache_hits.clone()))
+            .expect("metric registered once");
         Metrics {
+            enrich_lookups: counter(
+                &r,
+                "bizrelay_enrich_lookups_total",
+                "Lookups of NHN's message query API, by outcome",
+                &["outcome"],
+            ),
+            enrich_cache_hits,
+            enrich_lookup_latency,
+            enrich_unenriched: counter(
+                &r,
+                "bizrelay_enrich_routed_without_total",
+                "Hooks that needed enrichment and were routed without it, by reason",
+                &["reason"],
+            ),
+            enrich_bad_credentials: int_gauge(
+                &r,
+                "bizrelay_enrich_bad_credentials",
+                "1 while NHN refuses an app key's secret key",
+                &["app_key"],
+            ),
             hooks_received: counter(
                 &r,
                 "bizrelay_hooks_received_total",

@@ -36,10 +36,13 @@ pub enum MatchKey {
     Outcome,
     SenderGroupingKey,
     RecipientGroupingKey,
+    /// Learned by enrichment (message results only).
+    PlusFriendId,
+    ResendStatus,
 }
 
 impl MatchKey {
-    pub const ALL: [MatchKey; 12] = [
+    pub const ALL: [MatchKey; 14] = [
         MatchKey::Kind,
         MatchKey::Event,
         MatchKey::AppKey,
@@ -52,6 +55,8 @@ impl MatchKey {
         MatchKey::Outcome,
         MatchKey::SenderGroupingKey,
         MatchKey::RecipientGroupingKey,
+        MatchKey::PlusFriendId,
+        MatchKey::ResendStatus,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +73,8 @@ impl MatchKey {
             MatchKey::Outcome => "outcome",
             MatchKey::SenderGroupingKey => "sender_grouping_key",
             MatchKey::RecipientGroupingKey => "recipient_grouping_key",
+            MatchKey::PlusFriendId => "plus_friend_id",
+            MatchKey::ResendStatus => "resend_status",
         }
     }
 
@@ -126,6 +133,11 @@ pub fn field<'h>(key: MatchKey, envelope: &'h Envelope, hook: &'h Hook) -> Optio
             MatchKey::Outcome => Some(Cow::Borrowed(r.outcome().as_str())),
             MatchKey::SenderGroupingKey => borrowed(&r.sender_grouping_key),
             MatchKey::RecipientGroupingKey => borrowed(&r.recipient_grouping_key),
+            // Known only once enrichment has looked the message up.
+            MatchKey::TemplateCode => borrowed(&r.enrichment.as_ref()?.template_code),
+            MatchKey::SenderKey => borrowed(&r.enrichment.as_ref()?.sender_key),
+            MatchKey::PlusFriendId => borrowed(&r.enrichment.as_ref()?.plus_friend_id),
+            MatchKey::ResendStatus => borrowed(&r.enrichment.as_ref()?.resend_status),
             _ => None,
         },
         HookBody::Unknown(map) => {
@@ -357,15 +369,18 @@ impl Route {
         self.conditions.iter().all(|c| match c.key {
             MatchKey::Kind => c.any_of.iter().any(|g| g.is_match(kind.as_str())),
             MatchKey::Event | MatchKey::AppKey => true,
-            MatchKey::SenderKey
-            | MatchKey::TemplateCode
-            | MatchKey::Status
-            | MatchKey::CommentStatus => kind == HookKind::Template,
+            // Message results have them once enriched.
+            MatchKey::SenderKey | MatchKey::TemplateCode => {
+                kind == HookKind::Template || kind == HookKind::MessageResult
+            }
+            MatchKey::Status | MatchKey::CommentStatus => kind == HookKind::Template,
             MatchKey::MessageType
             | MatchKey::ResultCode
             | MatchKey::Outcome
             | MatchKey::SenderGroupingKey
-            | MatchKey::RecipientGroupingKey => kind == HookKind::MessageResult,
+            | MatchKey::RecipientGroupingKey
+            | MatchKey::PlusFriendId
+            | MatchKey::ResendStatus => kind == HookKind::MessageResult,
         })
     }
 }

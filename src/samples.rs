@@ -161,6 +161,28 @@ pub fn one_of(kind: HookKind) -> Option<Sample> {
     reference().into_iter().find(|s| s.name == name)
 }
 
+/// A sample of what enrichment learns (for golden renders and `send-test --enriched`).
+pub fn enrichment() -> crate::bizmessage::Enrichment {
+    crate::bizmessage::Enrichment {
+        template_code: Some("ORDER_SHIPPED_V2".into()),
+        sender_key: Some("sample-sender-key".into()),
+        plus_friend_id: Some("@bizrelay-shop".into()),
+        message_status: Some("FAILED".into()),
+        result_code_name: Some("Message blocked".into()),
+        resend_status: Some("RSC04".into()),
+        resend_result_code: Some("1000".into()),
+        content: None,
+    }
+}
+
+/// A sample hook with [`enrichment`] attached (message results only).
+pub fn enriched(mut sample: Sample) -> Sample {
+    if let crate::bizmessage::HookBody::MessageResult(r) = &mut sample.hook.body {
+        r.enrichment = Some(Box::new(enrichment()));
+    }
+    sample
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

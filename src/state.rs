@@ -19,6 +19,9 @@ use crate::config::Loaded;
 use crate::metrics::Metrics;
 use crate::store::{Claimant, Store, StoreError};
 
+mod enrich_health;
+pub use enrich_health::{EnrichHealth, REFUSED_RETRY_MS};
+
 /// Unix milliseconds now, by the system clock.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -166,6 +169,9 @@ pub struct State {
     pub handoff: Handoff,
     /// The stored silences, cached briefly for routing.
     pub silences: crate::silence::SilenceCache,
+    /// Rung when lookups of NHN's message query API are filed or finish.
+    pub enrich_wake: Notify,
+    pub enrich_health: EnrichHealth,
     wakes: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
@@ -188,6 +194,8 @@ impl State {
             dispatch_wake: Notify::new(),
             handoff: Handoff::default(),
             silences: crate::silence::SilenceCache::default(),
+            enrich_wake: Notify::new(),
+            enrich_health: EnrichHealth::default(),
             wakes: Mutex::new(HashMap::new()),
         }
     }

@@ -14,11 +14,13 @@
 //! - Errors never quote values from the payload: they may hold phone numbers.
 
 pub mod codes;
+mod enrichment;
 mod parse;
 
 use serde::{Deserialize, Serialize};
 
 pub use codes::{Outcome, ResultCode};
+pub use enrichment::{Enrichment, resend_status_label};
 pub use parse::{HookError, ParseError, Post, parse_hook, parse_post};
 
 /// Envelope fields of one POST (`hooksId` is new for every POST; `hookId`s are per event).
@@ -178,6 +180,8 @@ pub struct ResultHook {
     pub recipient_grouping_key: Option<String>,
     pub links_self: Option<String>,
     pub is_added_channel: Option<bool>,
+    /// Learned from NHN's message query API before routing (never parsed from the hook).
+    pub enrichment: Option<Box<Enrichment>>,
 }
 
 impl ResultHook {

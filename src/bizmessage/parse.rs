@@ -219,6 +219,7 @@ pub fn parse_hook(raw: &str) -> Result<Hook, HookError> {
             ),
             links_self: links_field(h.links),
             is_added_channel: bool_field(h.is_added_channel, f),
+            enrichment: None,
         })
     } else {
         let map: serde_json::Map<String, serde_json::Value> =

@@ -86,6 +86,10 @@ pub enum Command {
         /// Which built-in sample to send.
         #[arg(long, value_enum, default_value = "message_result")]
         kind: SampleKind,
+        /// Attach a sample enrichment (template code, SMS fallback) to the message result, as
+        /// `[enrich]` would; on by default when `[enrich]` is enabled.
+        #[arg(long)]
+        enriched: bool,
     },
     /// Route stored hooks again with the current config (works while the server runs; a
     /// hook is never sent twice to a destination it already reached).
@@ -393,19 +397,24 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check => unreachable!("handled above"),
         Command::Route { format, payload } => {
             let silences = rt.block_on(route::live_silences(&loaded));
-            route::run(&loaded, &payload, format, &silences)
+            route::run(&loaded, &payload, format, &silences, &rt)
         }
         Command::DeadLetters(cmd) => rt.block_on(dead_letters::run(&loaded, cmd)),
         Command::SendTest {
             destination,
             route,
             kind,
-        } => rt.block_on(send_test::run(
-            &loaded,
-            destination.as_deref(),
-            route.as_deref(),
-            kind,
-        )),
+            enriched,
+        } => {
+            let enriched = enriched || loaded.config.enrich.enabled;
+            rt.block_on(send_test::run(
+                &loaded,
+                destination.as_deref(),
+                route.as_deref(),
+                kind,
+                enriched,
+            ))
+        }
         Command::Reroute { which } => rt.block_on(reroute::run(&loaded, which)),
         Command::Quarantine(QuarantineCommand::List { format }) => {
             rt.block_on(reroute::quarantine_list(&loaded, format))

@@ -10,7 +10,7 @@
 //! delivery per (hook, destination) hold here exactly as in production. This module only
 //! lays the plan out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -24,7 +24,7 @@ use crate::destination::DestinationKind;
 use crate::dispatch;
 use crate::state::now_ms;
 use crate::silence::{self, Silences};
-use crate::store::{NewDelivery, StoredHook, StoredSilence};
+use crate::store::{CachedEnrichment, NewDelivery, StoredHook, StoredSilence};
 
 /// What the plan says about one hook of the file, in the order of the routes.
 enum Step<'a> {
@@ -76,11 +76,34 @@ pub async fn live_silences(loaded: &Loaded) -> Vec<StoredSilence> {
     })
 }
 
+/// What the store's enrichment cache knows of these requestIds (empty when enrichment is off
+/// or the store cannot be read: then the hooks show as they would be routed without it).
+async fn cached(
+    loaded: &Loaded,
+    request_ids: Vec<String>,
+    now: i64,
+) -> Result<HashMap<String, CachedEnrichment>, String> {
+    if request_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let store = crate::store::open(&loaded.config.store, crate::store::Mode::Tool)
+        .await
+        .map_err(|e| e.to_string())?;
+    let rows = store.cached_enrichments(request_ids, now).await;
+    store.close().await;
+    Ok(rows
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|c| (c.request_id.clone(), c))
+        .collect())
+}
+
 pub fn run(
     loaded: &Loaded,
     path: &Path,
     format: OutputFormat,
     stored_silences: &[StoredSilence],
+    rt: &tokio::runtime::Runtime,
 ) -> ExitCode {
     let shown = out::cell(&path.display().to_string()).into_owned();
     let body = match std::fs::read(path) {
@@ -99,14 +122,35 @@ pub fn run(
     };
     let now = now_ms();
     let silences = Silences::compile(stored_silences);
+    let mut notes = Vec::new();
+    // Enrichment from the cache only: a dry run never calls NHN.
+    let enrich = &loaded.config.enrich;
+    let needed: Vec<String> = post
+        .hooks
+        .iter()
+        .filter_map(|raw| parse_hook(raw.get()).ok())
+        .filter_map(|h| crate::enrich::lookup_for(enrich, &post.envelope, &h))
+        .map(|l| l.request_id)
+        .collect();
+    let cache = match rt.block_on(cached(loaded, needed, now)) {
+        Ok(c) => c,
+        Err(e) => {
+            notes.push(format!(
+                "note: the enrichment cache cannot be read ({}); hooks are shown unenriched",
+                out::cell(&e)
+            ));
+            HashMap::new()
+        }
+    };
     // Each hook of the file as the dispatcher would see it once stored: its row is its
-    // position in the file.
+    // position in the file (enriched as the cache allows).
     let mut parsed: Vec<(usize, Result<Hook, String>)> = Vec::new();
+    let mut enrichment: BTreeMap<usize, String> = BTreeMap::new();
     let mut stored = Vec::new();
     for (position, raw) in post.hooks.iter().enumerate() {
         match parse_hook(raw.get()) {
             Ok(hook) => {
-                stored.push(StoredHook {
+                let mut one = StoredHook {
                     row: position as i64,
                     received_at: now,
                     envelope: post.envelope.clone(),
@@ -114,7 +158,34 @@ pub fn run(
                     sent_to: vec![],
                     failures: 0,
                     parsed: Some(hook.clone()),
-                });
+                };
+                if let Some(lookup) = crate::enrich::lookup_for(enrich, &post.envelope, &hook) {
+                    let line = match cache.get(&lookup.request_id) {
+                        Some(c) => match c.for_recipient(Some(lookup.recipient_seq)) {
+                            Some(fields) => {
+                                let line = format!(
+                                    "enriched from the cache: template {}",
+                                    out::cell(fields.template_code.as_deref().unwrap_or("(none)"))
+                                );
+                                crate::enrich::hold::attach(&mut one, fields, enrich.show_content);
+                                line
+                            }
+                            None => format!(
+                                "NHN had no data for request {} (cached): routed without enrichment",
+                                out::cell(&lookup.request_id)
+                            ),
+                        },
+                        None => format!(
+                            "request {} is not in the enrichment cache: `serve` would look it up \
+                             (waiting at most {}); shown without enrichment",
+                            out::cell(&lookup.request_id),
+                            humantime::format_duration(enrich.wait)
+                        ),
+                    };
+                    enrichment.insert(position, line);
+                }
+                let hook = one.parsed.clone().unwrap_or(hook);
+                stored.push(one);
                 parsed.push((position, Ok(hook)));
             }
             Err(e) => parsed.push((position, Err(e.to_string()))),
@@ -128,7 +199,7 @@ pub fn run(
         .collect();
     let route_index = |name: &str| loaded.routes.iter().position(|r| r.name == name);
 
-    let mut text = Vec::new();
+    let mut text = notes;
     let mut items = Vec::new();
     for (position, hook) in &parsed {
         let row = *position as i64;
@@ -148,6 +219,9 @@ pub fn run(
             out::cell(hook.hook_id.as_deref().unwrap_or("(no hookId)")),
             hook.kind().as_str()
         );
+        if let Some(line) = enrichment.get(position) {
+            text.push(format!("{label}: {line}"));
+        }
         let routed = batch.hooks.iter().any(|h| h.row == row && h.routed);
         if !routed {
             text.push(format!("{label}: no route matches (counted, not relayed)"));

@@ -37,6 +37,7 @@ pub async fn run(
     destination: Option<&str>,
     route: Option<&str>,
     kind: SampleKind,
+    enriched: bool,
 ) -> ExitCode {
     let route = match route {
         None => None,
@@ -97,7 +98,7 @@ pub async fn run(
             ));
             return ExitCode::from(2);
         };
-        let code = send_one(loaded, &client, name, dest, route, kind).await;
+        let code = send_one(loaded, &client, name, dest, route, kind, enriched).await;
         if code != ExitCode::SUCCESS {
             worst = code;
         }
@@ -112,6 +113,7 @@ fn sample(
     dest: &DestinationConfig,
     route: Option<&Route>,
     kind: SampleKind,
+    enriched: bool,
     now: i64,
 ) -> Result<(String, Value), String> {
     let mask = loaded.config.privacy.mask_recipient;
@@ -125,6 +127,8 @@ fn sample(
                 HookKind::MessageResult
             };
             let s = samples::one_of(hook_kind).ok_or("no built-in sample")?;
+            // A sample of what `[enrich]` learns from NHN (no NHN call).
+            let s = if enriched { samples::enriched(s) } else { s };
             let meta = Meta {
                 route: route_name,
                 destination: name,
@@ -191,9 +195,10 @@ async fn send_one(
     dest: &DestinationConfig,
     route: Option<&Route>,
     kind: SampleKind,
+    enriched: bool,
 ) -> ExitCode {
     let now = now_ms();
-    let made = sample(loaded, name, dest, route, kind, now).and_then(|(template, ctx)| {
+    let made = sample(loaded, name, dest, route, kind, enriched, now).and_then(|(template, ctx)| {
         if dest.kind == slack_bot::KIND && kind == SampleKind::Template {
             return Ok(Err(ctx));
         }

@@ -48,6 +48,7 @@ pub fn is_secret_key(key: &str) -> bool {
         ["destinations", _, "url" | "signing_secret" | "token"] => true,
         ["destinations", _, "headers", ..] => true,
         ["store", "url"] => true,
+        ["enrich", "app_keys", _, "secret_key"] => true,
         _ => false,
     }
 }

@@ -179,7 +179,8 @@ fn verbatim_env_overrides(value: &mut serde_json::Value, env: &HashMap<String, S
             ),
             ["admin", "token"]
             | ["destinations", _, "url" | "signing_secret" | "token"]
-            | ["store", "url"] => Value::String(raw.clone()),
+            | ["store", "url"]
+            | ["enrich", "app_keys", _, "secret_key"] => Value::String(raw.clone()),
             _ => continue,
         };
         let mut at = &mut *value;

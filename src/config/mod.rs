@@ -8,6 +8,7 @@
 //! - Loading is a pure function of (file text, environment map, template files): tests need
 //!   no process environment.
 
+pub mod enrich;
 mod env;
 mod explain;
 mod load;
@@ -77,6 +78,8 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub threads: ThreadsConfig,
+    #[serde(default)]
+    pub enrich: enrich::EnrichConfig,
     #[serde(default)]
     pub destinations: BTreeMap<String, DestinationConfig>,
     #[serde(default)]

@@ -51,6 +51,9 @@ pub(super) fn validate(
             "lease and commit_timeout must be longer than 0s".into(),
         );
     }
+    for (key, reason) in super::enrich::check(&config.enrich) {
+        err(key, reason);
+    }
     if config.store.dedup_window.is_zero() {
         err("store.dedup_window".into(), "must be longer than 0s".into());
     }

@@ -85,7 +85,7 @@ fn result(ctx: &Value, locale: Locale) -> String {
         _ => "🚫",
     };
     let code = text(ctx, "resultCode");
-    match locale {
+    let mut line = match locale {
         Locale::En => format!(
             "{emoji} {} {outcome}: {} {}",
             text(ctx, "message_type_label").unwrap_or("Message"),
@@ -99,7 +99,19 @@ fn result(ctx: &Value, locale: Locale) -> String {
             code.unwrap_or("결과 코드 없음"),
             ctx["result"]["meaning_ko"].as_str().unwrap_or(""),
         ),
+    };
+    // What enrichment learned (absent when the message was not looked up).
+    if let Some(t) = text(ctx, "template_code") {
+        line.push_str(&match locale {
+            Locale::En => format!(" · template {t}"),
+            Locale::Ko => format!(" · 템플릿 {t}"),
+        });
     }
+    if let Some(label) = ctx["resend_status_label"][locale.as_str()].as_str() {
+        line.push_str(" · ");
+        line.push_str(label);
+    }
+    line
 }
 
 /// `success`/`uncertain`/`failure` in Korean.

@@ -26,6 +26,7 @@ pub use preview::preview_flush;
 use crate::config::Loaded;
 use crate::digest;
 use crate::silence::Silences;
+use crate::enrich::{self, hold::Held};
 use crate::state::{State, StoreUse};
 use crate::store::{DispatchBatch, RoutingFailure, StoreError, StoredHook};
 
@@ -179,10 +180,16 @@ async fn hold_back(state: &State, failed: Vec<(i64, String)>) -> Result<(), Stor
 /// Routes one batch: the hooks handed over in memory at ingest (born claimed by this
 /// replica), else hooks claimed from the store (left by a crash, a full handoff, another
 /// replica or `reroute`); returns how many it routed.
-async fn route_batch(state: &Arc<State>, claim_from_store: bool) -> Result<Routed, StoreError> {
+async fn route_batch(
+    state: &Arc<State>,
+    claim_from_store: bool,
+    held: &mut Held,
+) -> Result<Routed, StoreError> {
     let claim_ms = crate::state::HANDOFF_CLAIM_MS.min(state.claimant.ttl_ms);
     let margin = crate::state::HANDOFF_MARGIN_MS.min(claim_ms / 2);
-    let (mut claimed, stale) = state.handoff.take(BATCH, state.now() - (claim_ms - margin));
+    let (mut claimed, stale) = state
+        .handoff
+        .take(BATCH, state.now() - (claim_ms - margin));
     if stale > 0 {
         tracing::debug!(
             hooks = stale,
@@ -198,12 +205,20 @@ async fn route_batch(state: &Arc<State>, claim_from_store: bool) -> Result<Route
         from_store = more.len();
         claimed.extend(more);
     }
-    let n = claimed.len();
-    let routed = Routed {
-        hooks: n,
+    let mut routed = Routed {
+        hooks: 0,
         store_has_more: from_store == BATCH,
     };
-    if n == 0 {
+    if claimed.is_empty() && held.is_empty() {
+        return Ok(routed);
+    }
+    // Hooks waiting for a lookup are held back (see `enrich::hold`). The count is of hooks
+    // newly taken, so a pass keeps draining the handoff while all of them are held, and
+    // ends when only held ones are left.
+    let taken = claimed.len();
+    let claimed = enrich::hold::prepare(state, claimed, held).await;
+    routed.hooks = taken.max(usize::from(!claimed.is_empty()));
+    if claimed.is_empty() {
         return Ok(routed);
     }
     let (batch, report) = route_claimed(state, claimed).await?;
@@ -268,7 +283,7 @@ async fn flush_due(state: &Arc<State>) -> Result<(), StoreError> {
 /// Routes everything waiting and flushes due digests; returns when there is nothing to do.
 /// A digest that falls due while a backlog is being routed goes out on time (the backlog's
 /// members wait for the next one), so a storm never delays the alert about it.
-async fn pass(state: &Arc<State>) -> Result<(), StoreError> {
+async fn pass(state: &Arc<State>, held: &mut Held) -> Result<(), StoreError> {
     // The store is asked for claimable hooks at least once a second, however busy the
     // handoff is (work left by a crash or another replica must not wait for a storm to end).
     // While it hands out full batches (hooks that found the handoff full), keep asking.
@@ -279,7 +294,7 @@ async fn pass(state: &Arc<State>) -> Result<(), StoreError> {
         if claim_from_store {
             asked = Some(tokio::time::Instant::now());
         }
-        let batch = route_batch(state, claim_from_store).await?;
+        let batch = route_batch(state, claim_from_store, held).await?;
         store_has_more = batch.store_has_more;
         let routed = batch.hooks;
         let due = state
@@ -299,6 +314,7 @@ async fn pass(state: &Arc<State>) -> Result<(), StoreError> {
 /// Runs until `shutdown`: routes new hooks as they are stored and flushes digests on time.
 pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
     let mut last_pass: Option<tokio::time::Instant> = None;
+    let mut held = Held::default();
     state.liveness.started(TASK);
     while !shutdown.is_cancelled() {
         // Under load every POST rings the bell; gathering for a few milliseconds turns many
@@ -310,7 +326,7 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
             }
         }
         last_pass = Some(tokio::time::Instant::now());
-        let result = pass(&state).await;
+        let result = pass(&state, &mut held).await;
         if shutdown.is_cancelled() && matches!(result, Err(StoreError::Closed)) {
             break; // shutting down: the store closed under a pass, which is routed after restart
         }
@@ -327,6 +343,11 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
         // within about a second, not only once hooks arrive.
         state.silences.get(state.store.as_ref(), state.now()).await;
         let next_flush = state.store.next_flush_at().await.ok().flatten();
+        // A hook held for a lookup is routed by its deadline at the latest.
+        let next_flush = match (next_flush, held.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let sleep = match next_flush {
             _ if failed => POLL,
             Some(at) => {

@@ -377,8 +377,9 @@ async fn a_hook_whose_routing_panics_is_quarantined_and_its_neighbours_routed() 
         .await
         .unwrap();
 
+    let mut held = crate::enrich::hold::Held::default();
     for round in 1..=QUARANTINE_AFTER {
-        pass(&state).await.unwrap();
+        pass(&state, &mut held).await.unwrap();
         let stats = state.store.inbox_stats().await.unwrap();
         if round < QUARANTINE_AFTER {
             assert_eq!(

@@ -67,6 +67,9 @@ fn context(kind: DestinationKind, locale: Locale, template: &str) -> Value {
         }
     };
     let s = samples::one_of(hook_kind).expect("a sample of every kind");
+    // Message results render as enrichment leaves them: with the template code and the SMS
+    // fallback's outcome.
+    let s = samples::enriched(s);
     hook_context(&s.envelope, &s.hook, &meta)
 }
 

@@ -392,3 +392,35 @@ event = "*"
     );
     assert_eq!(kinds(&rules[3]).len(), 3);
 }
+
+#[test]
+fn enriched_fields_are_match_keys_of_message_results_and_missing_until_enriched() {
+    let r = rules(
+        r#"
+[[routes]]
+name = "orders"
+to = "d"
+match = { template_code = "ORDER_*", resend_status = "RSC04" }
+"#,
+    )
+    .remove(0);
+    assert!(r.may_match_kind(HookKind::MessageResult));
+    let mut hook = result("ALIMTALK_NORMAL", Some("3019"), None);
+    let env = Envelope::default();
+    assert!(
+        !r.matches(&env, &hook),
+        "not enriched: the keys are missing, no match"
+    );
+    if let HookBody::MessageResult(res) = &mut hook.body {
+        res.enrichment = Some(Box::new(crate::bizmessage::Enrichment {
+            template_code: Some("ORDER_PAID".into()),
+            resend_status: Some("RSC04".into()),
+            ..Default::default()
+        }));
+    }
+    assert!(r.matches(&env, &hook));
+    if let HookBody::MessageResult(res) = &mut hook.body {
+        res.enrichment.as_mut().unwrap().template_code = Some("PROMO".into());
+    }
+    assert!(!r.matches(&env, &hook));
+}

@@ -127,8 +127,27 @@ pub async fn readyz(state: Arc<State>) -> warp::reply::Response {
             )
         })
         .collect();
+    // Refused credentials are a detail, not unreadiness: alerts still go out, unenriched.
+    let enrichment = if loaded.config.enrich.enabled {
+        let lookups = state.store.lookup_stats(now).await.ok();
+        let refused: Vec<Value> = state
+            .enrich_health
+            .refused_keys()
+            .into_iter()
+            .map(|(app_key, reason)| json!({"app_key": app_key, "reason": reason}))
+            .collect();
+        json!({
+            "enabled": true,
+            "refused_app_keys": refused,
+            "pending_lookups": lookups.map(|l| l.pending),
+            "cached_requests": lookups.map(|l| l.cached),
+        })
+    } else {
+        json!({"enabled": false})
+    };
     let ready = reasons.is_empty();
     let body = json!({
+        "enrichment": enrichment,
         "ready": ready,
         "reasons": reasons,
         "config_hash": loaded.hash,

@@ -25,6 +25,7 @@
 //! - No engine's error type crosses the trait ([`StoreError`] carries text).
 //! - Rows carry a format version ([`FORMAT_VERSION`]).
 
+pub(crate) mod enrich_types;
 mod open;
 pub mod postgres;
 pub mod sqlite;
@@ -32,6 +33,7 @@ mod types;
 
 use async_trait::async_trait;
 
+pub use enrich_types::*;
 pub use open::{Mode, open};
 pub use types::*;
 
@@ -221,4 +223,47 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<StoredSilence>, StoreError>;
     /// Ends a silence now (its `ends_at` becomes `now`).
     async fn expire_silence(&self, id: i64, now: i64) -> Result<Expired, StoreError>;
+    // --- Enrichment ---
+
+    /// Files lookups of NHN's message query API; a requestId already pending, or cached and
+    /// not expired at `now`, is skipped (single flight). Returns how many were filed.
+    async fn request_lookups(
+        &self,
+        lookups: Vec<LookupRequest>,
+        now: i64,
+    ) -> Result<usize, StoreError>;
+    /// Claims up to `limit` due lookups of one app key that nobody holds, oldest first.
+    async fn claim_lookups(
+        &self,
+        who: &Claimant,
+        app_key: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingLookup>, StoreError>;
+    /// Records a claimed lookup's outcome (the cache row for `Found`/`Missing`, the next try
+    /// for `Retry`); false when the claim was lost (nothing written).
+    async fn finish_lookup(
+        &self,
+        who: &Claimant,
+        request_id: &str,
+        result: LookupResult,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// The cached answers of these requestIds that have not expired at `now`.
+    async fn cached_enrichments(
+        &self,
+        request_ids: Vec<String>,
+        now: i64,
+    ) -> Result<Vec<CachedEnrichment>, StoreError>;
+    /// Extends `who`'s claims on waiting hooks to at least `until` (hooks held for a lookup);
+    /// returns how many it still holds.
+    async fn hold_hooks(
+        &self,
+        who: &Claimant,
+        rows: Vec<i64>,
+        until: i64,
+    ) -> Result<usize, StoreError>;
+    /// Deletes cache rows expired before `now` (one bounded chunk); returns how many.
+    async fn prune_enrichments(&self, now: i64) -> Result<usize, StoreError>;
+    async fn lookup_stats(&self, now: i64) -> Result<LookupStats, StoreError>;
 }

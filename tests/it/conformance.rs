@@ -1464,6 +1464,221 @@ pub async fn silenced_hooks_of_a_group_are_counted_into_its_next_digest_once(e: 
     store.close().await;
 }
 
+fn lookup(id: &str, app_key: &str, seq: i64) -> LookupRequest {
+    LookupRequest {
+        request_id: id.into(),
+        app_key: app_key.into(),
+        message_type: Some("ALIMTALK_MASS".into()),
+        recipient_seq: seq,
+        href: None,
+    }
+}
+
+fn fields(template: &str) -> bizrelay::bizmessage::Enrichment {
+    bizrelay::bizmessage::Enrichment {
+        template_code: Some(template.into()),
+        resend_status: Some("RSC04".into()),
+        ..Default::default()
+    }
+}
+
+async fn enrichment_lookups_are_single_flight_claimed_and_cached_for_every_replica(e: Engine) {
+    let a = e.open().await;
+    let b = e.second(&a).await;
+    // A storm of one request files one lookup; another request files its own.
+    let storm: Vec<_> = (1..=50).map(|seq| lookup("M1", "AK", seq)).collect();
+    assert_eq!(a.request_lookups(storm, 100).await.unwrap(), 1);
+    assert_eq!(
+        b.request_lookups(vec![lookup("M1", "AK", 7)], 101)
+            .await
+            .unwrap(),
+        0,
+        "already pending"
+    );
+    assert_eq!(
+        a.request_lookups(vec![lookup("N1", "AK2", 1)], 102)
+            .await
+            .unwrap(),
+        1
+    );
+    // Claims are per app key and exclusive; an expired claim is taken over.
+    let mine = a.claim_lookups(&who("a"), "AK", 200, 5).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(
+        mine[0].request.recipient_seq, 1,
+        "the first hook's recipient is looked up"
+    );
+    assert!(
+        b.claim_lookups(&who("b"), "AK", 300, 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let taken = b.claim_lookups(&who("b"), "AK", 1_300, 5).await.unwrap();
+    assert_eq!(taken.len(), 1, "the expired claim is taken over");
+    // The lost claim records nothing; the owner's answer is cached for everyone.
+    let found = LookupResult::Found {
+        fields: fields("ORDER_SHIPPED_V2"),
+        expires_at: 10_000,
+    };
+    assert!(
+        !a.finish_lookup(&who("a"), "M1", found.clone(), 1_400)
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.finish_lookup(&who("b"), "M1", found, 1_400)
+            .await
+            .unwrap()
+    );
+    let cached = a
+        .cached_enrichments(vec!["M1".into(), "N1".into(), "M1".into()], 2_000)
+        .await
+        .unwrap();
+    assert_eq!(cached.len(), 1);
+    let c = &cached[0];
+    assert_eq!(c.request_id, "M1");
+    assert_eq!(c.recipient_seq, Some(1));
+    // The recipient looked up gets every field, the others the request's own.
+    assert_eq!(
+        c.for_recipient(Some(1)).unwrap().resend_status.as_deref(),
+        Some("RSC04")
+    );
+    let other = c.for_recipient(Some(9)).unwrap();
+    assert_eq!(other.template_code.as_deref(), Some("ORDER_SHIPPED_V2"));
+    assert_eq!(
+        other.resend_status, None,
+        "another recipient's fallback is not known"
+    );
+    // Cached: no second lookup until it expires.
+    assert_eq!(
+        a.request_lookups(vec![lookup("M1", "AK", 3)], 2_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        a.cached_enrichments(vec!["M1".into()], 10_001)
+            .await
+            .unwrap()
+            .is_empty(),
+        "expired"
+    );
+    assert_eq!(
+        a.request_lookups(vec![lookup("M1", "AK", 3)], 10_001)
+            .await
+            .unwrap(),
+        1,
+        "expired: asked again"
+    );
+    // Retries wait for their time; a missing answer is cached as empty.
+    let n1 = a.claim_lookups(&who("a"), "AK2", 2_000, 5).await.unwrap();
+    assert_eq!(n1.len(), 1);
+    let retry = LookupResult::Retry {
+        at: 5_000,
+        reason: "HTTP 503".into(),
+    };
+    assert!(
+        a.finish_lookup(&who("a"), "N1", retry, 2_100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        a.claim_lookups(&who("a"), "AK2", 4_999, 5)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    let again = a.claim_lookups(&who("a"), "AK2", 5_000, 5).await.unwrap();
+    assert_eq!(again[0].attempts, 1);
+    let missing = LookupResult::Missing {
+        reason: "-4016".into(),
+        expires_at: 6_000,
+    };
+    assert!(
+        a.finish_lookup(&who("a"), "N1", missing, 5_100)
+            .await
+            .unwrap()
+    );
+    let empty = a
+        .cached_enrichments(vec!["N1".into()], 5_500)
+        .await
+        .unwrap();
+    assert_eq!(empty.len(), 1);
+    assert_eq!(empty[0].fields, None);
+    assert_eq!(empty[0].for_recipient(Some(1)), None);
+    let stats = a.lookup_stats(5_500).await.unwrap();
+    assert_eq!((stats.pending, stats.cached), (1, 2));
+    // Pruning removes expired rows only.
+    assert_eq!(a.prune_enrichments(20_000).await.unwrap(), 2);
+    // The cache survives a restart.
+    let found = LookupResult::Found {
+        fields: fields("KEPT"),
+        expires_at: 90_000,
+    };
+    let m1 = a.claim_lookups(&who("a"), "AK", 20_000, 5).await.unwrap();
+    assert_eq!(m1.len(), 1);
+    assert!(
+        a.finish_lookup(&who("a"), "M1", found, 20_000)
+            .await
+            .unwrap()
+    );
+    a.close().await;
+    if !e.is_postgres() {
+        drop(b);
+    } else {
+        b.close().await;
+    }
+    let reopened = e.open().await;
+    let kept = reopened
+        .cached_enrichments(vec!["M1".into()], 30_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept[0].fields.as_ref().unwrap().template_code.as_deref(),
+        Some("KEPT")
+    );
+}
+
+async fn holding_hooks_for_a_lookup_extends_only_the_holders_claims(e: Engine) {
+    let store = e.open().await;
+    store.ingest(post(10, &["a", "b"])).await.unwrap();
+    let claimed = store.claim_hooks(&who("a"), 20, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let rows: Vec<i64> = claimed.iter().map(|h| h.row).collect();
+    assert_eq!(
+        store
+            .hold_hooks(&who("other"), rows.clone(), 50_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .hold_hooks(&who("a"), rows[..1].to_vec(), 50_000)
+            .await
+            .unwrap(),
+        1
+    );
+    // Past the normal claim, only the hook not held can be taken over.
+    let taken = store.claim_hooks(&who("b"), 5_000, 10).await.unwrap();
+    assert_eq!(
+        taken.iter().map(|h| h.row).collect::<Vec<_>>(),
+        vec![rows[1]]
+    );
+    let ids = |hooks: Vec<StoredHook>| hooks.iter().map(|h| h.row).collect::<Vec<_>>();
+    // Still held at 49_999 (only b's expired claim is free), free after 50_000.
+    assert_eq!(
+        ids(store.claim_hooks(&who("b"), 49_999, 10).await.unwrap()),
+        vec![rows[1]]
+    );
+    assert_eq!(
+        ids(store.claim_hooks(&who("b"), 50_001, 10).await.unwrap()),
+        vec![rows[0]]
+    );
+}
+
 /// Runs every test above on both engines.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -1501,4 +1716,6 @@ conformance!(
     silences_are_listed_while_live_and_expired_by_id,
     silences_survive_a_restart_and_are_seen_by_every_replica,
     silenced_hooks_of_a_group_are_counted_into_its_next_digest_once,
+    enrichment_lookups_are_single_flight_claimed_and_cached_for_every_replica,
+    holding_hooks_for_a_lookup_extends_only_the_holders_claims,
 );

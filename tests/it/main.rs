@@ -12,6 +12,7 @@ mod destinations;
 mod digest;
 mod docs;
 mod durability;
+mod enrich;
 mod fuzz;
 mod hostile;
 mod logs;

@@ -581,3 +581,58 @@ fn a_postgres_url_is_checked_without_quoting_it() {
             .contains("hunter2")
     );
 }
+
+#[test]
+fn the_enrich_section_is_validated_with_operator_worded_errors_that_never_quote_the_secret() {
+    let text = |extra: &str| format!("{GOOD}\n[enrich]\n{extra}\n");
+    let vars = [
+        ("SIG", "s"),
+        ("SLACK_URL", "https://hooks.slack.com/services/T/B/X"),
+    ];
+    let ok = load(
+        &file(&text(
+            "enabled = true\nwait = \"2s\"\n[enrich.app_keys.AKx]\nsecret_key = \"${NHN_SECRET_KEY}\"",
+        )),
+        &env(&[vars[0], vars[1], ("NHN_SECRET_KEY", "s3cr3t-value")]),
+    )
+    .unwrap();
+    let e = &ok.config.enrich;
+    assert_eq!(e.secret_of("AKx").map(|s| s.expose()), Some("s3cr3t-value"));
+    assert_eq!(e.secret_of("other"), None);
+    assert!(!format!("{:?}", ok.config).contains("s3cr3t-value"));
+    let errs = errors(
+        &text(
+            "enabled = true\nbase_url = \"ftp://x\"\nwait = \"5m\"\nmax_in_flight = 0\n\
+             [enrich.app_keys.AKx]\nsecret_key = \"bad secret s3cr3t\"",
+        ),
+        &vars,
+    );
+    let all = errs.join("\n");
+    assert!(
+        all.contains("enrich.base_url: must be an https:// URL"),
+        "{all}"
+    );
+    assert!(
+        all.contains("enrich.wait: must be longer than 0s and at most 1m"),
+        "{all}"
+    );
+    assert!(
+        all.contains("enrich.max_in_flight: must be between 1 and 64"),
+        "{all}"
+    );
+    assert!(
+        all.contains("enrich.app_keys.AKx.secret_key: holds spaces"),
+        "{all}"
+    );
+    assert!(!all.contains("s3cr3t"), "{all}");
+    let errs = errors(&text("enabled = true"), &vars).join("\n");
+    assert!(
+        errs.contains("enrich.app_keys: enrichment is enabled but no app key"),
+        "{errs}"
+    );
+    let errs = errors(&text("enabled = true\nshow_contents = true"), &vars).join("\n");
+    assert!(
+        errs.contains("show_contents"),
+        "a misspelt key is refused: {errs}"
+    );
+}

@@ -16,6 +16,7 @@
 //!   `statement_timeout`) on the server. No message names the password.
 
 mod connect;
+mod enrich;
 mod groups;
 mod inbox;
 mod outbox;
@@ -37,11 +38,12 @@ use crate::bizmessage::Envelope;
 use crate::config::StoreConfig;
 
 /// Highest schema migration this build knows.
-pub const SCHEMA_VERSION: i64 = 3;
-const MIGRATIONS: [&str; 3] = [
+pub const SCHEMA_VERSION: i64 = 4;
+const MIGRATIONS: [&str; 4] = [
     include_str!("schema_1.sql"),
     include_str!("schema_2.sql"),
     include_str!("schema_3.sql"),
+    include_str!("schema_4.sql"),
 ];
 /// Serialises migrations across replicas (any constant unique to bizrelay).
 const MIGRATION_LOCK: i64 = 0x6269_7a72_656c_6179; // "bizrelay"
@@ -511,6 +513,75 @@ impl Store for PostgresStore {
     async fn expire_silence(&self, id: i64, now: i64) -> Result<Expired, StoreError> {
         self.timed(silences::expire_silence(&self.pool, id, now))
             .await
+    }
+
+    async fn request_lookups(
+        &self,
+        lookups: Vec<LookupRequest>,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        if lookups.is_empty() {
+            return Ok(0);
+        }
+        self.timed(enrich::request_lookups(&self.pool, &lookups, now))
+            .await
+    }
+
+    async fn claim_lookups(
+        &self,
+        who: &Claimant,
+        app_key: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingLookup>, StoreError> {
+        self.timed(enrich::claim_lookups(&self.pool, who, app_key, now, limit))
+            .await
+    }
+
+    async fn finish_lookup(
+        &self,
+        who: &Claimant,
+        request_id: &str,
+        result: LookupResult,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.timed(enrich::finish_lookup(
+            &self.pool, who, request_id, &result, now,
+        ))
+        .await
+    }
+
+    async fn cached_enrichments(
+        &self,
+        request_ids: Vec<String>,
+        now: i64,
+    ) -> Result<Vec<CachedEnrichment>, StoreError> {
+        if request_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.timed(enrich::cached_enrichments(&self.pool, &request_ids, now))
+            .await
+    }
+
+    async fn hold_hooks(
+        &self,
+        who: &Claimant,
+        rows: Vec<i64>,
+        until: i64,
+    ) -> Result<usize, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        self.timed(enrich::hold_hooks(&self.pool, who, &rows, until))
+            .await
+    }
+
+    async fn prune_enrichments(&self, now: i64) -> Result<usize, StoreError> {
+        self.timed(enrich::prune_enrichments(&self.pool, now)).await
+    }
+
+    async fn lookup_stats(&self, now: i64) -> Result<LookupStats, StoreError> {
+        self.timed(enrich::lookup_stats(&self.pool, now)).await
     }
 }
 

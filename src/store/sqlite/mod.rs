@@ -611,6 +611,76 @@ impl Store for SqliteStore {
     async fn expire_silence(&self, id: i64, now: i64) -> Result<Expired, StoreError> {
         self.write(move |c| sql::expire_silence(c, id, now)).await
     }
+
+    async fn request_lookups(
+        &self,
+        lookups: Vec<LookupRequest>,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        if lookups.is_empty() {
+            return Ok(0);
+        }
+        self.write(move |c| sql::request_lookups(c, &lookups, now))
+            .await
+    }
+
+    async fn claim_lookups(
+        &self,
+        who: &Claimant,
+        app_key: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingLookup>, StoreError> {
+        let (who, app_key) = (who.clone(), app_key.to_string());
+        self.write(move |c| sql::claim_lookups(c, &who, &app_key, now, limit))
+            .await
+    }
+
+    async fn finish_lookup(
+        &self,
+        who: &Claimant,
+        request_id: &str,
+        result: LookupResult,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (who, id) = (who.clone(), request_id.to_string());
+        self.write(move |c| sql::finish_lookup(c, &who, &id, &result, now))
+            .await
+    }
+
+    async fn cached_enrichments(
+        &self,
+        request_ids: Vec<String>,
+        now: i64,
+    ) -> Result<Vec<CachedEnrichment>, StoreError> {
+        if request_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(move |c| sql::cached_enrichments(c, &request_ids, now))
+            .await
+    }
+
+    async fn hold_hooks(
+        &self,
+        who: &Claimant,
+        rows: Vec<i64>,
+        until: i64,
+    ) -> Result<usize, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let who = who.clone();
+        self.write(move |c| sql::hold_hooks(c, &who, &rows, until))
+            .await
+    }
+
+    async fn prune_enrichments(&self, now: i64) -> Result<usize, StoreError> {
+        self.write(move |c| sql::prune_enrichments(c, now)).await
+    }
+
+    async fn lookup_stats(&self, now: i64) -> Result<LookupStats, StoreError> {
+        self.read(move |c| sql::lookup_stats(c, now)).await
+    }
 }
 
 #[cfg(test)]

@@ -168,3 +168,31 @@ CREATE TABLE IF NOT EXISTS group_silenced (
     count     INTEGER NOT NULL,
     PRIMARY KEY (route, group_key)
 ) WITHOUT ROWID;
+-- Enrichment (issue #16): lookups of NHN's message query API waiting to be made, one per
+-- requestId (single flight), claimed by `owner` until `claim_until`; tried again at `next_at`.
+CREATE TABLE IF NOT EXISTS enrich_lookups (
+    request_id    TEXT PRIMARY KEY,
+    v             INTEGER NOT NULL DEFAULT 1,
+    app_key       TEXT NOT NULL,
+    message_type  TEXT,
+    recipient_seq INTEGER NOT NULL,
+    href          TEXT,
+    created_at    INTEGER NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_at       INTEGER NOT NULL,
+    owner         TEXT,
+    claim_until   INTEGER,
+    last_error    TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS enrich_lookups_due ON enrich_lookups (app_key, next_at);
+-- What a lookup learned (`fields` JSON; NULL when NHN had nothing), shared by every recipient
+-- of the request, until `expires_at`.
+CREATE TABLE IF NOT EXISTS enrich_cache (
+    request_id    TEXT PRIMARY KEY,
+    v             INTEGER NOT NULL DEFAULT 1,
+    recipient_seq INTEGER,
+    fields        TEXT,
+    stored_at     INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS enrich_cache_expiry ON enrich_cache (expires_at);

@@ -2,6 +2,7 @@
 //! connection (inside the writer's transaction for writes). The inbox, the digest groups and
 //! the outbox and the silences each have their own file; this one holds the schema, shared readers, pruning.
 
+mod enrich;
 mod groups;
 mod inbox;
 mod outbox;
@@ -10,6 +11,7 @@ mod silences;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub(super) use enrich::*;
 pub(super) use groups::*;
 pub(super) use inbox::*;
 pub(super) use outbox::*;
