@@ -13,9 +13,9 @@ mod rejected;
 mod reroute;
 mod route;
 mod send_test;
+mod silence;
 mod templates;
 mod threads;
-mod silence;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -22,8 +22,8 @@ use crate::bizmessage::{Hook, parse_hook, parse_post};
 use crate::config::Loaded;
 use crate::destination::DestinationKind;
 use crate::dispatch;
-use crate::state::now_ms;
 use crate::silence::{self, Silences};
+use crate::state::now_ms;
 use crate::store::{CachedEnrichment, NewDelivery, StoredHook, StoredSilence};
 
 /// What the plan says about one hook of the file, in the order of the routes.

@@ -22,9 +22,9 @@ use crate::deliver;
 use crate::destination::slack_bot::{self, ApiOutcome, Bot, Method, addressed, thread};
 use crate::destination::{DestinationConfig, Verdict, test_mark};
 use crate::digest::{self, Member};
+use crate::locale::Locale;
 use crate::route::Route;
 use crate::samples;
-use crate::locale::Locale;
 use crate::state::now_ms;
 use crate::store::Thread;
 
@@ -198,12 +198,13 @@ async fn send_one(
     enriched: bool,
 ) -> ExitCode {
     let now = now_ms();
-    let made = sample(loaded, name, dest, route, kind, enriched, now).and_then(|(template, ctx)| {
-        if dest.kind == slack_bot::KIND && kind == SampleKind::Template {
-            return Ok(Err(ctx));
-        }
-        rendered(loaded, dest, &template, &ctx).map(Ok)
-    });
+    let made =
+        sample(loaded, name, dest, route, kind, enriched, now).and_then(|(template, ctx)| {
+            if dest.kind == slack_bot::KIND && kind == SampleKind::Template {
+                return Ok(Err(ctx));
+            }
+            rendered(loaded, dest, &template, &ctx).map(Ok)
+        });
     let body = match made {
         Ok(Ok(b)) => b,
         Ok(Err(ctx)) => {

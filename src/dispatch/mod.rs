@@ -25,8 +25,8 @@ pub use preview::preview_flush;
 
 use crate::config::Loaded;
 use crate::digest;
-use crate::silence::Silences;
 use crate::enrich::{self, hold::Held};
+use crate::silence::Silences;
 use crate::state::{State, StoreUse};
 use crate::store::{DispatchBatch, RoutingFailure, StoreError, StoredHook};
 
@@ -187,9 +187,7 @@ async fn route_batch(
 ) -> Result<Routed, StoreError> {
     let claim_ms = crate::state::HANDOFF_CLAIM_MS.min(state.claimant.ttl_ms);
     let margin = crate::state::HANDOFF_MARGIN_MS.min(claim_ms / 2);
-    let (mut claimed, stale) = state
-        .handoff
-        .take(BATCH, state.now() - (claim_ms - margin));
+    let (mut claimed, stale) = state.handoff.take(BATCH, state.now() - (claim_ms - margin));
     if stale > 0 {
         tracing::debug!(
             hooks = stale,

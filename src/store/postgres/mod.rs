@@ -20,8 +20,8 @@ mod enrich;
 mod groups;
 mod inbox;
 mod outbox;
-mod threads;
 mod silences;
+mod threads;
 
 use std::sync::Mutex;
 use std::time::Duration;

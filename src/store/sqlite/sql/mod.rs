@@ -6,8 +6,8 @@ mod enrich;
 mod groups;
 mod inbox;
 mod outbox;
-mod threads;
 mod silences;
+mod threads;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -15,8 +15,8 @@ pub(super) use enrich::*;
 pub(super) use groups::*;
 pub(super) use inbox::*;
 pub(super) use outbox::*;
-pub(super) use threads::*;
 pub(super) use silences::*;
+pub(super) use threads::*;
 
 use super::SCHEMA_VERSION;
 use crate::bizmessage::Envelope;
