@@ -65,3 +65,37 @@ pub fn fallback_info(
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bizmessage::HookKind;
+
+    #[test]
+    fn fallbacks_speak_the_destinations_language_in_every_service() {
+        let s = crate::samples::one_of(HookKind::MessageResult).unwrap();
+        let ko = fallback_info("message_result", &s.envelope, &s.hook, Locale::Ko);
+        assert!(ko.title.contains("렌더링하지 못했습니다"), "{}", ko.title);
+        assert!(
+            ko.facts.iter().any(|(k, _)| k == "결과 코드"),
+            "{:?}",
+            ko.facts
+        );
+        let en = fallback_info("message_result", &s.envelope, &s.hook, Locale::En);
+        assert!(en.title.contains("could not render"), "{}", en.title);
+        assert!(en.facts.iter().any(|(k, _)| k == "result code"));
+        for &kind in crate::destination::ALL {
+            let body = kind.fallback(&ko);
+            assert!(
+                body.contains("결과 코드") && !body.contains("result code"),
+                "{}: {body}",
+                kind.as_str()
+            );
+            assert!(
+                kind.fallback(&en).contains("result code"),
+                "{}",
+                kind.as_str()
+            );
+        }
+    }
+}

@@ -636,3 +636,61 @@ fn the_enrich_section_is_validated_with_operator_worded_errors_that_never_quote_
         "a misspelt key is refused: {errs}"
     );
 }
+
+#[test]
+fn a_korean_config_can_keep_one_destination_in_english() {
+    let text = r#"
+[templates]
+locale = "ko"
+
+[destinations.ops]
+type = "dooray"
+url = "https://hook.dooray.com/services/1/2/abc"
+
+[destinations.global-team]
+type = "slack"
+url = "https://hooks.slack.com/services/T/B/X"
+locale = "en"
+
+[[routes]]
+name = "all"
+to = ["ops", "global-team"]
+"#;
+    let loaded = load(
+        &ConfigSource::File {
+            path: PathBuf::from("config.toml"),
+            text: text.into(),
+        },
+        &env(&[]),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let c = &loaded.config;
+    let locale = |name: &str| c.locale_of(&c.destinations[name]);
+    assert_eq!(locale("ops"), crate::locale::Locale::Ko);
+    assert_eq!(locale("global-team"), crate::locale::Locale::En);
+    // And the built-ins each destination gets speak its language.
+    let s = crate::samples::one_of(crate::bizmessage::HookKind::Template).unwrap();
+    for (name, want, not) in [
+        ("ops", "템플릿", "Template code"),
+        ("global-team", "Template code", "템플릿"),
+    ] {
+        let d = &c.destinations[name];
+        let ctx = crate::context::hook_context(
+            &s.envelope,
+            &s.hook,
+            &crate::context::Meta {
+                route: "all",
+                destination: name,
+                destination_type: d.kind,
+                locale: locale(name),
+                received_at_ms: 0,
+                mask_recipient: true,
+            },
+        );
+        let body = loaded
+            .renderer
+            .render(d.kind, locale(name), "template_status", &ctx)
+            .unwrap();
+        assert!(body.contains(want) && !body.contains(not), "{name}: {body}");
+    }
+}
