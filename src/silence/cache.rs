@@ -21,6 +21,9 @@ pub struct SilenceCache {
     current: ArcSwap<Silences>,
     /// When the copy was read (None: never, or invalidated).
     fetched: Mutex<Option<Instant>>,
+    /// Bumped by every invalidation: a read that started before one must not mark the copy
+    /// fresh (it may predate the change that invalidated it).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for SilenceCache {
@@ -38,6 +41,7 @@ impl SilenceCache {
             .unwrap_or_else(|e| e.into_inner())
             .is_none_or(|at| at.elapsed() >= REFRESH);
         if stale {
+            let started = self.generation.load(std::sync::atomic::Ordering::SeqCst);
             match store.silences(now, None).await {
                 Ok(stored) => {
                     let compiled = Silences::compile(&stored);
@@ -50,7 +54,10 @@ impl SilenceCache {
                         );
                     }
                     self.current.store(Arc::new(compiled));
-                    *self.fetched.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                    let mut fetched = self.fetched.lock().unwrap_or_else(|e| e.into_inner());
+                    if self.generation.load(std::sync::atomic::Ordering::SeqCst) == started {
+                        *fetched = Some(Instant::now());
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the silences; routing with the last known ones")
@@ -63,6 +70,9 @@ impl SilenceCache {
     /// Makes the next [`SilenceCache::get`] read the store (after this replica changed a
     /// silence).
     pub fn invalidate(&self) {
-        *self.fetched.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let mut fetched = self.fetched.lock().unwrap_or_else(|e| e.into_inner());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        *fetched = None;
     }
 }
