@@ -530,17 +530,22 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    #[tokio::test]
-    async fn aborting_a_supervisor_stops_its_task() {
-        let dir = tempfile::tempdir().unwrap();
+    /// The built-in config over a fresh SQLite store in `dir`.
+    async fn built_in_state(dir: &std::path::Path) -> Arc<State> {
         let cfg = crate::config::StoreConfig {
-            path: dir.path().join("s.db"),
+            path: dir.join("s.db"),
             ..Default::default()
         };
         let store = store::open(&cfg, Mode::Serve).await.unwrap();
         let loaded =
             crate::config::load(&crate::config::ConfigSource::Builtin, &HashMap::new()).unwrap();
-        let state = Arc::new(State::new(loaded, store, Metrics::new(), Clock::System));
+        Arc::new(State::new(loaded, store, Metrics::new(), Clock::System))
+    }
+
+    #[tokio::test]
+    async fn aborting_a_supervisor_stops_its_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = built_in_state(dir.path()).await;
         // The running task holds a clone of `alive`: the count tells whether it still exists.
         let alive = Arc::new(AtomicU32::new(0));
         let handle = supervise(&state, "ticker", CancellationToken::new(), {
@@ -575,14 +580,7 @@ mod tests {
     #[tokio::test]
     async fn a_task_that_panics_is_logged_counted_and_started_again() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = crate::config::StoreConfig {
-            path: dir.path().join("s.db"),
-            ..Default::default()
-        };
-        let store = store::open(&cfg, Mode::Serve).await.unwrap();
-        let loaded =
-            crate::config::load(&crate::config::ConfigSource::Builtin, &HashMap::new()).unwrap();
-        let state = Arc::new(State::new(loaded, store, Metrics::new(), Clock::System));
+        let state = built_in_state(dir.path()).await;
         let runs = Arc::new(AtomicU32::new(0));
         let stop = CancellationToken::new();
         let handle = supervise(&state, "flaky", stop.clone(), {
