@@ -201,13 +201,7 @@ fn rerendered(loaded: &Loaded, letter: &DeadLetter, source: &DeadSource) -> Opti
 }
 
 async fn purge(store: &dyn Store, which: &PurgeWhich) -> Result<(), crate::store::StoreError> {
-    let sel = if which.all {
-        Selection::All
-    } else if let Some(age) = which.older_than {
-        Selection::OlderThan(now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
-    } else {
-        Selection::Ids(which.ids.clone())
-    };
+    let sel = which.selection(now_ms());
     let n = store.purge(&sel).await?;
     if n == 0 {
         out::line(&format!("no matching dead letters in {}", store.describe()));

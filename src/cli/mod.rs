@@ -295,6 +295,20 @@ pub struct PurgeWhich {
     pub all: bool,
 }
 
+impl PurgeWhich {
+    /// What the store is asked to purge, ages counted back from `now`.
+    pub fn selection(&self, now: i64) -> crate::store::Selection {
+        use crate::store::Selection;
+        if self.all {
+            Selection::All
+        } else if let Some(age) = self.older_than {
+            Selection::OlderThan(now - i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+        } else {
+            Selection::Ids(self.ids.clone())
+        }
+    }
+}
+
 /// The config source: `--config` (must exist), else `./config.toml`, else the built-in default.
 pub fn source_spec(config: Option<&Path>) -> SourceSpec {
     match config {

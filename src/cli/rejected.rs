@@ -128,13 +128,7 @@ async fn show(
 }
 
 async fn purge(store: &dyn Store, which: &super::PurgeWhich) -> Result<ExitCode, StoreError> {
-    let sel = if which.all {
-        Selection::All
-    } else if let Some(age) = which.older_than {
-        Selection::OlderThan(now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
-    } else {
-        Selection::Ids(which.ids.clone())
-    };
+    let sel = which.selection(now_ms());
     let n = store.purge_rejected(&sel).await?;
     if n == 0 {
         out::line(&format!(
