@@ -14,20 +14,14 @@ use crate::bizmessage::{self, Envelope, Hook, HookBody, Outcome};
 use crate::context::{self, Meta, hook_context, summary};
 use crate::destination::{self, DestinationKind};
 use crate::locale::Locale;
-use crate::route::{GroupSpec, field};
+use crate::route::GroupSpec;
 pub use crate::store::Tally;
 use crate::store::{Flushed, GroupTiming, Join, Rules};
 
 /// The group a hook falls into: a JSON object of the group-by keys and their values (null
 /// when the hook lacks the field), in the order the route lists them.
 pub fn group_key(spec: &GroupSpec, envelope: &Envelope, hook: &Hook) -> String {
-    let mut map = Map::new();
-    for key in &spec.by {
-        let value =
-            field(*key, envelope, hook).map_or(Value::Null, |v| Value::String(v.into_owned()));
-        map.insert(key.name().to_string(), value);
-    }
-    Value::Object(map).to_string()
+    crate::route::key_of(&spec.by, envelope, hook)
 }
 
 /// The rules the store applies to a group's row when hooks join it and when a digest goes out.
@@ -37,11 +31,30 @@ pub const RULES: Rules = Rules {
 };
 
 fn join_rule(existing: Option<GroupTiming>, j: Join) -> GroupTiming {
-    on_join(existing, j.at, j.wait_ms, j.interval_ms)
+    GroupTiming {
+        resolve_at: j.resolve_after_ms.map(|ms| j.at.saturating_add(ms)),
+        ..on_join(existing, j.at, j.wait_ms, j.interval_ms)
+    }
 }
 
 fn flush_rule(t: GroupTiming, f: Flushed) -> GroupTiming {
+    if f.resolved {
+        return on_resolved(t);
+    }
     on_flush(t, f.members, f.at, f.interval_ms)
+}
+
+/// Timing after the group's resolved message went out: its next hook starts it afresh. A
+/// hook that joined while the notice was being built keeps the group going instead.
+pub fn on_resolved(t: GroupTiming) -> GroupTiming {
+    if t.pending > 0 {
+        return t;
+    }
+    GroupTiming {
+        last_flush_at: None,
+        resolve_at: None,
+        ..t
+    }
 }
 
 /// Timing after a hook joins a group at `now`.
@@ -68,6 +81,7 @@ pub fn on_join(
             pending: 1,
             last_flush_at: None,
             next_flush_at: Some(now + wait_ms),
+            resolve_at: None,
         },
     }
 }
@@ -220,15 +234,7 @@ pub fn digest_context(input: &DigestInput<'_>) -> Value {
         })
         .collect();
     let group: Map<String, Value> = serde_json::from_str(input.group_key).unwrap_or_default();
-    let label = if group.is_empty() {
-        "all".to_string()
-    } else {
-        group
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("(none)")))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let label = label_of(&group);
     let noun = match (t.non_results == 0, t.count == 1) {
         (true, true) => "message result",
         (true, false) => "message results",
@@ -263,12 +269,91 @@ pub fn digest_context(input: &DigestInput<'_>) -> Value {
     ctx
 }
 
-/// Fills the destination fields of a digest context (and of its samples): name, type, locale
-/// and the summaries in that locale.
+/// The built-in template of a group's resolved message.
+pub const RESOLVED_TEMPLATE: &str = "digest_resolved";
+
+/// The context of a group's resolved message: nothing joined it for `resolve_after`.
+/// `timing` is the group's before the notice (its total counts every member sent since it
+/// started).
+pub fn resolved_context(
+    route: &str,
+    group_key: &str,
+    timing: &GroupTiming,
+    resolve_after_ms: i64,
+    silenced: i64,
+    now: i64,
+) -> Value {
+    let group: Map<String, Value> = serde_json::from_str(group_key).unwrap_or_default();
+    let last_at = timing.resolve_at.map(|at| at - resolve_after_ms);
+    let mut ctx = json!({
+        "kind": "digest_resolved",
+        "route": route,
+        "destination": "",
+        "destination_type": "",
+        "locale": Locale::En.as_str(),
+        "summary": "",
+        "group": group,
+        "group_label": label_of(&group),
+        "total": timing.total + timing.pending,
+        "since": context::format_ms(timing.started_at),
+        "last_at": last_at.map(context::format_ms),
+        "quiet_for_ms": resolve_after_ms,
+        "quiet_for": "",
+        "silenced": silenced,
+        "at": context::format_ms(now),
+    });
+    context::neutralise(&mut ctx);
+    ctx
+}
+
+/// A sample resolved context (previews, rehearsal, golden renders): 1,204 failures with
+/// result code 3019 since 10:02 KST, then 10 quiet minutes.
+pub fn sample_resolved_context() -> Value {
+    let started = 1_795_830_120_000;
+    let timing = GroupTiming {
+        started_at: started,
+        total: 1_204,
+        pending: 0,
+        last_flush_at: Some(started + 1_500_000),
+        next_flush_at: None,
+        resolve_at: Some(started + 1_440_000 + 600_000),
+    };
+    resolved_context(
+        "alimtalk-failures",
+        r#"{"result_code":"3019"}"#,
+        &timing,
+        600_000,
+        0,
+        started + 2_040_000,
+    )
+}
+
+fn label_of(group: &Map<String, Value>) -> String {
+    if group.is_empty() {
+        "all".to_string()
+    } else {
+        group
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("(none)")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Fills the destination fields of a digest context (and of its samples) or of a resolved
+/// one: name, type, locale and the texts in that locale.
 pub fn for_destination(mut ctx: Value, name: &str, kind: DestinationKind, locale: Locale) -> Value {
     ctx["destination"] = json!(name);
     ctx["destination_type"] = json!(kind.as_str());
     ctx["locale"] = json!(locale.as_str());
+    if ctx["kind"] == "digest_resolved" {
+        ctx["quiet_for"] = json!(crate::locale::duration(
+            ctx["quiet_for_ms"].as_i64().unwrap_or(0),
+            locale
+        ));
+        ctx["summary"] = json!(summary::digest_resolved(&ctx, locale));
+        return ctx;
+    }
     ctx["summary"] = json!(summary::digest(&ctx, locale));
     if let Some(samples) = ctx["samples"].as_array_mut() {
         for s in samples {

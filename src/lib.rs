@@ -14,6 +14,7 @@ pub mod mask;
 pub mod metrics;
 pub mod pace;
 pub mod preflight;
+pub mod rate;
 pub mod redact;
 pub mod reload;
 pub mod render;

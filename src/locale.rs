@@ -78,9 +78,51 @@ pub fn group_digits(n: i64) -> String {
     out
 }
 
+/// A span of time for a reader, to the minute (to the second under a minute): `1h 5m`,
+/// `1시간 5분`.
+pub fn duration(ms: i64, locale: Locale) -> String {
+    let secs = ms.max(0) / 1000;
+    let units: [(i64, &str, &str); 4] = [
+        (86_400, "d", "일"),
+        (3_600, "h", "시간"),
+        (60, "m", "분"),
+        (1, "s", "초"),
+    ];
+    let shown = if secs < 60 { secs } else { secs - secs % 60 };
+    let mut parts = Vec::new();
+    let mut left = shown;
+    for (size, en, ko) in units {
+        if left >= size {
+            parts.push(format!("{}{}", left / size, locale.pick(en, ko)));
+            left %= size;
+        }
+    }
+    if parts.is_empty() {
+        return locale.pick("0s", "0초").to_string();
+    }
+    parts.join(" ")
+}
+
+/// A ratio as a percentage with one decimal: `12.5%`.
+pub fn percent(ratio: f64) -> String {
+    format!("{:.1}%", ratio * 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_and_percentages_read_naturally() {
+        assert_eq!(duration(3_900_000, Locale::En), "1h 5m");
+        assert_eq!(duration(3_900_000, Locale::Ko), "1시간 5분");
+        assert_eq!(duration(45_000, Locale::En), "45s");
+        assert_eq!(duration(125_000, Locale::En), "2m");
+        assert_eq!(duration(90_000_000, Locale::Ko), "1일 1시간");
+        assert_eq!(duration(0, Locale::En), "0s");
+        assert_eq!(percent(0.125), "12.5%");
+        assert_eq!(percent(1.0), "100.0%");
+    }
 
     #[test]
     fn dates_per_locale() {

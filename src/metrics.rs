@@ -33,6 +33,7 @@ pub struct Metrics {
     pub dead_letters: IntGaugeVec,
     pub render_fallbacks: IntCounterVec,
     pub digests: IntCounterVec,
+    pub rate_alerts: IntCounterVec,
     pub config_reloads: IntCounterVec,
     /// Always 1, labelled with the loaded config's hash.
     pub config_info: IntGaugeVec,
@@ -242,6 +243,12 @@ impl Metrics {
                 "bizrelay_digests_total",
                 "Digests produced, by route",
                 &["route"],
+            ),
+            rate_alerts: counter(
+                &r,
+                "bizrelay_rate_alerts_total",
+                "Rate alert messages produced, by route and state (firing, repeat, resolved)",
+                &["route", "state"],
             ),
             config_reloads: counter(
                 &r,

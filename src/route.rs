@@ -18,8 +18,10 @@ use serde::{Deserialize, Serialize};
 use crate::bizmessage::{Envelope, Hook, HookBody, HookKind};
 
 mod overlap;
+mod rate;
 
 pub use overlap::{DoubleDigest, double_digests};
+pub use rate::{RateConfig, RateSpec};
 
 /// A field of a hook (or its envelope) that rules can match on and digests can group by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -107,6 +109,19 @@ impl MatchKey {
     }
 }
 
+/// The key of the digest group or alert series a hook falls into: a JSON object of the `by`
+/// keys and their values (null when the hook lacks the field), in the order listed.
+pub fn key_of(by: &[MatchKey], envelope: &Envelope, hook: &Hook) -> String {
+    let mut map = serde_json::Map::new();
+    for key in by {
+        let value = field(*key, envelope, hook).map_or(serde_json::Value::Null, |v| {
+            serde_json::Value::String(v.into_owned())
+        });
+        map.insert(key.name().to_string(), value);
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
 /// Reads a match key's value from a hook; `None` when the hook lacks the field.
 pub fn field<'h>(key: MatchKey, envelope: &'h Envelope, hook: &'h Hook) -> Option<Cow<'h, str>> {
     let borrowed = |s: &'h Option<String>| s.as_deref().map(Cow::Borrowed);
@@ -182,6 +197,8 @@ pub struct RouteConfig {
     pub match_: BTreeMap<String, OneOrMany>,
     #[serde(default)]
     pub group: Option<GroupConfig>,
+    #[serde(default)]
+    pub rate: Option<RateConfig>,
 }
 
 /// `[routes.group]`: turns a route's hooks into digests.
@@ -196,6 +213,10 @@ pub struct GroupConfig {
     pub interval: Duration,
     #[serde(default = "default_max_items")]
     pub max_items: usize,
+    /// Off by default: with it, a group that received hooks and then none for this long
+    /// sends one "resolved" message.
+    #[serde(default, with = "humantime_serde")]
+    pub resolve_after: Option<Duration>,
 }
 
 fn default_wait() -> Duration {
@@ -215,6 +236,7 @@ pub struct GroupSpec {
     pub wait: Duration,
     pub interval: Duration,
     pub max_items: usize,
+    pub resolve_after: Option<Duration>,
 }
 
 /// A compiled route.
@@ -226,6 +248,9 @@ pub struct Route {
     pub template: Option<String>,
     pub continue_matching: bool,
     pub group: Option<GroupSpec>,
+    /// A failure-rate rule: the route's message results are counted for rate alerts (and
+    /// without a group, that is all the route does with them).
+    pub rate: Option<RateSpec>,
     conditions: Vec<Condition>,
 }
 
@@ -317,13 +342,28 @@ impl Route {
                     "must be longer than 0s".into(),
                 ));
             }
+            if g.resolve_after.is_some_and(|d| d.is_zero()) {
+                errors.push(err(
+                    "group.resolve_after".into(),
+                    "must be longer than 0s (leave it out to send no resolved message)".into(),
+                ));
+            }
             GroupSpec {
                 by,
                 wait: g.wait,
                 interval: g.interval,
                 max_items: g.max_items,
+                resolve_after: g.resolve_after,
             }
         });
+        let rate = match cfg.rate.as_ref().map(|r| r.compile(&err)) {
+            Some(Ok(spec)) => Some(spec),
+            Some(Err(e)) => {
+                errors.extend(e);
+                None
+            }
+            None => None,
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -333,7 +373,26 @@ impl Route {
             template: cfg.template.clone(),
             continue_matching: cfg.continue_matching,
             group,
+            rate,
             conditions,
+        })
+        .and_then(|r| {
+            // A rate-only route sends nothing per hook: hooks other than message results
+            // would vanish into it, so it must say it takes message results only.
+            let swallows = r.rate.is_some()
+                && r.group.is_none()
+                && (r.may_match_kind(HookKind::Template) || r.may_match_kind(HookKind::Unknown));
+            if swallows {
+                Err(vec![err(
+                    "rate".into(),
+                    "a rate rule counts message results only, and this route sends nothing \
+                     else, so other hooks would be lost in it: add `kind = \"message_result\"` \
+                     to its match"
+                        .into(),
+                )])
+            } else {
+                Ok(r)
+            }
         })
     }
 
@@ -355,11 +414,23 @@ impl Route {
 
     /// The templates this route can use, for validation.
     pub fn templates_used(&self) -> Vec<&str> {
-        match (&self.template, &self.group) {
-            (Some(t), _) => vec![t.as_str()],
-            (None, Some(_)) => vec!["message_digest"],
-            (None, None) => vec!["template_status", "message_result", "unknown_event"],
+        let mut used = match (&self.template, &self.group, &self.rate) {
+            (_, None, Some(_)) => vec![],
+            (Some(t), _, _) => vec![t.as_str()],
+            (None, Some(_), _) => vec!["message_digest"],
+            (None, None, None) => vec!["template_status", "message_result", "unknown_event"],
+        };
+        if self
+            .group
+            .as_ref()
+            .is_some_and(|g| g.resolve_after.is_some())
+        {
+            used.push(crate::digest::RESOLVED_TEMPLATE);
         }
+        if self.rate.is_some() {
+            used.extend(crate::rate::TEMPLATES);
+        }
+        used
     }
 
     /// Whether this route can match hooks of `kind`: its `kind` condition allows it, and

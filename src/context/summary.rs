@@ -158,6 +158,23 @@ fn digest_line(ctx: &Value, locale: Locale) -> String {
     }
 }
 
+/// The summary of a group's resolved message.
+pub fn digest_resolved(ctx: &Value, locale: Locale) -> String {
+    let route = text(ctx, "route").unwrap_or("—");
+    let label = text(ctx, "group_label").unwrap_or("all");
+    let quiet = text(ctx, "quiet_for").unwrap_or("");
+    let total = group_digits(ctx["total"].as_i64().unwrap_or(0));
+    let since = locale.date(text(ctx, "since").unwrap_or(""));
+    match locale {
+        Locale::En => format!(
+            "✅ Resolved: nothing new on {route} ({label}) for {quiet}; {total} in all since {since}"
+        ),
+        Locale::Ko => {
+            format!("✅ 해소: {route} ({label}) {quiet} 동안 새 건 없음; {since} 이후 총 {total}건")
+        }
+    }
+}
+
 /// What a digest counts, in Korean: failures, message results, or events.
 pub fn noun_ko(ctx: &Value) -> &'static str {
     let count = ctx["count"].as_u64().unwrap_or(0);

@@ -27,6 +27,7 @@ fn spec(by: &[MatchKey]) -> GroupSpec {
         wait: Duration::from_secs(30),
         interval: Duration::from_secs(300),
         max_items: 3,
+        resolve_after: None,
     }
 }
 

@@ -10,6 +10,7 @@
 //!   hooks behind it: the rest of its batch is routed, and after [`QUARANTINE_AFTER`]
 //!   failures it is quarantined (kept, counted, listed by `bizrelay quarantine list`).
 
+mod alerts;
 mod fallback;
 mod plan;
 mod preview;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+pub use alerts::build_rate;
 pub use fallback::fallback_info;
 pub use plan::*;
 pub use preview::preview_flush;
@@ -138,6 +140,8 @@ async fn route_claimed(
                         batch.hooks.extend(b.hooks);
                         batch.deliveries.extend(b.deliveries);
                         batch.members.extend(b.members);
+                        batch.silenced.extend(b.silenced);
+                        batch.rates.extend(b.rates);
                         report.absorb(r);
                     }
                     Err(panic) => report
@@ -302,6 +306,7 @@ async fn pass(state: &Arc<State>, held: &mut Held) -> Result<(), StoreError> {
             .is_some_and(|at| at <= state.now());
         if routed == 0 || due {
             flush_due(state).await?;
+            alerts::judge_due(state).await?;
         }
         if routed == 0 {
             return Ok(());

@@ -151,6 +151,9 @@ pub fn group_settings(r: &Route) -> Option<GroupSettings> {
         wait_ms: i64::try_from(g.wait.as_millis()).unwrap_or(i64::MAX),
         interval_ms: i64::try_from(g.interval.as_millis()).unwrap_or(i64::MAX),
         max_items: g.max_items,
+        resolve_after_ms: g
+            .resolve_after
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
     })
 }
 
@@ -213,6 +216,30 @@ pub fn route_hooks_with(
         }
         for r in &routes {
             *report.matches.entry(r.name.clone()).or_default() += 1;
+            if r.rate.is_some() {
+                // Counted once per hook and rate route, ever (a rerouted hook is not counted
+                // again); a silenced one is counted apart, outside the ratio.
+                let mark = crate::rate::counted_mark(&r.name);
+                if !prior.contains(&mark)
+                    && let Some(count) = crate::rate::count(
+                        r,
+                        &stored.envelope,
+                        hook,
+                        stored.row,
+                        now,
+                        silenced_by.is_some(),
+                    )
+                {
+                    batch.rates.push(count);
+                    given.insert(mark);
+                }
+                if r.group.is_none() {
+                    if silenced_by.is_some() {
+                        *report.silenced.entry(r.name.clone()).or_default() += 1;
+                    }
+                    continue;
+                }
+            }
             if let Some(id) = silenced_by {
                 // Destinations it already reached (a reroute) are not held back from anything.
                 if !r.to.iter().all(|d| prior.contains(d)) {
@@ -358,45 +385,40 @@ pub fn render_digest(
     kind: DestinationKind,
 ) -> (String, Option<RenderError>) {
     let locale = locale_of(loaded, destination);
-    let ctx = digest::for_destination(ctx.clone(), destination, kind, locale);
+    let ctx = match ctx["kind"].as_str() {
+        Some("rate_firing" | "rate_resolved") => {
+            crate::rate::for_destination(ctx.clone(), destination, kind, locale)
+        }
+        _ => digest::for_destination(ctx.clone(), destination, kind, locale),
+    };
     let l = |en: &str, ko: &str| locale.pick(en, ko).to_string();
+    let text = |k: &str| ctx[k].as_str().unwrap_or("").to_string();
+    let mut facts = vec![(l("route", "경로"), text("route"))];
+    if ctx["kind"] == "digest" {
+        facts.push((l("group", "그룹"), text("group_label")));
+        facts.push((l("hooks", "건수"), ctx["count"].to_string()));
+    } else {
+        // The summary line says what the notice is about, in the destination's language.
+        facts.push((l("what", "내용"), text("summary")));
+    }
     loaded
         .renderer
         .render_or_fallback(kind, locale, template, &ctx, || FallbackInfo {
             title: match locale {
-                Locale::En => format!(
-                    "bizrelay could not render digest template `{template}`; the digest in brief:"
-                ),
-                Locale::Ko => format!(
-                    "bizrelay가 요약 템플릿 `{template}`을(를) 렌더링하지 못했습니다. 요약:"
-                ),
+                Locale::En => {
+                    format!("bizrelay could not render template `{template}`; the notice in brief:")
+                }
+                Locale::Ko => {
+                    format!("bizrelay가 템플릿 `{template}`을(를) 렌더링하지 못했습니다. 요약:")
+                }
             },
-            facts: vec![
-                (
-                    l("route", "경로"),
-                    ctx["route"].as_str().unwrap_or("").to_string(),
-                ),
-                (
-                    l("group", "그룹"),
-                    ctx["group_label"].as_str().unwrap_or("").to_string(),
-                ),
-                (l("hooks", "건수"), ctx["count"].to_string()),
-            ],
+            facts,
         })
 }
 
-/// Turns a due group into a digest flush (pure).
+/// Turns a due group into a digest flush (pure). A due group with no members is due for its resolved message (see `digest::on_resolved`).
 pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Report) {
     let mut report = Report::default();
-    let mut ctx = digest_context(
-        loaded,
-        &group.route,
-        &group.group_key,
-        group.timing.total,
-        &group.tally,
-        &group.samples,
-    );
-    ctx["silenced"] = serde_json::json!(group.silenced);
     // The route as configured now decides where the digest goes; the settings stored with the
     // group are the fallback when a reload removed the route.
     let settings = loaded
@@ -405,38 +427,43 @@ pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Repor
         .find(|r| r.name == group.route)
         .and_then(group_settings)
         .unwrap_or_else(|| group.settings.clone());
-    let mut deliveries = Vec::new();
-    for dest in &settings.to {
-        let delivery = |payload: String, dead: Option<String>| NewDelivery {
-            destination: dest.clone(),
-            route: group.route.clone(),
-            template: settings.template.clone(),
-            hook_row: None,
-            hook_id: None,
-            payload,
-            created_at: now,
-            received_at: group.tally.first_at.unwrap_or(now),
-            dead,
-        };
-        let Some(dest_cfg) = loaded.config.destinations.get(dest) else {
-            // Never drop a digest: park it where an operator sees it and can replay it.
-            tracing::error!(route = %group.route, destination = %dest, "digest destination no longer exists; the digest is dead-lettered");
-            deliveries.push(delivery(
-                String::new(),
-                Some(format!("destination `{dest}` is no longer in the config (add it back, then replay --rerender)")),
-            ));
-            continue;
-        };
-        let (payload, err) = render_digest(loaded, &settings.template, &ctx, dest, dest_cfg.kind);
-        if let Some(e) = err {
-            report.fell_back.push((deliveries.len(), e.to_string()));
-            report
-                .fallbacks
-                .push((dest_cfg.kind, settings.template.clone(), e));
-        }
-        report.touched.insert(dest.clone());
-        deliveries.push(delivery(payload, None));
-    }
+    let resolved = group.tally.count == 0;
+    let (ctx, template) = if resolved {
+        let after = settings
+            .resolve_after_ms
+            .or(group.settings.resolve_after_ms)
+            .unwrap_or(0);
+        let ctx = digest::resolved_context(
+            &group.route,
+            &group.group_key,
+            &group.timing,
+            after,
+            group.silenced,
+            now,
+        );
+        (ctx, digest::RESOLVED_TEMPLATE.to_string())
+    } else {
+        let mut ctx = digest_context(
+            loaded,
+            &group.route,
+            &group.group_key,
+            group.timing.total,
+            &group.tally,
+            &group.samples,
+        );
+        ctx["silenced"] = serde_json::json!(group.silenced);
+        (ctx, settings.template.clone())
+    };
+    let deliveries = notice_deliveries(
+        loaded,
+        &group.route,
+        &settings.to,
+        &template,
+        &ctx,
+        group.tally.first_at.unwrap_or(now),
+        now,
+        &mut report,
+    );
     let flush = Flush {
         route: group.route.clone(),
         group_key: group.group_key.clone(),
@@ -446,6 +473,56 @@ pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Repor
         deliveries,
         now,
         silenced: group.silenced,
+        resolved,
     };
     (flush, report)
+}
+
+/// The deliveries of a summary notice (a digest, a resolved message, a rate alert) to each
+/// destination, rendered from one context; a destination no longer configured gets a dead
+/// letter, so a notice is never dropped.
+#[allow(clippy::too_many_arguments)]
+pub fn notice_deliveries(
+    loaded: &Loaded,
+    route: &str,
+    to: &[String],
+    template: &str,
+    ctx: &Value,
+    received_at: i64,
+    now: i64,
+    report: &mut Report,
+) -> Vec<NewDelivery> {
+    let mut deliveries = Vec::new();
+    for dest in to {
+        let delivery = |payload: String, dead: Option<String>| NewDelivery {
+            destination: dest.clone(),
+            route: route.to_string(),
+            template: template.to_string(),
+            hook_row: None,
+            hook_id: None,
+            payload,
+            created_at: now,
+            received_at,
+            dead,
+        };
+        let Some(dest_cfg) = loaded.config.destinations.get(dest) else {
+            // Never drop a notice: park it where an operator sees it and can replay it.
+            tracing::error!(route = %route, destination = %dest, "the destination of a digest or alert no longer exists; it is dead-lettered");
+            deliveries.push(delivery(
+                String::new(),
+                Some(format!("destination `{dest}` is no longer in the config (add it back, then replay --rerender)")),
+            ));
+            continue;
+        };
+        let (payload, err) = render_digest(loaded, template, ctx, dest, dest_cfg.kind);
+        if let Some(e) = err {
+            report.fell_back.push((deliveries.len(), e.to_string()));
+            report
+                .fallbacks
+                .push((dest_cfg.kind, template.to_string(), e));
+        }
+        report.touched.insert(dest.clone());
+        deliveries.push(delivery(payload, None));
+    }
+    deliveries
 }

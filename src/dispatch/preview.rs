@@ -44,6 +44,7 @@ pub fn preview_flush(
             pending: members.len() as i64,
             last_flush_at: None,
             next_flush_at: None,
+            resolve_at: None,
         },
         token: 0,
         tally,

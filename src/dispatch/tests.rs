@@ -155,6 +155,7 @@ fn a_due_group_becomes_one_digest_per_destination() {
             wait_ms: 1_000,
             interval_ms: 5_000,
             max_items: 2,
+            resolve_after_ms: None,
         },
         timing: GroupTiming {
             started_at: 0,
@@ -162,6 +163,7 @@ fn a_due_group_becomes_one_digest_per_destination() {
             pending: 4,
             last_flush_at: None,
             next_flush_at: Some(2_000),
+            resolve_at: None,
         },
         token: 77,
         tally: Tally {
@@ -247,6 +249,7 @@ fn a_digest_follows_its_route_as_configured_now_and_never_vanishes() {
         wait_ms: 1_000,
         interval_ms: 5_000,
         max_items: 2,
+        resolve_after_ms: None,
     };
     let tally = Tally {
         count: 1,
@@ -264,6 +267,7 @@ fn a_digest_follows_its_route_as_configured_now_and_never_vanishes() {
             pending: 1,
             last_flush_at: None,
             next_flush_at: Some(2_000),
+            resolve_at: None,
         },
         token: 1,
         tally: tally.clone(),

@@ -28,6 +28,7 @@
 pub(crate) mod enrich_types;
 mod open;
 pub mod postgres;
+pub(crate) mod rate_types;
 pub mod sqlite;
 mod types;
 
@@ -35,6 +36,7 @@ use async_trait::async_trait;
 
 pub use enrich_types::*;
 pub use open::{Mode, open};
+pub use rate_types::*;
 pub use types::*;
 
 /// Version written into every hook, delivery and digest row.
@@ -131,7 +133,7 @@ pub trait Store: Send + Sync + 'static {
         flush: Flush,
         rules: &Rules,
     ) -> Result<bool, StoreError>;
-    /// When the next digest falls due, if any group has members.
+    /// When the next digest, resolved notice or rate window falls due, if any.
     async fn next_flush_at(&self) -> Result<Option<i64>, StoreError>;
     /// A group's timing (for `bizrelay route`, metrics).
     async fn group_timing(
@@ -139,6 +141,20 @@ pub trait Store: Send + Sync + 'static {
         route: &str,
         group_key: &str,
     ) -> Result<Option<GroupTiming>, StoreError>;
+
+    // --- Rate alerts ---
+
+    /// Claims series whose next window is due for judging (closed for [`RATE_GRACE_MS`]),
+    /// with that window's counts and the previous window's.
+    async fn claim_rate_series(
+        &self,
+        who: &Claimant,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueSeries>, StoreError>;
+    /// Commits a judged window of a claimed series; false when the claim was lost (nothing
+    /// written).
+    async fn commit_rate(&self, who: &Claimant, commit: RateCommit) -> Result<bool, StoreError>;
 
     // --- Outbox ---
 

@@ -127,6 +127,8 @@ pub struct DispatchBatch {
     /// Hooks a silence held back from a grouped route: counted for the group's next digest
     /// ("+N silenced"), not members of it.
     pub silenced: Vec<SilencedMember>,
+    /// Results counted for rate routes' alert series.
+    pub rates: Vec<crate::store::NewRateCount>,
 }
 
 /// A silenced hook of a grouped route, counted beside the group's members.
@@ -232,6 +234,9 @@ pub struct GroupSettings {
     pub wait_ms: i64,
     pub interval_ms: i64,
     pub max_items: usize,
+    /// `resolve_after`: quiet this long after its last hook, the group sends a resolved message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve_after_ms: Option<i64>,
 }
 
 /// Timing of a digest group (decided by `digest`'s rules).
@@ -244,6 +249,9 @@ pub struct GroupTiming {
     pub pending: i64,
     pub last_flush_at: Option<i64>,
     pub next_flush_at: Option<i64>,
+    /// When its resolved message is due (the last hook's arrival plus `resolve_after`), for
+    /// a group with `resolve_after`, until it is sent.
+    pub resolve_at: Option<i64>,
 }
 
 /// What a digest counts. The store computes it with SQL over the members marked for a
@@ -293,6 +301,8 @@ pub struct Flush {
     /// The silenced count the digest reports (the group's count is lowered by this much, so
     /// silenced hooks counted meanwhile go into the next digest).
     pub silenced: i64,
+    /// The group's resolved message (no members), not a digest.
+    pub resolved: bool,
 }
 
 /// A hook joining a group (what the join rule sees).
@@ -301,6 +311,7 @@ pub struct Join {
     pub at: i64,
     pub wait_ms: i64,
     pub interval_ms: i64,
+    pub resolve_after_ms: Option<i64>,
 }
 
 /// A digest going out (what the flush rule sees).
@@ -309,6 +320,8 @@ pub struct Flushed {
     pub members: i64,
     pub at: i64,
     pub interval_ms: i64,
+    /// The group's resolved message, not a digest.
+    pub resolved: bool,
 }
 
 /// The digest timing rules, applied by the store inside the transaction that reads and

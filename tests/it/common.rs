@@ -720,6 +720,7 @@ pub async fn seed_dead_letter(db: &Path, destination: &str, hook_id: &str, reaso
         }],
         members: vec![],
         silenced: vec![],
+        rates: vec![],
     };
     store
         .commit_dispatch(&who, batch, &bizrelay::digest::RULES)

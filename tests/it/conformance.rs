@@ -118,6 +118,7 @@ fn settings() -> GroupSettings {
         wait_ms: 1_000,
         interval_ms: 5_000,
         max_items: 2,
+        resolve_after_ms: None,
     }
 }
 
@@ -157,6 +158,7 @@ fn flush_of(g: &DueGroup, now: i64, deliveries: Vec<NewDelivery>) -> Flush {
         deliveries,
         now,
         silenced: g.silenced,
+        resolved: g.tally.count == 0,
     }
 }
 
@@ -171,6 +173,7 @@ async fn routed_to(store: &Arc<dyn Store>, ids: &[&str], dest: &str, at: i64) ->
         deliveries: rows.iter().map(|r| delivery(dest, *r, at)).collect(),
         members: vec![],
         silenced: vec![],
+        rates: vec![],
     };
     store.commit_dispatch(&me, batch, &RULES).await.unwrap();
     rows
@@ -266,6 +269,7 @@ pub async fn two_consumers_never_claim_the_same_hook_and_expired_claims_are_take
         deliveries: rows_one.iter().map(|r| delivery("d", *r, 1_600)).collect(),
         members: rows_one.iter().map(|r| member(*r, 1_600, "3019")).collect(),
         silenced: vec![],
+        rates: vec![],
     };
     let commit = first.commit_dispatch(&one, batch, &RULES).await.unwrap();
     assert_eq!(commit.committed, 0);
@@ -340,6 +344,7 @@ pub async fn a_dispatch_commit_is_atomic_and_settles_every_hook(e: Engine) {
         deliveries: vec![delivery("d", r[0], 20)],
         members: vec![member(r[1], 20, "3019")],
         silenced: vec![],
+        rates: vec![],
     };
     let commit = store.commit_dispatch(&me, batch, &RULES).await.unwrap();
     assert_eq!((commit.committed, commit.lost.len()), (3, 0));
@@ -450,6 +455,7 @@ pub async fn a_hook_gets_one_delivery_per_destination_even_when_routed_again(e: 
             .collect(),
         members: vec![],
         silenced: vec![],
+        rates: vec![],
     };
     store.commit_dispatch(&me, batch, &RULES).await.unwrap();
     let stats = store.queue_stats().await.unwrap();
@@ -540,6 +546,7 @@ pub async fn reroute_selects_unrouted_or_recent_hooks(e: Engine) {
         deliveries: vec![delivery("d", hooks[1].row, 6_000)],
         members: vec![],
         silenced: vec![],
+        rates: vec![],
     };
     store.commit_dispatch(&me, batch, &RULES).await.unwrap();
     assert_eq!(store.reroute(Reroute::Unrouted, 7_000).await.unwrap(), 1);
@@ -583,6 +590,7 @@ pub async fn every_grouped_hook_goes_into_exactly_one_digest(e: Engine) {
         deliveries: vec![],
         members,
         silenced: vec![],
+        rates: vec![],
     };
     first.commit_dispatch(&me, batch, &RULES).await.unwrap();
     assert_eq!(first.next_flush_at().await.unwrap(), Some(2_000));
@@ -614,6 +622,7 @@ pub async fn every_grouped_hook_goes_into_exactly_one_digest(e: Engine) {
                 deliveries: vec![],
                 members: vec![member(late[0].row, 2_100, "3019")],
                 silenced: vec![],
+                rates: vec![],
             },
             &RULES,
         )
@@ -673,6 +682,7 @@ pub async fn an_abandoned_digest_claim_is_taken_over_whole(e: Engine) {
                 deliveries: vec![],
                 members: hooks.iter().map(|h| member(h.row, 1_000, "3019")).collect(),
                 silenced: vec![],
+                rates: vec![],
             },
             &RULES,
         )
@@ -723,6 +733,7 @@ pub async fn a_flush_that_does_not_count_its_members_is_refused(e: Engine) {
                 deliveries: vec![],
                 members: vec![member(hooks[0].row, 1_000, "3019")],
                 silenced: vec![],
+                rates: vec![],
             },
             &RULES,
         )
@@ -997,6 +1008,7 @@ pub async fn removed_destinations_are_dead_lettered_and_digests_keep_their_conte
                 deliveries: vec![],
                 members: vec![member(h[0].row, 40, "3019")],
                 silenced: vec![],
+                rates: vec![],
             },
             &RULES,
         )
@@ -1373,6 +1385,7 @@ pub async fn silenced_hooks_of_a_group_are_counted_into_its_next_digest_once(e: 
         deliveries: vec![],
         members: vec![member(hooks[0].row, 1_000, "3019")],
         silenced: vec![silenced(hooks[1].row), silenced(hooks[2].row)],
+        rates: vec![],
     };
     store.commit_dispatch(&me, batch, &RULES).await.unwrap();
     let g = store.claim_groups(&me, 2_000, 10).await.unwrap().remove(0);
@@ -1388,6 +1401,7 @@ pub async fn silenced_hooks_of_a_group_are_counted_into_its_next_digest_once(e: 
                 deliveries: vec![],
                 members: vec![member(late[0].row, 2_100, "3019")],
                 silenced: vec![],
+                rates: vec![],
             },
             &RULES,
         )
@@ -1403,6 +1417,7 @@ pub async fn silenced_hooks_of_a_group_are_counted_into_its_next_digest_once(e: 
                 deliveries: vec![],
                 members: vec![],
                 silenced: vec![silenced(later[0].row)],
+                rates: vec![],
             },
             &RULES,
         )
@@ -1437,6 +1452,7 @@ pub async fn silenced_hooks_of_a_group_are_counted_into_its_next_digest_once(e: 
                 deliveries: vec![],
                 members: vec![],
                 silenced: vec![silenced(two[0].row)],
+                rates: vec![],
             },
             &RULES,
         )
@@ -1450,6 +1466,7 @@ pub async fn silenced_hooks_of_a_group_are_counted_into_its_next_digest_once(e: 
                 deliveries: vec![],
                 members: vec![member(two[1].row, 70_000, "3019")],
                 silenced: vec![],
+                rates: vec![],
             },
             &RULES,
         )

@@ -9,7 +9,7 @@ use super::inbox::hooks_from;
 use super::{map, token};
 use crate::store::*;
 
-const TIMING: &str = "started_at, total, pending, last_flush_at, next_flush_at";
+const TIMING: &str = "started_at, total, pending, last_flush_at, next_flush_at, resolve_at";
 
 fn timing_from(r: &Row, at: usize) -> GroupTiming {
     GroupTiming {
@@ -18,6 +18,7 @@ fn timing_from(r: &Row, at: usize) -> GroupTiming {
         pending: r.get(at + 2),
         last_flush_at: r.get(at + 3),
         next_flush_at: r.get(at + 4),
+        resolve_at: r.get(at + 5),
     }
 }
 
@@ -50,7 +51,7 @@ pub(super) async fn save_timing(
     let stmt = tx
         .prepare_cached(
             "UPDATE groups SET started_at = $3, total = $4, pending = $5, last_flush_at = $6,
-               next_flush_at = $7, settings = COALESCE($8, settings)
+               next_flush_at = $7, settings = COALESCE($8, settings), resolve_at = $9
              WHERE route = $1 AND group_key = $2",
         )
         .await
@@ -66,6 +67,7 @@ pub(super) async fn save_timing(
             &t.last_flush_at,
             &t.next_flush_at,
             &settings,
+            &t.resolve_at,
         ],
     )
     .await
@@ -93,8 +95,11 @@ pub(super) async fn next_flush_at(pool: &Pool) -> Result<Option<i64>, StoreError
     let client = pool.get().await.map_err(map)?;
     Ok(client
         .query_one(
-            "SELECT MIN(next_flush_at) FROM groups WHERE pending > 0",
-            &[],
+            "SELECT LEAST(
+               (SELECT MIN(CASE WHEN pending > 0 THEN next_flush_at ELSE resolve_at END) FROM groups
+                 WHERE pending > 0 OR resolve_at IS NOT NULL),
+               (SELECT MIN(eval_window + window_ms) + $1 FROM rate_series WHERE eval_window IS NOT NULL))",
+            &[&RATE_GRACE_MS],
         )
         .await
         .map_err(map)?
@@ -137,9 +142,10 @@ pub(super) async fn claim_groups(
         .query(
             &format!(
                 "SELECT route, group_key, settings, {TIMING}, claim_token FROM groups
-                 WHERE pending > 0 AND next_flush_at <= $1
+                 WHERE ((pending > 0 AND next_flush_at <= $1) OR (pending = 0 AND resolve_at <= $1))
                    AND (claim_token IS NULL OR claim_until < $1 OR claim_owner = $2)
-                 ORDER BY next_flush_at LIMIT $3 FOR UPDATE SKIP LOCKED"
+                 ORDER BY CASE WHEN pending > 0 THEN next_flush_at ELSE resolve_at END
+                 LIMIT $3 FOR UPDATE SKIP LOCKED"
             ),
             &[&now, &who.owner, &(limit as i64)],
         )
@@ -154,7 +160,7 @@ pub(super) async fn claim_groups(
                 StoreError::Corrupt(format!("settings of group {route}/{group_key}: {e}"))
             })?;
         let timing = timing_from(&head, 3);
-        let old_token: Option<i64> = head.get(8);
+        let old_token: Option<i64> = head.get(9);
         let token = token();
         tx.execute(
             "UPDATE groups SET claim_owner = $3, claim_token = $4, claim_until = $5
@@ -288,6 +294,7 @@ pub(super) async fn commit_flush(
             members: removed,
             at: flush.now,
             interval_ms,
+            resolved: flush.resolved,
         },
     );
     save_timing(&tx, &flush.route, &flush.group_key, &after, None).await?;

@@ -255,6 +255,12 @@ pub(super) async fn commit_dispatch(
         .await
         .map_err(map)?;
     }
+    let rates: Vec<&NewRateCount> = batch
+        .rates
+        .iter()
+        .filter(|n| held.contains(&n.hook_row))
+        .collect();
+    super::rates::count_rates(&tx, &rates).await?;
     tx.commit().await.map_err(map)?;
     let mut lost: Vec<i64> = ids.into_iter().filter(|id| !held.contains(id)).collect();
     lost.sort_unstable();
@@ -336,6 +342,7 @@ async fn join_groups(
                     at: m.joined_at,
                     wait_ms: m.settings.wait_ms,
                     interval_ms: m.settings.interval_ms,
+                    resolve_after_ms: m.settings.resolve_after_ms,
                 },
             ));
         }

@@ -20,6 +20,7 @@ mod enrich;
 mod groups;
 mod inbox;
 mod outbox;
+mod rates;
 mod silences;
 mod threads;
 
@@ -38,12 +39,13 @@ use crate::bizmessage::Envelope;
 use crate::config::StoreConfig;
 
 /// Highest schema migration this build knows.
-pub const SCHEMA_VERSION: i64 = 4;
-const MIGRATIONS: [&str; 4] = [
+pub const SCHEMA_VERSION: i64 = 5;
+const MIGRATIONS: [&str; 5] = [
     include_str!("schema_1.sql"),
     include_str!("schema_2.sql"),
     include_str!("schema_3.sql"),
     include_str!("schema_4.sql"),
+    include_str!("schema_5.sql"),
 ];
 /// Serialises migrations across replicas (any constant unique to bizrelay).
 const MIGRATION_LOCK: i64 = 0x6269_7a72_656c_6179; // "bizrelay"
@@ -368,6 +370,21 @@ impl Store for PostgresStore {
 
     async fn next_flush_at(&self) -> Result<Option<i64>, StoreError> {
         self.timed(groups::next_flush_at(&self.pool)).await
+    }
+
+    async fn claim_rate_series(
+        &self,
+        who: &Claimant,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueSeries>, StoreError> {
+        self.timed(rates::claim_rate_series(&self.pool, who, now, limit))
+            .await
+    }
+
+    async fn commit_rate(&self, who: &Claimant, commit: RateCommit) -> Result<bool, StoreError> {
+        self.timed(rates::commit_rate(&self.pool, who, &commit))
+            .await
     }
 
     async fn group_timing(

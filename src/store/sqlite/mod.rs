@@ -30,7 +30,7 @@ use super::*;
 use crate::config::{StoreConfig, SyncMode};
 
 /// Highest schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// Jobs gathered into one transaction at most.
 const MAX_BATCH: usize = 1024;
 /// How long a statement waits for another process's lock before failing (then the webhook
@@ -475,7 +475,29 @@ impl Store for SqliteStore {
     }
 
     async fn next_flush_at(&self) -> Result<Option<i64>, StoreError> {
-        self.read(sql::next_flush_at).await
+        self.read(|c| {
+            let groups = sql::next_flush_at(c)?;
+            let rates = sql::next_rate_at(c)?;
+            Ok(groups.into_iter().chain(rates).min())
+        })
+        .await
+    }
+
+    async fn claim_rate_series(
+        &self,
+        who: &Claimant,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueSeries>, StoreError> {
+        let who = who.clone();
+        self.write(move |c| sql::claim_rate_series(c, &who, now, limit))
+            .await
+    }
+
+    async fn commit_rate(&self, who: &Claimant, commit: RateCommit) -> Result<bool, StoreError> {
+        let who = who.clone();
+        self.write(move |c| sql::commit_rate(c, &who, &commit))
+            .await
     }
 
     async fn group_timing(

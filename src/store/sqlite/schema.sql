@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS groups (
     pending       INTEGER NOT NULL,
     last_flush_at INTEGER,
     next_flush_at INTEGER,
+    resolve_at    INTEGER,
     settings      TEXT NOT NULL,
     claim_owner   TEXT,
     claim_token   INTEGER,
@@ -196,3 +197,34 @@ CREATE TABLE IF NOT EXISTS enrich_cache (
     expires_at    INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS enrich_cache_expiry ON enrich_cache (expires_at);
+-- Rate alerts (issue #15): what each alert series of a rate route counted per tumbling
+-- window (`window_start`), outcome and result code ('' for none); silenced results apart.
+-- At most the judged window and the one being filled are kept per series.
+CREATE TABLE IF NOT EXISTS rate_counts (
+    route        TEXT NOT NULL,
+    series_key   TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    outcome      TEXT NOT NULL,
+    result_code  TEXT NOT NULL,
+    counted      INTEGER NOT NULL,
+    silenced     INTEGER NOT NULL,
+    PRIMARY KEY (route, series_key, window_start, outcome, result_code)
+) WITHOUT ROWID;
+-- An alert series: its state (JSON, `rate::SeriesState`), the next window to judge
+-- (`eval_window`, due `window_ms` + grace after it starts; NULL while quiet with nothing
+-- counted), the last judged, and the claim of the consumer judging it.
+CREATE TABLE IF NOT EXISTS rate_series (
+    route          TEXT NOT NULL,
+    series_key     TEXT NOT NULL,
+    v              INTEGER NOT NULL DEFAULT 1,
+    settings       TEXT NOT NULL,
+    window_ms      INTEGER NOT NULL,
+    state          TEXT,
+    eval_window    INTEGER,
+    judged_through INTEGER,
+    claim_owner    TEXT,
+    claim_token    INTEGER,
+    claim_until    INTEGER,
+    PRIMARY KEY (route, series_key)
+);
+CREATE INDEX IF NOT EXISTS rate_series_due ON rate_series (eval_window);

@@ -218,7 +218,8 @@ async fn a_schema_1_store_is_migrated_keeping_what_was_routed() {
             &path,
             "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'"
         ),
-        2
+        super::SCHEMA_VERSION,
+        "migrated through every version (2 added claims, 3 resolved messages)"
     );
 }
 

@@ -14,6 +14,7 @@ fn timing_from(r: &Row<'_>) -> rusqlite::Result<GroupTiming> {
         pending: r.get(2)?,
         last_flush_at: r.get(3)?,
         next_flush_at: r.get(4)?,
+        resolve_at: r.get(5)?,
     })
 }
 
@@ -23,7 +24,7 @@ pub(in crate::store::sqlite) fn group_timing(
     key: &str,
 ) -> Result<Option<GroupTiming>, StoreError> {
     Ok(c.prepare_cached(
-        "SELECT started_at, total, pending, last_flush_at, next_flush_at FROM groups
+        "SELECT started_at, total, pending, last_flush_at, next_flush_at, resolve_at FROM groups
          WHERE route = ?1 AND group_key = ?2",
     )?
     .query_row(params![route, key], timing_from)
@@ -38,22 +39,23 @@ pub(in crate::store::sqlite) fn save_timing(
     settings: Option<&str>,
 ) -> Result<(), StoreError> {
     c.prepare_cached(
-        "INSERT INTO groups (route, group_key, started_at, total, pending, last_flush_at, next_flush_at, settings)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, COALESCE(?8, '{}'))
+        "INSERT INTO groups (route, group_key, started_at, total, pending, last_flush_at, next_flush_at, settings, resolve_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, COALESCE(?8, '{}'), ?9)
          ON CONFLICT (route, group_key) DO UPDATE SET
            started_at = excluded.started_at, total = excluded.total, pending = excluded.pending,
            last_flush_at = excluded.last_flush_at, next_flush_at = excluded.next_flush_at,
-           settings = COALESCE(?8, groups.settings)",
+           settings = COALESCE(?8, groups.settings), resolve_at = excluded.resolve_at",
     )?
-    .execute(params![route, key, t.started_at, t.total, t.pending, t.last_flush_at, t.next_flush_at, settings])?;
+    .execute(params![route, key, t.started_at, t.total, t.pending, t.last_flush_at, t.next_flush_at, settings, t.resolve_at])?;
     Ok(())
 }
 
 pub(in crate::store::sqlite) fn next_flush_at(c: &Connection) -> Result<Option<i64>, StoreError> {
-    Ok(
-        c.prepare_cached("SELECT MIN(next_flush_at) FROM groups WHERE pending > 0")?
-            .query_row([], |r| r.get(0))?,
-    )
+    Ok(c.prepare_cached(
+        "SELECT MIN(CASE WHEN pending > 0 THEN next_flush_at ELSE resolve_at END) FROM groups
+             WHERE pending > 0 OR resolve_at IS NOT NULL",
+    )?
+    .query_row([], |r| r.get(0))?)
 }
 
 /// `(value, count)` of one column over the members marked with `token`, by count descending,
@@ -85,10 +87,11 @@ pub(in crate::store::sqlite) fn claim_groups(
     type Head = (String, String, String, GroupTiming, Option<i64>);
     let heads: Vec<Head> = c
         .prepare_cached(
-            "SELECT route, group_key, settings, started_at, total, pending, last_flush_at, next_flush_at, claim_token
-             FROM groups WHERE pending > 0 AND next_flush_at <= ?1
+            "SELECT route, group_key, settings, started_at, total, pending, last_flush_at, next_flush_at, claim_token, resolve_at
+             FROM groups
+             WHERE ((pending > 0 AND next_flush_at <= ?1) OR (pending = 0 AND resolve_at <= ?1))
                AND (claim_token IS NULL OR claim_until < ?1 OR claim_owner = ?2)
-             ORDER BY next_flush_at LIMIT ?3",
+             ORDER BY CASE WHEN pending > 0 THEN next_flush_at ELSE resolve_at END LIMIT ?3",
         )?
         .query_map(params![now, who.owner, limit as i64], |r| {
             Ok((
@@ -101,6 +104,7 @@ pub(in crate::store::sqlite) fn claim_groups(
                     pending: r.get(5)?,
                     last_flush_at: r.get(6)?,
                     next_flush_at: r.get(7)?,
+                    resolve_at: r.get(9)?,
                 },
                 r.get(8)?,
             ))
@@ -223,6 +227,7 @@ pub(in crate::store::sqlite) fn commit_flush(
             members: removed,
             at: flush.now,
             interval_ms,
+            resolved: flush.resolved,
         },
     );
     save_timing(c, &flush.route, &flush.group_key, &after, None)?;

@@ -138,6 +138,7 @@ pub(in crate::store::sqlite) fn commit_dispatch(
     for s in batch.silenced.iter().filter(|s| held.contains(&s.hook_row)) {
         count_silenced.execute(params![s.route, s.group_key])?;
     }
+    super::count_rates(c, batch.rates.iter().filter(|n| held.contains(&n.hook_row)))?;
     Ok(out)
 }
 
@@ -180,6 +181,7 @@ fn join_groups<'a>(
                     at: m.joined_at,
                     wait_ms: m.settings.wait_ms,
                     interval_ms: m.settings.interval_ms,
+                    resolve_after_ms: m.settings.resolve_after_ms,
                 },
             ));
         }

@@ -6,6 +6,7 @@ mod enrich;
 mod groups;
 mod inbox;
 mod outbox;
+mod rates;
 mod silences;
 mod threads;
 
@@ -15,6 +16,7 @@ pub(super) use enrich::*;
 pub(super) use groups::*;
 pub(super) use inbox::*;
 pub(super) use outbox::*;
+pub(super) use rates::*;
 pub(super) use silences::*;
 pub(super) use threads::*;
 
@@ -48,6 +50,9 @@ pub(super) fn init_schema(c: &Connection) -> Result<(), rusqlite::Error> {
     };
     if found == Some(1) {
         migrate_from_1(c)?;
+    }
+    if matches!(found, Some(1 | 2)) {
+        migrate_from_2(c)?;
     }
     c.execute_batch(include_str!("../schema.sql"))?;
     if found.is_none() {
@@ -126,6 +131,14 @@ fn migrate_from_1(c: &Connection) -> Result<(), rusqlite::Error> {
     Ok(())
 }
 
+/// Schema 2 had no resolved messages for digest groups.
+fn migrate_from_2(c: &Connection) -> Result<(), rusqlite::Error> {
+    c.execute_batch(
+        "ALTER TABLE groups ADD COLUMN resolve_at INTEGER;
+         UPDATE meta SET value = '3' WHERE key = 'schema_version';",
+    )
+}
+
 /// A `serve` start owns a store exclusively (it holds the lock): claims and leases left by a
 /// crashed run are released at once instead of waiting for them to expire.
 pub(super) fn release_claims(c: &Connection) -> Result<(), rusqlite::Error> {
@@ -134,7 +147,8 @@ pub(super) fn release_claims(c: &Connection) -> Result<(), rusqlite::Error> {
          UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_token = NULL, lease_until = NULL
            WHERE state = 'leased';
          UPDATE groups SET claim_owner = NULL, claim_token = NULL, claim_until = NULL WHERE claim_token IS NOT NULL;
-         UPDATE group_members SET flush_token = NULL WHERE flush_token IS NOT NULL;",
+         UPDATE group_members SET flush_token = NULL WHERE flush_token IS NOT NULL;
+         UPDATE rate_series SET claim_owner = NULL, claim_token = NULL, claim_until = NULL WHERE claim_token IS NOT NULL;",
     )
 }
 

@@ -1,0 +1,153 @@
+//! The store's types for failure-rate alerts (issue #15): per-window counters of a route's
+//! message results, and the state of each alert series under a claim. The store keeps
+//! counts and state; what they mean (thresholds, when to fire) is `crate::rate`'s.
+
+use serde::{Deserialize, Serialize};
+
+/// One routed hook counted for a rate route's series. The store sums these into the
+/// series' window counter in the routing transaction, leaving out hooks whose claim was lost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRateCount {
+    pub route: String,
+    pub series_key: String,
+    pub hook_row: i64,
+    /// Start of the tumbling window it falls in (Unix ms, a multiple of the window length).
+    pub window_start: i64,
+    /// `success`, `uncertain` or `failure`.
+    pub outcome: String,
+    pub result_code: Option<String>,
+    /// Held back by a silence: counted apart, not in the ratio.
+    pub silenced: bool,
+    pub settings: RateSettings,
+}
+
+/// A rate route's settings, stored with its series so a series still resolves after the
+/// route is edited away by a reload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateSettings {
+    pub to: Vec<String>,
+    pub window_ms: i64,
+    pub min_messages: i64,
+    pub fire_above: f64,
+    pub resolve_below: f64,
+    pub repeat_interval_ms: i64,
+}
+
+/// One counter row to add: `(route, series_key, window_start, outcome, code or "")` and
+/// how many `(counted, silenced)`.
+pub type CounterAdd<'a> = ((&'a str, &'a str, i64, &'a str, &'a str), (i64, i64));
+
+/// Routed hooks' counts summed per counter row, and per series its settings and the
+/// earliest window counted; both sorted (replicas lock rows in one order).
+pub struct RateTotals<'a> {
+    pub counters: Vec<CounterAdd<'a>>,
+    pub series: Vec<((&'a str, &'a str), (&'a RateSettings, i64))>,
+}
+
+impl<'a> RateTotals<'a> {
+    pub fn of(counts: impl Iterator<Item = &'a NewRateCount>) -> RateTotals<'a> {
+        use std::collections::BTreeMap;
+        let mut sums: BTreeMap<(&str, &str, i64, &str, &str), (i64, i64)> = BTreeMap::new();
+        let mut series: BTreeMap<(&str, &str), (&RateSettings, i64)> = BTreeMap::new();
+        for n in counts {
+            let code = n.result_code.as_deref().unwrap_or("");
+            let e = sums
+                .entry((&n.route, &n.series_key, n.window_start, &n.outcome, code))
+                .or_default();
+            if n.silenced {
+                e.1 += 1;
+            } else {
+                e.0 += 1;
+            }
+            let s = series
+                .entry((&n.route, &n.series_key))
+                .or_insert((&n.settings, n.window_start));
+            s.1 = s.1.min(n.window_start);
+        }
+        RateTotals {
+            counters: sums.into_iter().collect(),
+            series: series.into_iter().collect(),
+        }
+    }
+}
+
+/// What one window of a series counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WindowCounts {
+    pub start: i64,
+    /// Results counted in the ratio (silenced ones are not).
+    pub results: i64,
+    pub failures: i64,
+    pub uncertain: i64,
+    pub silenced: i64,
+    /// Codes of the failed and uncertain results, by count descending, ties by code.
+    pub codes: Vec<(Option<String>, i64)>,
+}
+
+impl WindowCounts {
+    /// Sums counter rows `(outcome, code, counted, silenced)` of one window.
+    pub fn from_rows(
+        start: i64,
+        rows: impl IntoIterator<Item = (String, Option<String>, i64, i64)>,
+    ) -> WindowCounts {
+        let mut w = WindowCounts {
+            start,
+            ..WindowCounts::default()
+        };
+        let mut codes: std::collections::BTreeMap<Option<String>, i64> = Default::default();
+        for (outcome, code, n, silenced) in rows {
+            w.results += n;
+            w.silenced += silenced;
+            match outcome.as_str() {
+                "success" => continue,
+                "failure" => w.failures += n,
+                _ => w.uncertain += n,
+            }
+            if n > 0 {
+                *codes.entry(code).or_default() += n;
+            }
+        }
+        w.codes = codes.into_iter().collect();
+        w.codes.sort_by_key(|c| std::cmp::Reverse(c.1));
+        w
+    }
+}
+
+/// A series whose window is due for judging, claimed by one consumer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueSeries {
+    pub route: String,
+    pub series_key: String,
+    pub settings: RateSettings,
+    /// The series' state as `crate::rate` last saved it (JSON; `None` for a new series).
+    pub state: Option<String>,
+    /// Identifies this claim; the commit must carry it.
+    pub token: i64,
+    /// The window to judge...
+    pub window: WindowCounts,
+    /// ...and the one before it (for the trend).
+    pub previous: WindowCounts,
+}
+
+/// A judged window, ready to commit: the new state, any alert message, and the series'
+/// counters older than the previous window are dropped.
+#[derive(Debug, Clone)]
+pub struct RateCommit {
+    pub route: String,
+    pub series_key: String,
+    pub token: i64,
+    /// The window judged.
+    pub window_start: i64,
+    pub state: String,
+    /// Whether the series is firing after this window (a firing series judges every
+    /// window, also empty ones; a quiet one waits for its next counted window).
+    pub firing: bool,
+    /// The alert's template context, kept so a dead letter can be re-rendered.
+    pub context: Option<String>,
+    pub deliveries: Vec<crate::store::NewDelivery>,
+    pub now: i64,
+}
+
+/// How long after a window closes it is judged: hooks routed just before the close may still
+/// be committing, and replicas' clocks differ a little.
+pub const RATE_GRACE_MS: i64 = 1_000;
