@@ -1736,3 +1736,5 @@ conformance!(
     enrichment_lookups_are_single_flight_claimed_and_cached_for_every_replica,
     holding_hooks_for_a_lookup_extends_only_the_holders_claims,
 );
+
+mod rates;
