@@ -396,6 +396,11 @@ impl Route {
         })
     }
 
+    /// Whether its `match` tests this key.
+    pub fn matches_on(&self, key: MatchKey) -> bool {
+        self.conditions.iter().any(|c| c.key == key)
+    }
+
     /// Whether every condition holds for this hook.
     pub fn matches(&self, envelope: &Envelope, hook: &Hook) -> bool {
         self.conditions.iter().all(|c| {

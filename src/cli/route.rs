@@ -37,6 +37,7 @@ enum Step<'a> {
         route: &'a str,
         destination: &'a str,
     },
+    Counted(&'a crate::store::NewRateCount),
 }
 
 fn payload_value(kind: DestinationKind, payload: &str) -> Value {
@@ -257,6 +258,9 @@ pub fn run(
                 },
             ));
         }
+        for c in batch.rates.iter().filter(|c| c.hook_row == row) {
+            steps.push((route_index(&c.route), Step::Counted(c)));
+        }
         for s in report.already_given.iter().filter(|s| s.row == row) {
             steps.push((
                 route_index(&s.route),
@@ -290,6 +294,27 @@ pub fn run(
                     out::cell(route),
                     out::cell(key)
                 )),
+                Step::Counted(c) => {
+                    let outcome = if c.silenced {
+                        format!("{} (silenced: counted apart, not in the ratio)", c.outcome)
+                    } else {
+                        c.outcome.clone()
+                    };
+                    text.push(format!(
+                        "{label} → route `{}`: counted as {outcome} for rate series {} (window {} to {} KST); its alerts go to {}",
+                        out::cell(&c.route),
+                        out::cell(&c.series_key),
+                        crate::context::format_ms(c.window_start),
+                        crate::context::format_ms(c.window_start + c.settings.window_ms),
+                        out::cell(&c.settings.to.join(", "))
+                    ));
+                    items.push(json!({
+                        "position": position, "hook_id": hook.hook_id, "route": c.route,
+                        "destination": null, "payload": null,
+                        "rate": {"series": serde_json::from_str::<Value>(&c.series_key).unwrap_or(Value::Null),
+                                 "outcome": c.outcome, "silenced": c.silenced},
+                    }));
+                }
                 Step::AlreadyGiven { route, destination } => {
                     let by = batch
                         .deliveries

@@ -196,6 +196,28 @@ pub(super) fn validate(
             d.first, a.name, d.second, b.name, d.destinations.join(", ")
         ));
     }
+    for (i, r) in routes.iter().enumerate() {
+        if r.rate.is_none() {
+            continue;
+        }
+        use crate::route::MatchKey;
+        if let Some(key) = [MatchKey::Outcome, MatchKey::ResultCode]
+            .into_iter()
+            .find(|k| r.matches_on(*k))
+        {
+            warnings.push(format!(
+                "routes[{i}] ({}): its rate rule counts only the results the route matches, and it matches on `{}`, so the failure ratio is not of all results (match on kind, message_type or sender_key instead)",
+                r.name,
+                key.name()
+            ));
+        }
+        if !r.continue_matching && i + 1 < routes.len() {
+            warnings.push(format!(
+                "routes[{i}] ({}): a rate route without `continue = true` keeps the hooks it takes from the routes after it (set `continue = true` so failures are also relayed or digested)",
+                r.name
+            ));
+        }
+    }
     if config.routes.is_empty() {
         warnings.push("no routes: every hook is stored and then dropped as unrouted".into());
     }

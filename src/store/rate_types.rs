@@ -151,3 +151,18 @@ pub struct RateCommit {
 /// How long after a window closes it is judged: hooks routed just before the close may still
 /// be committing, and replicas' clocks differ a little.
 pub const RATE_GRACE_MS: i64 = 1_000;
+
+/// What pruning removes of on-call state older than the keep time of delivered work (`$1`),
+/// the same SQL on both engines: groups with nothing pending and no resolved message due,
+/// quiet alert series (a firing series always has a window to judge), counters no series will
+/// judge, and silences that ended.
+pub const PRUNE_ONCALL: [&str; 4] = [
+    "DELETE FROM groups WHERE pending = 0 AND resolve_at IS NULL AND claim_token IS NULL
+       AND COALESCE(last_flush_at, started_at) < $1",
+    "DELETE FROM rate_series WHERE eval_window IS NULL AND claim_token IS NULL
+       AND COALESCE(judged_through, 0) < $1",
+    "DELETE FROM rate_counts WHERE window_start < $1 AND NOT EXISTS (SELECT 1 FROM rate_series s
+       WHERE s.route = rate_counts.route AND s.series_key = rate_counts.series_key
+         AND s.eval_window IS NOT NULL AND s.eval_window <= rate_counts.window_start)",
+    "DELETE FROM silences WHERE ends_at < $1",
+];

@@ -653,12 +653,9 @@ async fn prune(pool: &Pool, before: PruneBefore) -> Result<PruneStats, StoreErro
     )
     .await
     .map_err(map)?;
-    tx.execute(
-        "DELETE FROM groups WHERE pending = 0 AND last_flush_at < $1 AND claim_token IS NULL",
-        &[&before.delivered],
-    )
-    .await
-    .map_err(map)?;
+    for sql in PRUNE_ONCALL {
+        tx.execute(sql, &[&before.delivered]).await.map_err(map)?;
+    }
     let rejected = tx
         .execute(
             "DELETE FROM rejected WHERE id IN (SELECT id FROM rejected WHERE received_at < $1 LIMIT $2)",

@@ -343,7 +343,103 @@ pub async fn a_quiet_group_is_claimed_once_for_its_resolved_message(e: Engine) {
     assert_eq!(t.resolve_at, Some(130_000));
 }
 
+pub async fn prune_drops_quiet_on_call_state_and_keeps_what_is_still_due(e: Engine) {
+    let store = e.open().await;
+    let (w0, w1) = (30 * W, 31 * W);
+    // A series judged quiet long ago, and one firing (it has a window to judge).
+    count_into(&store, "a", w0 + 1, w0, &[("3019", false)]).await;
+    let due = store
+        .claim_rate_series(&who("j"), w0 + W + RATE_GRACE_MS, 10)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .commit_rate(
+                &who("j"),
+                commit_of(&due[0], false, w0 + W + RATE_GRACE_MS, vec![])
+            )
+            .await
+            .unwrap()
+    );
+    let firing = NewRateCount {
+        series_key: r#"{"message_type":"FT"}"#.into(),
+        ..count(0, w0, "3019", false)
+    };
+    store.ingest(post(w0 + 2, &["ft"])).await.unwrap();
+    let hooks = store.claim_hooks(&who("f"), w0 + 2, 10).await.unwrap();
+    let batch = DispatchBatch {
+        hooks: vec![routed(hooks[0].row, &["rate:rate"])],
+        rates: vec![NewRateCount {
+            hook_row: hooks[0].row,
+            ..firing
+        }],
+        ..DispatchBatch::default()
+    };
+    store
+        .commit_dispatch(&who("f"), batch, &RULES)
+        .await
+        .unwrap();
+    let due = store
+        .claim_rate_series(&who("j"), w0 + W + RATE_GRACE_MS, 10)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .commit_rate(
+                &who("j"),
+                commit_of(&due[0], true, w0 + W + RATE_GRACE_MS, vec![])
+            )
+            .await
+            .unwrap()
+    );
+    // A silence that ended long ago and one still live.
+    store
+        .add_silence(silence_at("result_code=3019", 0, w0))
+        .await
+        .unwrap();
+    store
+        .add_silence(silence_at("result_code=3016", 0, 10 * w1))
+        .await
+        .unwrap();
+
+    let before = PruneBefore {
+        seen: 0,
+        delivered: 5 * w1,
+        unrouted: 0,
+    };
+    store.prune(before).await.unwrap();
+
+    // The firing series is still judged in its turn...
+    let due = store
+        .claim_rate_series(&who("j"), w1 + W + RATE_GRACE_MS, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].series_key, r#"{"message_type":"FT"}"#);
+    assert_eq!(due[0].state.as_deref(), Some(r#"{"firing":true}"#));
+    // ...the quiet one is gone: counted again, it starts with no state.
+    let w9 = 40 * W;
+    count_into(&store, "b", w9 + 1, w9, &[("3019", false)]).await;
+    let due = store
+        .claim_rate_series(&who("k"), w9 + W + RATE_GRACE_MS, 10)
+        .await
+        .unwrap();
+    let quiet = due
+        .iter()
+        .find(|d| d.series_key == r#"{"message_type":"AT"}"#)
+        .unwrap();
+    assert_eq!(quiet.state, None);
+    let listed = store.silences(w1, Some(0)).await.unwrap();
+    assert_eq!(
+        listed.len(),
+        1,
+        "the ended silence is pruned, the live one kept"
+    );
+    assert_eq!(listed[0].matchers[0].pattern, "3016");
+}
+
 conformance!(
+    prune_drops_quiet_on_call_state_and_keeps_what_is_still_due,
     rate_counts_sum_per_window_and_a_lost_claim_counts_nothing,
     a_judged_window_is_never_judged_again_and_counts_survive_a_restart,
     a_quiet_group_is_claimed_once_for_its_resolved_message,

@@ -242,10 +242,9 @@ pub(super) fn prune(c: &Connection, before: PruneBefore) -> Result<PruneStats, S
            AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.digest_id = g.id) LIMIT ?2)",
         params![before.delivered, chunk],
     )?;
-    c.execute(
-        "DELETE FROM groups WHERE pending = 0 AND last_flush_at < ?1",
-        params![before.delivered],
-    )?;
+    for sql in PRUNE_ONCALL {
+        c.execute(sql, params![before.delivered])?;
+    }
     let rejected = c.execute(
         "DELETE FROM rejected WHERE id IN (SELECT id FROM rejected WHERE received_at < ?1 LIMIT ?2)",
         params![before.seen, chunk],
