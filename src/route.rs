@@ -382,6 +382,15 @@ impl Route {
             let swallows = r.rate.is_some()
                 && r.group.is_none()
                 && (r.may_match_kind(HookKind::Template) || r.may_match_kind(HookKind::Unknown));
+            if r.rate.is_some() && r.group.is_none() && r.template.is_some() {
+                return Err(vec![err(
+                    "template".into(),
+                    "a route with only a rate rule sends no message per hook, so its template \
+                     would never be used (its alerts render `rate_firing` and `rate_resolved`; \
+                     override those in the template folder)"
+                        .into(),
+                )]);
+            }
             if swallows {
                 Err(vec![err(
                     "rate".into(),

@@ -255,3 +255,68 @@ fn digests_render_within_limits_even_with_hundreds_of_codes() {
         }
     }
 }
+
+#[test]
+fn a_quiet_group_is_due_for_its_resolved_message_once_then_starts_afresh() {
+    let join = |t: Option<GroupTiming>, at: i64| {
+        (RULES.join)(
+            t,
+            Join {
+                at,
+                wait_ms: 10_000,
+                interval_ms: 60_000,
+                resolve_after_ms: Some(120_000),
+            },
+        )
+    };
+    let t = join(None, 1_000);
+    let t = join(Some(t), 5_000);
+    assert_eq!(t.resolve_at, Some(125_000), "counted from the last hook");
+    let t = (RULES.flushed)(
+        t,
+        Flushed {
+            members: 2,
+            at: 11_000,
+            interval_ms: 60_000,
+            resolved: false,
+        },
+    );
+    assert_eq!((t.pending, t.total, t.resolve_at), (0, 2, Some(125_000)));
+    let ctx = resolved_context(
+        "storm",
+        r#"{"result_code":"3019"}"#,
+        &t,
+        120_000,
+        0,
+        125_000,
+    );
+    let ctx = for_destination(ctx, "ops", slack::KIND, Locale::En);
+    assert_eq!(ctx["total"], 2);
+    assert_eq!(ctx["last_at"], crate::context::format_ms(5_000));
+    assert_eq!(
+        ctx["summary"],
+        format!(
+            "✅ Resolved: nothing new on storm (result_code=3019) for 2m; 2 in all since {}",
+            Locale::En.date(&crate::context::format_ms(1_000))
+        )
+    );
+    let after = (RULES.flushed)(
+        t,
+        Flushed {
+            members: 0,
+            at: 125_000,
+            interval_ms: 60_000,
+            resolved: true,
+        },
+    );
+    assert_eq!((after.resolve_at, after.last_flush_at), (None, None));
+    let next = join(Some(after), 200_000);
+    assert_eq!(
+        (next.started_at, next.total, next.next_flush_at),
+        (200_000, 0, Some(210_000))
+    );
+    // A hook that joined while the notice was being built keeps the group going.
+    let busy = join(Some(t), 124_000);
+    let kept = on_resolved(busy);
+    assert_eq!(kept, busy);
+}

@@ -424,3 +424,73 @@ match = { template_code = "ORDER_*", resend_status = "RSC04" }
     }
     assert!(!r.matches(&env, &hook));
 }
+
+#[test]
+fn rate_rules_are_checked_in_operator_words() {
+    let bad = |rate: &str, extra: &str| -> Vec<String> {
+        #[derive(Deserialize)]
+        struct File {
+            routes: Vec<RouteConfig>,
+        }
+        let text = format!("[[routes]]\nname = \"rr\"\nto = \"x\"\n{extra}[routes.rate]\n{rate}");
+        let file: File = toml_from_str(&text);
+        Route::compile(&file.routes[0])
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect()
+    };
+    let results = "[routes.match]\nkind = \"message_result\"\n";
+    assert!(
+        bad("fire_above = 0.1\nwindow = \"2s\"\n", results).is_empty(),
+        "seconds are fine"
+    );
+    let errs = bad(
+        "fire_above = 1.5\nresolve_below = 0.2\nwindow = \"0s\"\nmin_messages = 0\nby = [\"colour\"]\n",
+        results,
+    );
+    let want = [
+        "route `rr`: rate.by: unknown key `colour`",
+        "route `rr`: rate.window: must be at least 1s",
+        "route `rr`: rate.min_messages: must be at least 1",
+        "route `rr`: rate.fire_above: must be a failure ratio from 0 up to (not including) 1",
+    ];
+    for (got, want) in errs.iter().zip(want) {
+        assert!(got.starts_with(want), "{got} / {want}");
+    }
+    let errs = bad("fire_above = 0.1\nresolve_below = 0.2\n", results);
+    assert!(
+        errs[0].contains("rate.resolve_below: 0.2 is above fire_above (0.1)"),
+        "{errs:?}"
+    );
+    // Without a group it sends nothing per hook: other kinds would vanish into it.
+    let errs = bad("fire_above = 0.1\n", "");
+    assert!(
+        errs[0].contains("route `rr`: rate: a rate rule counts message results only"),
+        "{errs:?}"
+    );
+    let errs = bad(
+        "fire_above = 0.1\n",
+        &format!("template = \"mine\"\n{results}"),
+    );
+    assert!(
+        errs[0].contains("template: a route with only a rate rule sends no message per hook"),
+        "{errs:?}"
+    );
+    // Defaults: 5m windows, 100 results, resolve at half the fire ratio, repeat every 4h.
+    let r = &rules(
+        "[[routes]]\nname = \"r\"\nto = \"x\"\n[routes.match]\nkind = \"message_result\"\n[routes.rate]\nfire_above = 0.1\n",
+    )[0];
+    let spec = r.rate.as_ref().unwrap();
+    assert_eq!(
+        (
+            spec.window.as_secs(),
+            spec.min_messages,
+            spec.resolve_below,
+            spec.repeat_interval.as_secs()
+        ),
+        (300, 100, 0.05, 14_400)
+    );
+    assert_eq!(r.templates_used(), vec!["rate_firing", "rate_resolved"]);
+}
