@@ -72,6 +72,12 @@ pub fn render_all(loaded: &Loaded) -> (Vec<String>, usize) {
                     }
                 }
             };
+            if route.rate.is_some() {
+                for (what, template, ctx) in rate_samples(&route.name, &all) {
+                    let ctx = crate::rate::for_destination(ctx, dest_name, dest.kind, locale);
+                    check(what, template, &ctx);
+                }
+            }
             if let Some(group) = &route.group {
                 for (what, members) in digest_samples(route, &all, &storm) {
                     let list: Vec<Member<'_>> = members
@@ -90,8 +96,26 @@ pub fn render_all(loaded: &Loaded) -> (Vec<String>, usize) {
                         &list,
                     );
                     let ctx = digest::for_destination(ctx, dest_name, dest.kind, locale);
-                    check(what, route.template_for(HookKind::MessageResult), &ctx);
+                    check(
+                        what.clone(),
+                        route.template_for(HookKind::MessageResult),
+                        &ctx,
+                    );
+                    if let Some(after) = group.resolve_after {
+                        let key = digest::group_key(group, &members[0].envelope, &members[0].hook);
+                        let ctx = resolved_sample(&route.name, &key, after);
+                        let ctx = digest::for_destination(ctx, dest_name, dest.kind, locale);
+                        check(
+                            format!("{what}, then quiet"),
+                            digest::RESOLVED_TEMPLATE,
+                            &ctx,
+                        );
+                    }
                 }
+                continue;
+            }
+            if route.rate.is_some() {
+                // A rate route without a group sends nothing per hook.
                 continue;
             }
             for sample in &all {
@@ -166,6 +190,85 @@ fn reason(e: &RenderError) -> String {
         RenderError::Limit { source, .. } => source.to_string(),
         RenderError::Missing { .. } => e.to_string(),
     }
+}
+
+/// The resolved message of a group with this key that went quiet for `after`: 1,204 members
+/// sent in digests since the group started (the times are those of the other samples).
+fn resolved_sample(route: &str, group_key: &str, after: std::time::Duration) -> serde_json::Value {
+    let after_ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 4);
+    let last = SAMPLE_RECEIVED_AT + 1_440_000;
+    let timing = crate::store::GroupTiming {
+        started_at: SAMPLE_RECEIVED_AT,
+        total: 1_204,
+        pending: 0,
+        last_flush_at: Some(last),
+        next_flush_at: None,
+        resolve_at: Some(last.saturating_add(after_ms)),
+    };
+    digest::resolved_context(
+        route,
+        group_key,
+        &timing,
+        after_ms,
+        3,
+        last.saturating_add(after_ms),
+    )
+}
+
+/// Alerts to try on a rate route: the reference firing and resolved alerts (a first firing and
+/// a repeat), and each again with the series values and result codes of the adversarial
+/// message result (what a hook can put in an alert).
+fn rate_samples(route: &str, all: &[Sample]) -> Vec<(String, &'static str, serde_json::Value)> {
+    let nasty = all
+        .iter()
+        .filter(|s| s.name.starts_with("adversarial"))
+        .find_map(|s| match &s.hook.body {
+            crate::bizmessage::HookBody::MessageResult(_) => {
+                let ctx = hook_context(
+                    &s.envelope,
+                    &s.hook,
+                    &Meta {
+                        route,
+                        destination: "",
+                        destination_type: crate::destination::console::KIND,
+                        locale: crate::locale::Locale::En,
+                        received_at_ms: SAMPLE_RECEIVED_AT,
+                        mask_recipient: true,
+                    },
+                );
+                ctx["resultCode"].as_str().map(str::to_string)
+            }
+            _ => None,
+        });
+    let mut out = Vec::new();
+    for (template, mut ctx) in crate::rate::sample_contexts() {
+        ctx["route"] = serde_json::json!(route);
+        out.push(("the sample alert".to_string(), template, ctx.clone()));
+        if template == crate::rate::FIRING_TEMPLATE {
+            let mut repeat = ctx.clone();
+            repeat["repeat"] = serde_json::json!(true);
+            out.push(("a repeat of the sample alert".to_string(), template, repeat));
+        }
+        if let Some(nasty) = &nasty {
+            let mut hostile = ctx.clone();
+            hostile["series"] =
+                serde_json::json!({"message_type": nasty, "sender_grouping_key": nasty});
+            hostile["series_label"] =
+                serde_json::json!(format!("message_type={nasty}, sender_grouping_key={nasty}"));
+            if let Some(codes) = hostile["codes"].as_array_mut() {
+                for c in codes {
+                    c["code"] = serde_json::json!(nasty);
+                }
+            }
+            crate::context::neutralise(&mut hostile);
+            out.push((
+                "the sample alert with adversarial series values and codes".to_string(),
+                template,
+                hostile,
+            ));
+        }
+    }
+    out
 }
 
 /// Digests to try on a grouped route: all its kind's reference samples, all adversarial ones,
@@ -314,6 +417,113 @@ mod tests {
             problems[0].starts_with("template slack_bot/thread_reply (")
                 && problems[0].contains("new_coments"),
             "{problems:?}"
+        );
+    }
+
+    const RATE_ROUTE: &str = "[[routes]]\nname = \"rate\"\nto = \"s\"\n[routes.match]\nkind = \"message_result\"\n\
+         [routes.rate]\nby = [\"sender_key\"]\nfire_above = 0.1\n";
+
+    #[test]
+    fn a_rate_route_rehearses_both_alerts_and_a_broken_override_is_named() {
+        let loaded = with_template("x", "{}", RATE_ROUTE);
+        let (problems, renders) = render_all(&loaded);
+        assert!(problems.is_empty(), "{problems:?}");
+        // Per destination: firing (sample, repeat, adversarial) and resolved (sample,
+        // adversarial); nothing per hook.
+        assert_eq!(renders, 5);
+        let loaded = with_template(
+            "rate_firing",
+            "{\n  \"text\": \"{{summary}} {{serie_label}}\"\n}",
+            RATE_ROUTE,
+        );
+        let (problems, _) = render_all(&loaded);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let p = &problems[0];
+        assert!(p.starts_with("template slack/rate_firing ("), "{p}");
+        assert!(
+            p.contains(
+                "rate_firing.hbs; route `rate` → s): line 2, column 24: `serie_label` is not in the context (did you mean `series_label`?), with the sample alert"
+            ),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn a_grouped_route_with_resolve_after_rehearses_its_resolved_message() {
+        let routes = "[[routes]]\nname = \"g\"\nto = \"s\"\n[routes.match]\nkind = \"message_result\"\n\
+             [routes.group]\nby = [\"result_code\"]\nresolve_after = \"10m\"\n";
+        let loaded = with_template("x", "{}", routes);
+        let (problems, _) = render_all(&loaded);
+        assert!(problems.is_empty(), "{problems:?}");
+        let loaded = with_template("digest_resolved", "{\"text\": \"{{quiet_fr}}\"}", routes);
+        let (problems, _) = render_all(&loaded);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("template slack/digest_resolved (")
+                && problems[0].contains("did you mean `quiet_for`?")
+                && problems[0].contains(", then quiet"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_korean_destination_rehearses_korean_rate_alerts() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("templates/slack/ko")).unwrap();
+        // A Korean-only override that insists on Korean text.
+        std::fs::write(
+            dir.path().join("templates/slack/ko/rate_resolved.hbs"),
+            "{\"text\": \"{{#if (eq locale \"ko\")}}{{summary}}{{else}}{{wrong}}{{/if}}\"}",
+        )
+        .unwrap();
+        let text = format!(
+            "[destinations.s]\ntype = \"slack\"\nurl = \"https://hooks.slack.invalid/x\"\nlocale = \"ko\"\n{RATE_ROUTE}"
+        );
+        let loaded = load(
+            &ConfigSource::File {
+                path: dir.path().join("config.toml"),
+                text,
+            },
+            &HashMap::new(),
+        )
+        .unwrap();
+        let (problems, renders) = render_all(&loaded);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(renders, 5);
+        let ctx = crate::rate::sample_contexts().remove(1).1;
+        let ctx = crate::rate::for_destination(
+            ctx,
+            "s",
+            crate::destination::slack::KIND,
+            crate::locale::Locale::Ko,
+        );
+        let body = loaded
+            .renderer
+            .render(
+                crate::destination::slack::KIND,
+                crate::locale::Locale::Ko,
+                "rate_resolved",
+                &ctx,
+            )
+            .unwrap();
+        assert!(body.contains("✅ 해소: alimtalk-failure-rate"), "{body}");
+        let body = loaded
+            .renderer
+            .render(
+                crate::destination::slack::KIND,
+                crate::locale::Locale::Ko,
+                "rate_firing",
+                &crate::rate::for_destination(
+                    crate::rate::sample_contexts().remove(0).1,
+                    "s",
+                    crate::destination::slack::KIND,
+                    crate::locale::Locale::Ko,
+                ),
+            )
+            .unwrap();
+        assert!(
+            body.contains("실패율 경보 92.6%") && body.contains("카카오톡 유저가 아님"),
+            "{body}"
         );
     }
 }

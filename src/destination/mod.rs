@@ -57,15 +57,18 @@ pub const ALL: &[DestinationKind] = &[
 ];
 
 /// Names every service has a built-in template for, in this order in [`Builtins`].
-pub const BUILTIN_NAMES: [&str; 4] = [
+pub const BUILTIN_NAMES: [&str; 7] = [
     "template_status",
     "message_result",
     "unknown_event",
     "message_digest",
+    "rate_firing",
+    "rate_resolved",
+    "digest_resolved",
 ];
 
 /// A service's built-in templates of one locale: `(name, source)` in [`BUILTIN_NAMES`] order.
-pub type Builtins = [(&'static str, &'static str); 4];
+pub type Builtins = [(&'static str, &'static str); 7];
 
 /// The built-ins of a service for every locale, compiled in from
 /// `templates/<service>/<locale>/<name>.hbs` (indexed by [`Locale`] as `usize`).
@@ -82,6 +85,9 @@ macro_rules! builtins {
             ("message_result", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/", $service, "/", $locale, "/message_result.hbs"))),
             ("unknown_event", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/", $service, "/", $locale, "/unknown_event.hbs"))),
             ("message_digest", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/", $service, "/", $locale, "/message_digest.hbs"))),
+            ("rate_firing", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/", $service, "/", $locale, "/rate_firing.hbs"))),
+            ("rate_resolved", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/", $service, "/", $locale, "/rate_resolved.hbs"))),
+            ("digest_resolved", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/", $service, "/", $locale, "/digest_resolved.hbs"))),
         ]
     };
 }

@@ -36,6 +36,16 @@ fn context(kind: DestinationKind, locale: Locale, template: &str) -> Value {
             .map(|(_, _, ctx)| ctx)
             .expect("a sample of every thread template");
     }
+    if template == crate::digest::RESOLVED_TEMPLATE {
+        let ctx = digest::sample_resolved_context();
+        return digest::for_destination(ctx, "golden-dest", kind, locale);
+    }
+    if let Some((_, ctx)) = crate::rate::sample_contexts()
+        .into_iter()
+        .find(|(name, _)| *name == template)
+    {
+        return crate::rate::for_destination(ctx, "golden-dest", kind, locale);
+    }
     let hook_kind = match template {
         "template_status" => HookKind::Template,
         "message_result" => HookKind::MessageResult,

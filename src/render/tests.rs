@@ -407,3 +407,123 @@ fn a_locale_folder_overrides_that_locale_only_and_wins() {
     assert!(r.has(slack::KIND, Locale::Ko, "only_ko"));
     assert!(!r.has(slack::KIND, EN, "only_ko"));
 }
+
+/// The alert and resolved-digest contexts of the built-ins' tests: the samples, a repeat, and
+/// each with hostile hook text wherever a hook's values reach them (series, codes, group).
+fn alert_contexts() -> Vec<(&'static str, String, Value)> {
+    let nasty = ctx(&adversarial("adv-quotes"), console::KIND)["templateCode"]
+        .as_str()
+        .expect("a hostile template code")
+        .to_string();
+    let mut out = Vec::new();
+    for (name, ctx) in crate::rate::sample_contexts() {
+        let mut repeat = ctx.clone();
+        repeat["repeat"] = serde_json::json!(true);
+        let mut hostile = ctx.clone();
+        hostile["route"] = serde_json::json!(nasty);
+        hostile["series"] = serde_json::json!({"sender_key": nasty});
+        hostile["series_label"] = serde_json::json!(format!("sender_key={nasty}"));
+        for c in hostile["codes"].as_array_mut().unwrap() {
+            c["code"] = serde_json::json!(nasty);
+        }
+        out.push((name, "sample".to_string(), ctx));
+        out.push((name, "repeat".to_string(), repeat));
+        out.push((name, "hostile".to_string(), hostile));
+    }
+    out.push((
+        crate::digest::RESOLVED_TEMPLATE,
+        "sample".to_string(),
+        crate::digest::sample_resolved_context(),
+    ));
+    let mut hostile = crate::digest::sample_resolved_context();
+    hostile["route"] = serde_json::json!(nasty);
+    hostile["group"] = serde_json::json!({"result_code": nasty});
+    hostile["group_label"] = serde_json::json!(format!("result_code={nasty}"));
+    out.push((
+        crate::digest::RESOLVED_TEMPLATE,
+        "hostile".to_string(),
+        hostile,
+    ));
+    out
+}
+
+#[test]
+fn alerts_and_resolved_digests_render_within_limits_and_hostile_text_takes_no_effect() {
+    use crate::destination::{discord, dooray, google_chat, jandi, mattermost};
+    let r = Renderer::builtin();
+    let forbidden: [(DestinationKind, &[&str]); 7] = [
+        (slack::KIND, &["<!channel>", "<@U123>", "<http"]),
+        (
+            crate::destination::slack_bot::KIND,
+            &["<!channel>", "<@U123>", "<http"],
+        ),
+        (dooray::KIND, &["[@all]", "dooray://", "[safe](http"]),
+        (jandi::KIND, &["[safe](http", "**bold**"]),
+        (
+            google_chat::KIND,
+            &["<users/all>", "<http://evil", "<@U123>"],
+        ),
+        (discord::KIND, &["**bold**", "[safe](http", "<@U123>"]),
+        (
+            mattermost::KIND,
+            &["@channel", "@everyone", "**bold**", "[safe](http"],
+        ),
+    ];
+    for &kind in destination::ALL {
+        for locale in Locale::ALL {
+            for (name, what, ctx) in alert_contexts() {
+                let ctx = if name == crate::digest::RESOLVED_TEMPLATE {
+                    crate::digest::for_destination(ctx, "d", kind, locale)
+                } else {
+                    crate::rate::for_destination(ctx, "d", kind, locale)
+                };
+                let body = r
+                    .render(kind, locale, name, &ctx)
+                    .unwrap_or_else(|e| panic!("{kind:?} {locale:?} {name} {what}: {e}"));
+                let problems = kind.violations(&body);
+                assert!(
+                    problems.is_empty(),
+                    "{kind:?} {locale:?} {name} {what}: {problems:?}\n{body}"
+                );
+                let text = seen(kind, &body);
+                if what == "hostile" {
+                    for (k, bad) in &forbidden {
+                        if *k == kind {
+                            let v: Value = serde_json::from_str(&body).unwrap();
+                            let mut strings = Vec::new();
+                            all_strings(&v, &mut strings);
+                            let text = strings.join("\n");
+                            for b in *bad {
+                                assert!(
+                                    !text.contains(b),
+                                    "{kind:?} {locale:?} {name} shows {b}: {text}"
+                                );
+                            }
+                        }
+                    }
+                    assert!(
+                        text.contains("한국어"),
+                        "{kind:?} {name}: the text survives"
+                    );
+                }
+                // Korean destinations read Korean; English ones the English meanings.
+                let want = match (name, locale) {
+                    ("rate_firing", Locale::Ko) => "카카오톡 유저가 아님",
+                    ("rate_firing", Locale::En) => "Cannot deliver: not a KakaoTalk user",
+                    ("rate_resolved", Locale::Ko) => "6,400건 중 4,818건",
+                    ("rate_resolved", Locale::En) => "4,818 of 6,400",
+                    (_, Locale::Ko) => "10분 동안 새 건 없음",
+                    (_, Locale::En) => "for 10m",
+                };
+                assert!(
+                    text.contains(want),
+                    "{kind:?} {locale:?} {name} {what} lacks {want}: {text}"
+                );
+                if name == "rate_firing" && what == "repeat" {
+                    let still = locale.pick("Still firing", "계속 발생 중");
+                    assert!(text.contains(still), "{kind:?} {locale:?}: {text}");
+                }
+            }
+        }
+    }
+}
