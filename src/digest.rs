@@ -309,7 +309,7 @@ pub fn resolved_context(
 /// A sample resolved context (previews, rehearsal, golden renders): 1,204 failures with
 /// result code 3019 since 10:02 KST, then 10 quiet minutes.
 pub fn sample_resolved_context() -> Value {
-    let started = 1_795_830_120_000;
+    let started = 1_795_827_720_000; // 2026-11-28 10:02:00 KST
     let timing = GroupTiming {
         started_at: started,
         total: 1_204,

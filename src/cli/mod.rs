@@ -240,6 +240,15 @@ pub enum SampleKind {
     MessageResult,
     #[value(name = "digest")]
     Digest,
+    /// A failure-rate alert firing (`rate_firing`).
+    #[value(name = "rate_firing")]
+    RateFiring,
+    /// A failure-rate alert resolved (`rate_resolved`).
+    #[value(name = "rate_resolved")]
+    RateResolved,
+    /// A digest group's resolved message (`digest_resolved`).
+    #[value(name = "digest_resolved")]
+    DigestResolved,
 }
 
 #[derive(Debug, Subcommand)]

@@ -168,6 +168,30 @@ fn sample(
                 digest::for_destination(ctx, name, dest.kind, locale),
             )
         }
+        SampleKind::RateFiring | SampleKind::RateResolved => {
+            let want = if kind == SampleKind::RateFiring {
+                crate::rate::FIRING_TEMPLATE
+            } else {
+                crate::rate::RESOLVED_TEMPLATE
+            };
+            let (template, mut ctx) = crate::rate::sample_contexts()
+                .into_iter()
+                .find(|(t, _)| *t == want)
+                .ok_or("no built-in sample")?;
+            ctx["route"] = serde_json::json!(route_name);
+            (
+                template.to_string(),
+                crate::rate::for_destination(ctx, name, dest.kind, locale),
+            )
+        }
+        SampleKind::DigestResolved => {
+            let mut ctx = digest::sample_resolved_context();
+            ctx["route"] = serde_json::json!(route_name);
+            (
+                digest::RESOLVED_TEMPLATE.to_string(),
+                digest::for_destination(ctx, name, dest.kind, locale),
+            )
+        }
     };
     Ok((template, ctx))
 }

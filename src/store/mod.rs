@@ -1,5 +1,6 @@
 //! Durable state as a multi-consumer work queue: the inbox of received hooks (with dedup),
-//! digest groups, the outbox of deliveries with shared pacing, dead letters, and silences. The [`Store`]
+//! digest groups, rate-alert counters and series, the outbox of deliveries with shared pacing,
+//! dead letters, and silences. The [`Store`]
 //! trait is the seam; [`sqlite`] (one machine, the default) and [`postgres`] (several
 //! replicas) implement it, and one conformance suite (`tests/it/conformance.rs`) runs on both.
 //!
@@ -16,6 +17,10 @@
 //!   also when it is routed again (`reroute`).
 //! - A digest flush (digest row, deliveries, removal of exactly the members marked by its
 //!   claim, group timing) is one transaction, so every grouped hook is in exactly one digest.
+//!   A group quiet past its `resolve_at` is claimed the same way for its resolved message.
+//! - Rate counters are summed in the routing commit, only for hooks whose claim held; a
+//!   series' window is judged once, after it closed, under a claim, and its new state, alert
+//!   deliveries and the dropping of counters no longer needed are one transaction.
 //! - At most one lease per destination is live at a time, and leases are granted only when
 //!   the destination's shared pace row admits a send: all consumers together keep the pace,
 //!   and a 429 seen by one pauses all.

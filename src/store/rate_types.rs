@@ -33,22 +33,25 @@ pub struct RateSettings {
     pub repeat_interval_ms: i64,
 }
 
-/// One counter row to add: `(route, series_key, window_start, outcome, code or "")` and
-/// how many `(counted, silenced)`.
-pub type CounterAdd<'a> = ((&'a str, &'a str, i64, &'a str, &'a str), (i64, i64));
+/// A counter row: `(route, series_key, window_start, outcome, code or "")`.
+pub type CounterKey<'a> = (&'a str, &'a str, i64, &'a str, &'a str);
+/// A series: `(route, series_key)`.
+pub type SeriesKey<'a> = (&'a str, &'a str);
+/// One counter row to add, and how many `(counted, silenced)`.
+pub type CounterAdd<'a> = (CounterKey<'a>, (i64, i64));
 
 /// Routed hooks' counts summed per counter row, and per series its settings and the
 /// earliest window counted; both sorted (replicas lock rows in one order).
 pub struct RateTotals<'a> {
     pub counters: Vec<CounterAdd<'a>>,
-    pub series: Vec<((&'a str, &'a str), (&'a RateSettings, i64))>,
+    pub series: Vec<(SeriesKey<'a>, (&'a RateSettings, i64))>,
 }
 
 impl<'a> RateTotals<'a> {
     pub fn of(counts: impl Iterator<Item = &'a NewRateCount>) -> RateTotals<'a> {
         use std::collections::BTreeMap;
-        let mut sums: BTreeMap<(&str, &str, i64, &str, &str), (i64, i64)> = BTreeMap::new();
-        let mut series: BTreeMap<(&str, &str), (&RateSettings, i64)> = BTreeMap::new();
+        let mut sums: BTreeMap<CounterKey<'a>, (i64, i64)> = BTreeMap::new();
+        let mut series: BTreeMap<SeriesKey<'a>, (&RateSettings, i64)> = BTreeMap::new();
         for n in counts {
             let code = n.result_code.as_deref().unwrap_or("");
             let e = sums

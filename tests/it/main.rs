@@ -20,6 +20,7 @@ mod oncall;
 mod operations;
 mod operator;
 mod process;
+mod rates;
 mod replicas;
 mod resilience;
 mod secrets;

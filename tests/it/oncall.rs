@@ -29,7 +29,7 @@ fn config(slack: &FakeChat, token: bool) -> String {
 }
 
 /// The value of one series in a /metrics text (0 when absent).
-fn metric(text: &str, series: &str) -> f64 {
+pub fn metric(text: &str, series: &str) -> f64 {
     text.lines()
         .find(|l| l.starts_with(series))
         .and_then(|l| l.rsplit(' ').next())
@@ -57,13 +57,13 @@ fn delivered(slack: &FakeChat, prefix: &str) -> Vec<String> {
         .collect()
 }
 
-fn hooks(prefix: &str, code: &str, n: usize) -> Vec<Value> {
+pub fn hooks(prefix: &str, code: &str, n: usize) -> Vec<Value> {
     (0..n)
         .map(|i| failure(&format!("{prefix}-{code}-{i}"), code))
         .collect()
 }
 
-async fn wait_metric(app: &TestApp, series: &str, want: f64) {
+pub async fn wait_metric(app: &TestApp, series: &str, want: f64) {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let got = metric(&app.metrics().await, series);
@@ -79,7 +79,7 @@ async fn wait_metric(app: &TestApp, series: &str, want: f64) {
 }
 
 /// Waits until nothing waits to be routed or sent, so what the fake has is all there is.
-async fn wait_settled(app: &TestApp) {
+pub async fn wait_settled(app: &TestApp) {
     let state = Arc::clone(app.state());
     let deadline = std::time::Instant::now() + WAIT;
     loop {

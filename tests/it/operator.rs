@@ -316,7 +316,10 @@ fn templates_export_writes_the_builtins_and_list_shows_what_files_override() {
     let types = std::fs::read_dir(&out_dir).unwrap().count();
     assert!(types >= 9, "one folder per destination type: {types}");
     assert!(
-        text(&out.stdout).contains(&format!("wrote {} templates to {target}", types * 2 * 4)),
+        text(&out.stdout).contains(&format!(
+            "wrote {} templates to {target}",
+            types * 2 * bizrelay::destination::BUILTIN_NAMES.len()
+        )),
         "{}",
         text(&out.stdout)
     );
@@ -346,7 +349,7 @@ fn templates_export_writes_the_builtins_and_list_shows_what_files_override() {
     assert!(said.contains("wrote 0 templates"), "{said}");
     assert_eq!(
         said.matches("(exists; not overwritten)").count(),
-        4,
+        bizrelay::destination::BUILTIN_NAMES.len(),
         "{said}"
     );
     assert!(
