@@ -269,6 +269,24 @@ async fn send_test_is_marked_harmless_and_renders_with_the_routes_template() {
         digest.contains("3019") && digest.contains("not a KakaoTalk user"),
         "real codes with their meanings: {digest}"
     );
+    // The on-call messages, on both a Slack and a Teams destination.
+    for (kind, says) in [
+        ("rate_firing", "Failure rate"),
+        ("rate_resolved", "Resolved"),
+        ("digest_resolved", "nothing new"),
+    ] {
+        for dest in ["s", "t"] {
+            let (code, said, err) =
+                run_cli(&["send-test", "--destination", dest, "--kind", kind], &path).await;
+            assert_eq!(code, Some(0), "{kind} to {dest}: {said}{err}");
+            let v = chat.received().last().unwrap().json();
+            let text = v["text"].as_str().or(v["summary"].as_str()).unwrap_or("");
+            assert!(
+                text.starts_with("🧪 TEST") && text.contains(says),
+                "{kind} to {dest}: {v}"
+            );
+        }
+    }
 
     // --route: the route's own template, to each of its destinations.
     let before = chat.count();
