@@ -181,14 +181,14 @@ async fn hold_back(state: &State, failed: Vec<(i64, String)>) -> Result<(), Stor
     Ok(())
 }
 
-/// Routes one batch: the hooks handed over in memory at ingest (born claimed by this
-/// replica), else hooks claimed from the store (left by a crash, a full handoff, another
-/// replica or `reroute`); returns how many it routed.
+/// Takes and routes one batch: the hooks handed over in memory at ingest (born claimed by
+/// this replica), else hooks claimed from the store (left by a crash, a full handoff, another
+/// replica or `reroute`). Returns how many it took, and the routed batch to commit.
 async fn route_batch(
     state: &Arc<State>,
     claim_from_store: bool,
     held: &mut Held,
-) -> Result<Routed, StoreError> {
+) -> Result<(Routed, Option<(DispatchBatch, Report)>), StoreError> {
     let claim_ms = crate::state::HANDOFF_CLAIM_MS.min(state.claimant.ttl_ms);
     let margin = crate::state::HANDOFF_MARGIN_MS.min(claim_ms / 2);
     let (mut claimed, stale) = state.handoff.take(BATCH, state.now() - (claim_ms - margin));
@@ -212,7 +212,7 @@ async fn route_batch(
         store_has_more: from_store == BATCH,
     };
     if claimed.is_empty() && held.is_empty() {
-        return Ok(routed);
+        return Ok((routed, None));
     }
     // Hooks waiting for a lookup are held back (see `enrich::hold`). The count is of hooks
     // newly taken, so a pass keeps draining the handoff while all of them are held, and
@@ -221,24 +221,53 @@ async fn route_batch(
     let claimed = enrich::hold::prepare(state, claimed, held).await;
     routed.hooks = taken.max(usize::from(!claimed.is_empty()));
     if claimed.is_empty() {
-        return Ok(routed);
+        return Ok((routed, None));
     }
     let (batch, report) = route_claimed(state, claimed).await?;
-    if !batch.hooks.is_empty() {
-        let commit = state
-            .store
-            .commit_dispatch(&state.claimant, batch, &digest::RULES)
-            .await?;
-        if !commit.lost.is_empty() {
-            tracing::warn!(
-                hooks = commit.lost.len(),
-                "hooks were taken over by another replica before this one committed their routing; left to it"
-            );
-        }
+    Ok((routed, Some((batch, report))))
+}
+
+/// A routed batch whose commit is under way while the next batch is taken and routed: the
+/// claim of batch n+1 shares the store's group commit with the commit of batch n, and
+/// routing (CPU) overlaps the commit's `fsync`. At most one is in flight, so batches commit
+/// in the order they were routed.
+struct InFlight {
+    commit: tokio::task::JoinHandle<Result<crate::store::DispatchCommit, StoreError>>,
+    report: Report,
+}
+
+fn start_commit(state: &Arc<State>, batch: DispatchBatch, report: Report) -> Option<InFlight> {
+    if batch.hooks.is_empty() {
+        account(state, &report);
+        return None;
     }
-    account(state, &report);
+    let st = Arc::clone(state);
+    let commit = tokio::spawn(async move {
+        st.store
+            .commit_dispatch(&st.claimant, batch, &digest::RULES)
+            .await
+    });
+    Some(InFlight { commit, report })
+}
+
+/// Waits for the batch in flight, if any, and accounts for it.
+async fn settle(state: &Arc<State>, inflight: Option<InFlight>) -> Result<(), StoreError> {
+    let Some(f) = inflight else {
+        return Ok(());
+    };
+    let commit = f
+        .commit
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("committing a routed batch failed: {e}")))??;
+    if !commit.lost.is_empty() {
+        tracing::warn!(
+            hooks = commit.lost.len(),
+            "hooks were taken over by another replica before this one committed their routing; left to it"
+        );
+    }
+    account(state, &f.report);
     state.liveness.progress(TASK, state.now());
-    Ok(routed)
+    Ok(())
 }
 
 /// What one batch routed, and whether the store had more to hand out.
@@ -286,6 +315,18 @@ async fn flush_due(state: &Arc<State>) -> Result<(), StoreError> {
 /// A digest that falls due while a backlog is being routed goes out on time (the backlog's
 /// members wait for the next one), so a storm never delays the alert about it.
 async fn pass(state: &Arc<State>, held: &mut Held) -> Result<(), StoreError> {
+    let mut inflight = None;
+    let result = pass_pipelined(state, held, &mut inflight).await;
+    // Whatever happened, the batch in flight is waited for (it commits whole or not at all).
+    let settled = settle(state, inflight.take()).await;
+    result.and(settled)
+}
+
+async fn pass_pipelined(
+    state: &Arc<State>,
+    held: &mut Held,
+    inflight: &mut Option<InFlight>,
+) -> Result<(), StoreError> {
     // The store is asked for claimable hooks at least once a second, however busy the
     // handoff is (work left by a crash or another replica must not wait for a storm to end).
     // While it hands out full batches (hooks that found the handoff full), keep asking.
@@ -296,7 +337,11 @@ async fn pass(state: &Arc<State>, held: &mut Held) -> Result<(), StoreError> {
         if claim_from_store {
             asked = Some(tokio::time::Instant::now());
         }
-        let batch = route_batch(state, claim_from_store, held).await?;
+        let (batch, prepared) = route_batch(state, claim_from_store, held).await?;
+        settle(state, inflight.take()).await?;
+        if let Some((routed, report)) = prepared {
+            *inflight = start_commit(state, routed, report);
+        }
         store_has_more = batch.store_has_more;
         let routed = batch.hooks;
         let due = state
@@ -305,6 +350,8 @@ async fn pass(state: &Arc<State>, held: &mut Held) -> Result<(), StoreError> {
             .await?
             .is_some_and(|at| at <= state.now());
         if routed == 0 || due {
+            // Digests and alerts count what is committed.
+            settle(state, inflight.take()).await?;
             flush_due(state).await?;
             alerts::judge_due(state).await?;
         }
