@@ -4,7 +4,8 @@
 //! Timing (Alertmanager's model): a new group's first digest goes out `wait` after its first
 //! hook; hooks arriving later wait for the next digest, no sooner than `interval` after the
 //! previous one; a group with nothing new sends nothing, and a group idle for a whole
-//! `interval` after its last digest starts afresh (its `total` restarts).
+//! `interval` after its last digest starts afresh (its `total` restarts), unless its resolved
+//! message (`resolve_after`) is still to come: then it goes on.
 
 use std::collections::BTreeMap;
 
@@ -32,7 +33,9 @@ pub const RULES: Rules = Rules {
 
 fn join_rule(existing: Option<GroupTiming>, j: Join) -> GroupTiming {
     GroupTiming {
-        resolve_at: j.resolve_after_ms.map(|ms| j.at.saturating_add(ms)),
+        resolve_at: j
+            .resolve_after_ms
+            .map(|ms| j.at.max(j.routed_at).saturating_add(ms)),
         ..on_join(existing, j.at, j.wait_ms, j.interval_ms)
     }
 }
@@ -73,6 +76,13 @@ pub fn on_join(
         Some(t) if t.last_flush_at.is_some_and(|last| now - last < interval_ms) => GroupTiming {
             pending: 1,
             next_flush_at: t.last_flush_at.map(|last| last + interval_ms),
+            ..t
+        },
+        // Idle for an interval but its resolved message not sent yet: the storm goes on, so
+        // the group does too (its total keeps counting); the digest comes after `wait`.
+        Some(t) if t.resolve_at.is_some() => GroupTiming {
+            pending: 1,
+            next_flush_at: Some(now + wait_ms),
             ..t
         },
         _ => GroupTiming {

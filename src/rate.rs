@@ -8,9 +8,10 @@
 //! the time it is routed. A window is judged once, [`RATE_GRACE_MS`] after it closes:
 //! - quiet → firing when it holds at least `min_messages` results and failures / results
 //!   exceeds `fire_above`;
-//! - firing → resolved when its ratio is under `resolve_below` with at least `min_messages`
-//!   results, or when it holds no failure at all (traffic stopped, or only successes);
-//! - firing otherwise: a repeat when `repeat_interval` has passed since the last message.
+//! - firing → resolved when its ratio is under `resolve_below` (however few its results), or
+//!   when it holds no failure at all (traffic stopped, or only successes);
+//! - firing otherwise: a repeat when the window holds at least `min_messages` results and
+//!   `repeat_interval` has passed since the last message.
 //!
 //! Results a silence held back are counted apart (`silenced`) and never in the ratio.
 //!
@@ -87,6 +88,7 @@ pub fn count(
 
 /// What a series remembers between windows (stored as JSON by the store).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SeriesState {
     pub firing: bool,
     /// Start of the window that fired.
@@ -183,12 +185,16 @@ pub fn judge(
         silenced_since: before.silenced_since + window.silenced,
         ..before.clone()
     };
-    if window.failures == 0 || (judged && r < settings.resolve_below) {
+    // Resolving needs no minimum: a thin window under the lower threshold (or with no failure
+    // at all, or no traffic) is no storm.
+    if window.failures == 0 || r < settings.resolve_below {
         return (Decision::Resolve, SeriesState::default(), after);
     }
-    let due = before
-        .last_sent_at
-        .is_none_or(|at| now - at >= settings.repeat_interval_ms);
+    // A repeat says the storm goes on, so only a window with enough results to judge says it.
+    let due = judged
+        && before
+            .last_sent_at
+            .is_none_or(|at| now.saturating_sub(at) >= settings.repeat_interval_ms);
     if due {
         after.last_sent_at = Some(now);
         (Decision::Repeat, after.clone(), after)

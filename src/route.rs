@@ -347,6 +347,14 @@ impl Route {
                     "group.resolve_after".into(),
                     "must be longer than 0s (leave it out to send no resolved message)".into(),
                 ));
+            } else if g
+                .resolve_after
+                .is_some_and(|d| d > Duration::from_secs(30 * 86_400))
+            {
+                errors.push(err(
+                    "group.resolve_after".into(),
+                    "must be at most 30d".into(),
+                ));
             }
             GroupSpec {
                 by,

@@ -263,6 +263,7 @@ fn a_quiet_group_is_due_for_its_resolved_message_once_then_starts_afresh() {
             t,
             Join {
                 at,
+                routed_at: at,
                 wait_ms: 10_000,
                 interval_ms: 60_000,
                 resolve_after_ms: Some(120_000),
@@ -319,4 +320,25 @@ fn a_quiet_group_is_due_for_its_resolved_message_once_then_starts_afresh() {
     let busy = join(Some(t), 124_000);
     let kept = on_resolved(busy);
     assert_eq!(kept, busy);
+    // Idle for more than an interval with its resolved message still to come, the group
+    // goes on: its total keeps counting the storm, its next digest comes after `wait`.
+    let late = join(Some(t), 90_000);
+    assert_eq!((late.started_at, late.total, late.pending), (1_000, 2, 1));
+    assert_eq!(
+        (late.next_flush_at, late.resolve_at),
+        (Some(100_000), Some(210_000))
+    );
+    // A hook routed long after it arrived (a backlog after downtime) is quiet time from its
+    // routing, not from its arrival.
+    let backlog = (RULES.join)(
+        None,
+        Join {
+            at: 1_000,
+            routed_at: 500_000,
+            wait_ms: 10_000,
+            interval_ms: 60_000,
+            resolve_after_ms: Some(120_000),
+        },
+    );
+    assert_eq!(backlog.resolve_at, Some(620_000));
 }

@@ -295,15 +295,21 @@ async fn flush_due(state: &Arc<State>) -> Result<(), StoreError> {
                     .map_err(|e| {
                         StoreError::Unavailable(format!("building a digest failed: {e}"))
                     })?;
-            let (route, count) = (flush.route.clone(), flush.count);
+            let (route, count, resolved) = (flush.route.clone(), flush.count, flush.resolved);
             if state
                 .store
                 .commit_flush(&state.claimant, flush, &digest::RULES)
                 .await?
             {
                 state.metrics.digests.with_label_values(&[&route]).inc();
-                tracing::info!(route = %route, hooks = count, "digest queued");
+                if resolved {
+                    tracing::info!(route = %route, "resolved message queued (the group went quiet)");
+                } else {
+                    tracing::info!(route = %route, hooks = count, "digest queued");
+                }
                 account(state, &report);
+            } else if resolved {
+                tracing::debug!(route = %route, "a hook joined the group while its resolved message was being built; not sent");
             } else {
                 tracing::warn!(route = %route, "another replica took this digest over; left to it");
             }

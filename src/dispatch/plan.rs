@@ -246,10 +246,19 @@ pub fn route_hooks_with(
                     *report.silenced.entry(r.name.clone()).or_default() += 1;
                     tracing::debug!(route = %r.name, silence = id, "hook silenced");
                     if let Some(spec) = &r.group {
+                        // A silenced hook is not news, but the group is not quiet either: its
+                        // resolved message waits as for any hook.
+                        let resolve_until = spec.resolve_after.map(|d| {
+                            stored
+                                .received_at
+                                .max(now)
+                                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                        });
                         batch.silenced.push(SilencedMember {
                             route: r.name.clone(),
                             group_key: digest::group_key(spec, &stored.envelope, hook),
                             hook_row: stored.row,
+                            resolve_until,
                         });
                     }
                 }
@@ -270,6 +279,7 @@ pub fn route_hooks_with(
                     group_key: digest::group_key(spec, &stored.envelope, hook),
                     hook_row: stored.row,
                     joined_at: stored.received_at,
+                    routed_at: now,
                     kind: hook.kind(),
                     result_code,
                     message_type,
@@ -427,7 +437,7 @@ pub fn build_flush(loaded: &Loaded, group: &DueGroup, now: i64) -> (Flush, Repor
         .find(|r| r.name == group.route)
         .and_then(group_settings)
         .unwrap_or_else(|| group.settings.clone());
-    let resolved = group.tally.count == 0;
+    let resolved = group.tally.count == 0 && crate::store::resolve_still_due(&group.timing, now);
     let (ctx, template) = if resolved {
         let after = settings
             .resolve_after_ms

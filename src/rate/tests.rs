@@ -89,6 +89,17 @@ fn too_few_results_neither_fire_nor_resolve_but_no_failure_at_all_resolves() {
         run(&[(1000, 900), (10, 9), (0, 0)]),
         [Fire, StillFiring, Resolve]
     );
+    // A thin window under the lower threshold resolves too (1 of 50 is 2%)...
+    assert_eq!(run(&[(1000, 900), (50, 1)]), [Fire, Resolve]);
+    // ...and a thin window over it never repeats, however long it has been.
+    let firing = SeriesState {
+        firing: true,
+        fired_at: Some(0),
+        last_sent_at: Some(0),
+        ..SeriesState::default()
+    };
+    let (d, _, _) = judge(&settings(), &firing, &window(100, 50, 25), 100 * W);
+    assert_eq!(d, StillFiring);
 }
 
 #[test]

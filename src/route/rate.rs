@@ -49,6 +49,10 @@ pub struct RateSpec {
 
 /// Shortest window accepted (operators test with a few seconds).
 const MIN_WINDOW: Duration = Duration::from_secs(1);
+/// Longest window and repeat interval accepted (a failure rate over more than a week, or a
+/// reminder rarer than monthly, is a report, not an alert).
+const MAX_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+const MAX_REPEAT: Duration = Duration::from_secs(30 * 86_400);
 
 impl RateConfig {
     pub(super) fn compile(
@@ -68,6 +72,8 @@ impl RateConfig {
         }
         if self.window < MIN_WINDOW {
             errors.push(err("rate.window".into(), "must be at least 1s".into()));
+        } else if self.window > MAX_WINDOW {
+            errors.push(err("rate.window".into(), "must be at most 7d".into()));
         }
         if self.min_messages == 0 {
             errors.push(err("rate.min_messages".into(), "must be at least 1".into()));
@@ -99,6 +105,11 @@ impl RateConfig {
             errors.push(err(
                 "rate.repeat_interval".into(),
                 "must be longer than 0s".into(),
+            ));
+        } else if self.repeat_interval > MAX_REPEAT {
+            errors.push(err(
+                "rate.repeat_interval".into(),
+                "must be at most 30d".into(),
             ));
         }
         if !errors.is_empty() {

@@ -478,6 +478,27 @@ fn rate_rules_are_checked_in_operator_words() {
         errs[0].contains("template: a route with only a rate rule sends no message per hook"),
         "{errs:?}"
     );
+    // Durations that would overflow the clock are refused.
+    let errs = bad(
+        "fire_above = 0.1\nwindow = \"8d\"\nrepeat_interval = \"300000000y\"\n",
+        results,
+    );
+    assert!(
+        errs[0].contains("rate.window: must be at most 7d"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].contains("rate.repeat_interval: must be at most 30d"),
+        "{errs:?}"
+    );
+    let errs = bad(
+        "fire_above = 0.1\n",
+        "[routes.group]\nresolve_after = \"31d\"\n",
+    );
+    assert!(
+        errs[0].contains("group.resolve_after: must be at most 30d"),
+        "{errs:?}"
+    );
     // Defaults: 5m windows, 100 results, resolve at half the fire ratio, repeat every 4h.
     let r = &rules(
         "[[routes]]\nname = \"r\"\nto = \"x\"\n[routes.match]\nkind = \"message_result\"\n[routes.rate]\nfire_above = 0.1\n",

@@ -40,38 +40,88 @@ pub type SeriesKey<'a> = (&'a str, &'a str);
 /// One counter row to add, and how many `(counted, silenced)`.
 pub type CounterAdd<'a> = (CounterKey<'a>, (i64, i64));
 
-/// Routed hooks' counts summed per counter row, and per series its settings and the
-/// earliest window counted; both sorted (replicas lock rows in one order).
-pub struct RateTotals<'a> {
-    pub counters: Vec<CounterAdd<'a>>,
-    pub series: Vec<(SeriesKey<'a>, (&'a RateSettings, i64))>,
+/// The series a batch's counts touch, sorted (replicas lock their rows in one order), each
+/// with its settings and the earliest window counted.
+pub fn series_of<'a>(counts: &[&'a NewRateCount]) -> Vec<(SeriesKey<'a>, (&'a RateSettings, i64))> {
+    let mut series: std::collections::BTreeMap<SeriesKey<'a>, (&RateSettings, i64)> =
+        Default::default();
+    for n in counts {
+        let s = series
+            .entry((&n.route, &n.series_key))
+            .or_insert((&n.settings, n.window_start));
+        s.1 = s.1.min(n.window_start);
+    }
+    series.into_iter().collect()
 }
 
-impl<'a> RateTotals<'a> {
-    pub fn of(counts: impl Iterator<Item = &'a NewRateCount>) -> RateTotals<'a> {
-        use std::collections::BTreeMap;
-        let mut sums: BTreeMap<CounterKey<'a>, (i64, i64)> = BTreeMap::new();
-        let mut series: BTreeMap<SeriesKey<'a>, (&RateSettings, i64)> = BTreeMap::new();
-        for n in counts {
-            let code = n.result_code.as_deref().unwrap_or("");
-            let e = sums
-                .entry((&n.route, &n.series_key, n.window_start, &n.outcome, code))
-                .or_default();
-            if n.silenced {
-                e.1 += 1;
-            } else {
-                e.0 += 1;
-            }
-            let s = series
-                .entry((&n.route, &n.series_key))
-                .or_insert((&n.settings, n.window_start));
-            s.1 = s.1.min(n.window_start);
-        }
-        RateTotals {
-            counters: sums.into_iter().collect(),
-            series: series.into_iter().collect(),
+/// A series row as the routing commit finds it (locked, on PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesRow {
+    pub window_ms: i64,
+    pub eval_window: Option<i64>,
+    pub judged_through: Option<i64>,
+}
+
+/// What the routing commit writes to a series row, and where its counts may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesPlan {
+    pub eval_window: i64,
+    pub judged_through: Option<i64>,
+    /// The window length changed (a reload): the series' counts of the old length are
+    /// dropped and its windows start afresh on the new length's grid.
+    pub restart: bool,
+    /// No count goes into a window at or before the last judged one: a count committed
+    /// after its window was judged (a slow commit, a replica's clock a little behind) goes
+    /// into the next window to be judged instead of being lost.
+    pub floor: i64,
+}
+
+/// Decides a series row's update for counts whose earliest window is `earliest` (pure, so
+/// both engines apply the same rule).
+pub fn plan_series(existing: Option<SeriesRow>, window_ms: i64, earliest: i64) -> SeriesPlan {
+    let restart = existing.is_some_and(|e| e.window_ms != window_ms);
+    let kept = existing.filter(|_| !restart);
+    let judged_through = kept.and_then(|e| e.judged_through);
+    let floor = judged_through.map_or(i64::MIN, |j| j.saturating_add(window_ms));
+    let earliest = earliest.max(floor);
+    let eval_window = kept
+        .and_then(|e| e.eval_window)
+        .map_or(earliest, |e| e.min(earliest));
+    SeriesPlan {
+        eval_window,
+        judged_through,
+        restart,
+        floor,
+    }
+}
+
+/// Routed hooks' counts summed per counter row, each moved up to its series' floor; sorted.
+pub fn counters_of<'a>(
+    counts: &[&'a NewRateCount],
+    plans: &std::collections::BTreeMap<SeriesKey<'a>, SeriesPlan>,
+) -> Vec<CounterAdd<'a>> {
+    let mut sums: std::collections::BTreeMap<CounterKey<'a>, (i64, i64)> = Default::default();
+    for n in counts {
+        let floor = plans
+            .get(&(n.route.as_str(), n.series_key.as_str()))
+            .map_or(i64::MIN, |p| p.floor);
+        let code = n.result_code.as_deref().unwrap_or("");
+        let e = sums
+            .entry((
+                &n.route,
+                &n.series_key,
+                n.window_start.max(floor),
+                &n.outcome,
+                code,
+            ))
+            .or_default();
+        if n.silenced {
+            e.1 += 1;
+        } else {
+            e.0 += 1;
         }
     }
+    sums.into_iter().collect()
 }
 
 /// What one window of a series counted.
@@ -169,3 +219,37 @@ pub const PRUNE_ONCALL: [&str; 4] = [
          AND s.eval_window IS NOT NULL AND s.eval_window <= rate_counts.window_start)",
     "DELETE FROM silences WHERE ends_at < $1",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: i64 = 60_000;
+
+    #[test]
+    fn a_late_count_goes_to_the_next_window_to_judge_and_a_new_length_starts_afresh() {
+        // New series: due at its first counted window.
+        assert_eq!(plan_series(None, W, 5 * W).eval_window, 5 * W);
+        // Window 5 judged and nothing counted since: a count for window 5 that committed
+        // late is moved to window 6, which becomes due.
+        let judged = SeriesRow {
+            window_ms: W,
+            eval_window: None,
+            judged_through: Some(5 * W),
+        };
+        let p = plan_series(Some(judged), W, 5 * W);
+        assert_eq!((p.eval_window, p.floor, p.restart), (6 * W, 6 * W, false));
+        // A series due at window 7 stays due there when window 9 is counted.
+        let due = SeriesRow {
+            eval_window: Some(7 * W),
+            ..judged
+        };
+        assert_eq!(plan_series(Some(due), W, 9 * W).eval_window, 7 * W);
+        // A reload from 1m to 1h windows: restart on the new grid.
+        let p = plan_series(Some(due), 60 * W, 0);
+        assert_eq!(
+            (p.eval_window, p.judged_through, p.restart),
+            (0, None, true)
+        );
+    }
+}

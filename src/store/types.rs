@@ -137,6 +137,8 @@ pub struct SilencedMember {
     pub route: String,
     pub group_key: String,
     pub hook_row: i64,
+    /// For a group with `resolve_after`: its resolved message waits at least until then.
+    pub resolve_until: Option<i64>,
 }
 
 /// What a dispatch commit did.
@@ -218,6 +220,9 @@ pub struct NewMember {
     pub hook_row: i64,
     /// When the hook arrived (groups time from it).
     pub joined_at: i64,
+    /// When it was routed (a resolved message waits `resolve_after` from the later of the two,
+    /// so a backlog routed after downtime does not look quiet).
+    pub routed_at: i64,
     pub kind: HookKind,
     pub result_code: Option<String>,
     pub message_type: Option<String>,
@@ -252,6 +257,12 @@ pub struct GroupTiming {
     /// When its resolved message is due (the last hook's arrival plus `resolve_after`), for
     /// a group with `resolve_after`, until it is sent.
     pub resolve_at: Option<i64>,
+}
+
+/// Whether a group claimed for its resolved message is still quiet at `now` (checked again
+/// in the flush's transaction: a hook may have joined since the claim).
+pub fn resolve_still_due(t: &GroupTiming, now: i64) -> bool {
+    t.pending == 0 && t.resolve_at.is_some_and(|at| at <= now)
 }
 
 /// What a digest counts. The store computes it with SQL over the members marked for a
@@ -309,6 +320,7 @@ pub struct Flush {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Join {
     pub at: i64,
+    pub routed_at: i64,
     pub wait_ms: i64,
     pub interval_ms: i64,
     pub resolve_after_ms: Option<i64>,

@@ -128,6 +128,7 @@ fn member(row: i64, at: i64, code: &str) -> NewMember {
         group_key: "{}".into(),
         hook_row: row,
         joined_at: at,
+        routed_at: at,
         kind: HookKind::MessageResult,
         result_code: Some(code.into()),
         message_type: Some("ALIMTALK_NORMAL".into()),
@@ -1379,6 +1380,7 @@ pub async fn silenced_hooks_of_a_group_are_counted_into_its_next_digest_once(e: 
         route: "failures".into(),
         group_key: "{}".into(),
         hook_row: row,
+        resolve_until: None,
     };
     let batch = DispatchBatch {
         hooks: hooks.iter().map(|h| routed(h.row, &[])).collect(),

@@ -257,6 +257,18 @@ pub(super) async fn commit_flush(
         .map(|s| s.interval_ms)
         .unwrap_or(0);
     let timing = timing_from(&row, 2);
+    if flush.resolved && !resolve_still_due(&timing, flush.now) {
+        // A hook joined after the claim: the group is not quiet any more.
+        tx.execute(
+            "UPDATE groups SET claim_owner = NULL, claim_token = NULL, claim_until = NULL
+             WHERE route = $1 AND group_key = $2",
+            &[&flush.route, &flush.group_key],
+        )
+        .await
+        .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        return Ok(false);
+    }
     let removed = tx
         .execute(
             "DELETE FROM group_members WHERE route = $1 AND group_key = $2 AND flush_token = $3",

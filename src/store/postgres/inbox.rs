@@ -232,7 +232,40 @@ pub(super) async fn commit_dispatch(
         .iter()
         .filter(|m| held.contains(&m.hook_row))
         .collect();
+    // Silenced hooks of a group with `resolve_after` hold its resolved message back. Those
+    // updates lock group rows after the joins do, so when there are any, every group row the
+    // commit touches is locked first, in one sorted order (no deadlock between replicas).
+    let hold_resolve: Vec<(&str, &str, i64)> = batch
+        .silenced
+        .iter()
+        .filter(|s| held.contains(&s.hook_row))
+        .filter_map(|s| Some((s.route.as_str(), s.group_key.as_str(), s.resolve_until?)))
+        .collect();
+    if !hold_resolve.is_empty() {
+        let groups: std::collections::BTreeSet<(&str, &str)> = members
+            .iter()
+            .map(|m| (m.route.as_str(), m.group_key.as_str()))
+            .chain(hold_resolve.iter().map(|h| (h.0, h.1)))
+            .collect();
+        for (route, key) in groups {
+            tx.execute(
+                "SELECT 1 FROM groups WHERE route = $1 AND group_key = $2 FOR UPDATE",
+                &[&route, &key],
+            )
+            .await
+            .map_err(map)?;
+        }
+    }
     join_groups(&tx, &members, rules).await?;
+    for (route, key, until) in &hold_resolve {
+        tx.execute(
+            "UPDATE groups SET resolve_at = GREATEST(resolve_at, $3)
+             WHERE route = $1 AND group_key = $2 AND resolve_at IS NOT NULL",
+            &[route, key, until],
+        )
+        .await
+        .map_err(map)?;
+    }
     let mut silenced: Vec<(&str, &str)> = batch
         .silenced
         .iter()
@@ -340,6 +373,7 @@ async fn join_groups(
                 timing,
                 Join {
                     at: m.joined_at,
+                    routed_at: m.routed_at,
                     wait_ms: m.settings.wait_ms,
                     interval_ms: m.settings.interval_ms,
                     resolve_after_ms: m.settings.resolve_after_ms,

@@ -8,6 +8,8 @@ use deadpool_postgres::{Pool, Transaction};
 use super::{map, token};
 use crate::store::*;
 
+/// Adds routed hooks' counts to their windows under each series row's lock (taken first, in
+/// sorted order, as `commit_rate` does); see [`plan_series`].
 pub(super) async fn count_rates(
     tx: &Transaction<'_>,
     counts: &[&NewRateCount],
@@ -15,17 +17,76 @@ pub(super) async fn count_rates(
     if counts.is_empty() {
         return Ok(());
     }
-    let totals = RateTotals::of(counts.iter().copied());
+    let ensure = tx
+        .prepare_cached(
+            "INSERT INTO rate_series (route, series_key, settings, window_ms)
+             VALUES ($1, $2, '{}', $3) ON CONFLICT DO NOTHING",
+        )
+        .await
+        .map_err(map)?;
+    let lock = tx
+        .prepare_cached(
+            "SELECT window_ms, eval_window, judged_through FROM rate_series
+             WHERE route = $1 AND series_key = $2 FOR UPDATE",
+        )
+        .await
+        .map_err(map)?;
+    let save = tx
+        .prepare_cached(
+            "UPDATE rate_series SET settings = $3, window_ms = $4, eval_window = $5, judged_through = $6
+             WHERE route = $1 AND series_key = $2",
+        )
+        .await
+        .map_err(map)?;
+    let mut plans = std::collections::BTreeMap::new();
+    for ((route, key), (settings, earliest)) in series_of(counts) {
+        let created = tx
+            .execute(&ensure, &[&route, &key, &settings.window_ms])
+            .await
+            .map_err(map)?
+            == 1;
+        let row = tx.query_one(&lock, &[&route, &key]).await.map_err(map)?;
+        let existing = (!created).then(|| SeriesRow {
+            window_ms: row.get(0),
+            eval_window: row.get(1),
+            judged_through: row.get(2),
+        });
+        let plan = plan_series(existing, settings.window_ms, earliest);
+        if plan.restart {
+            tx.execute(
+                "DELETE FROM rate_counts WHERE route = $1 AND series_key = $2",
+                &[&route, &key],
+            )
+            .await
+            .map_err(map)?;
+        }
+        let json =
+            serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            &save,
+            &[
+                &route,
+                &key,
+                &json,
+                &settings.window_ms,
+                &plan.eval_window,
+                &plan.judged_through,
+            ],
+        )
+        .await
+        .map_err(map)?;
+        plans.insert((route, key), plan);
+    }
+    let counters = counters_of(counts, &plans);
     let col = |i: usize| -> Vec<&str> {
-        totals
-            .counters
+        counters
             .iter()
             .map(|(k, _)| [k.0, k.1, k.3, k.4][i])
             .collect()
     };
-    let starts: Vec<i64> = totals.counters.iter().map(|(k, _)| k.2).collect();
-    let counted: Vec<i64> = totals.counters.iter().map(|(_, n)| n.0).collect();
-    let silenced: Vec<i64> = totals.counters.iter().map(|(_, n)| n.1).collect();
+    let starts: Vec<i64> = counters.iter().map(|(k, _)| k.2).collect();
+    let counted: Vec<i64> = counters.iter().map(|(_, n)| n.0).collect();
+    let silenced: Vec<i64> = counters.iter().map(|(_, n)| n.1).collect();
     tx.execute(
         "INSERT INTO rate_counts (route, series_key, window_start, outcome, result_code, counted, silenced)
          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])
@@ -36,27 +97,6 @@ pub(super) async fn count_rates(
     )
     .await
     .map_err(map)?;
-    let due = tx
-        .prepare_cached(
-            "INSERT INTO rate_series (route, series_key, settings, window_ms, eval_window)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (route, series_key) DO UPDATE SET
-               settings = excluded.settings, window_ms = excluded.window_ms,
-               eval_window = CASE
-                 WHEN excluded.eval_window <= COALESCE(rate_series.judged_through, -1) THEN rate_series.eval_window
-                 WHEN rate_series.eval_window IS NULL OR excluded.eval_window < rate_series.eval_window
-                   THEN excluded.eval_window
-                 ELSE rate_series.eval_window END",
-        )
-        .await
-        .map_err(map)?;
-    for ((route, key), (settings, earliest)) in &totals.series {
-        let json =
-            serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        tx.execute(&due, &[route, key, &json, &settings.window_ms, earliest])
-            .await
-            .map_err(map)?;
-    }
     Ok(())
 }
 

@@ -176,6 +176,31 @@ async fn a_newer_schema_is_refused() {
 }
 
 #[tokio::test]
+async fn a_schema_2_migration_cut_short_is_finished_on_the_next_open() {
+    // The column was added but the version not yet written (a crash, or a second opener
+    // that raced the first): opening again must not trip over the column.
+    let dir = tempfile::tempdir().unwrap();
+    open(&dir).close().await;
+    let path = dir.path().join("sub/store.db");
+    let c = Connection::open(&path).unwrap();
+    c.execute(
+        "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+        [],
+    )
+    .unwrap();
+    drop(c);
+    let store = SqliteStore::open(&config(&path), Mode::Serve).unwrap();
+    store.close().await;
+    assert_eq!(
+        count(
+            &path,
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'"
+        ),
+        super::SCHEMA_VERSION
+    );
+}
+
+#[tokio::test]
 async fn a_schema_1_store_is_migrated_keeping_what_was_routed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");

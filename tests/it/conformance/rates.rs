@@ -227,10 +227,33 @@ pub async fn a_judged_window_is_never_judged_again_and_counts_survive_a_restart(
     );
     // Quiet with nothing counted after: nothing is due.
     assert_eq!(store.next_flush_at().await.unwrap(), None);
-    // A late count into the judged window does not open it again...
+    // A count committed after its window was judged (a slow commit, a clock behind) is not
+    // lost: it goes into the next window to be judged, never into the judged one again.
     count_into(&store, "c", w0 + W + 1_500, w0, &[("3019", false)]).await;
-    assert_eq!(store.next_flush_at().await.unwrap(), None);
-    // ...and the next counted window is judged in its turn, after its own close.
+    let w1 = w0 + W;
+    assert_eq!(
+        store.next_flush_at().await.unwrap(),
+        Some(w1 + W + RATE_GRACE_MS)
+    );
+    let due = store
+        .claim_rate_series(&who("j"), w1 + W + RATE_GRACE_MS, 10)
+        .await
+        .unwrap();
+    assert_eq!((due[0].window.start, due[0].window.failures), (w1, 1));
+    assert_eq!(
+        due[0].previous.results, 3,
+        "the judged window is kept for the trend"
+    );
+    assert!(
+        store
+            .commit_rate(
+                &who("j"),
+                commit_of(&due[0], false, w1 + W + RATE_GRACE_MS, vec![])
+            )
+            .await
+            .unwrap()
+    );
+    // The next counted window is judged in its turn, after its own close.
     let w3 = w0 + 3 * W;
     count_into(&store, "d", w3 + 1, w3, &[("3019", false)]).await;
     assert_eq!(
@@ -243,6 +266,48 @@ pub async fn a_judged_window_is_never_judged_again_and_counts_survive_a_restart(
         .unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!((due[0].window.start, due[0].window.results), (w3, 1));
+    assert!(
+        store
+            .commit_rate(
+                &who("j"),
+                commit_of(&due[0], false, w3 + W + RATE_GRACE_MS, vec![])
+            )
+            .await
+            .unwrap()
+    );
+    // A reload to 2m windows starts the series afresh on the new grid: the old counts go.
+    let two = NewRateCount {
+        settings: RateSettings {
+            window_ms: 2 * W,
+            ..rate_settings()
+        },
+        ..count(0, w0 + 6 * W, "3019", false)
+    };
+    store.ingest(post(w0 + 6 * W, &["reload"])).await.unwrap();
+    let hooks = store.claim_hooks(&who("r"), w0 + 6 * W, 10).await.unwrap();
+    let batch = DispatchBatch {
+        hooks: vec![routed(hooks[0].row, &["rate:rate"])],
+        rates: vec![NewRateCount {
+            hook_row: hooks[0].row,
+            ..two
+        }],
+        ..DispatchBatch::default()
+    };
+    store
+        .commit_dispatch(&who("r"), batch, &RULES)
+        .await
+        .unwrap();
+    let at = w0 + 8 * W + RATE_GRACE_MS;
+    assert_eq!(store.next_flush_at().await.unwrap(), Some(at));
+    let due = store.claim_rate_series(&who("j"), at, 10).await.unwrap();
+    assert_eq!(
+        (due[0].window.start, due[0].window.results),
+        (w0 + 6 * W, 1)
+    );
+    assert_eq!(
+        due[0].previous.results, 0,
+        "counts of the old length were dropped"
+    );
     store.close().await;
 }
 
@@ -438,7 +503,107 @@ pub async fn prune_drops_quiet_on_call_state_and_keeps_what_is_still_due(e: Engi
     assert_eq!(listed[0].matchers[0].pattern, "3016");
 }
 
+pub async fn a_group_is_not_resolved_while_hooks_join_or_silenced_ones_arrive(e: Engine) {
+    let store = e.open().await;
+    let quiet = GroupSettings {
+        resolve_after_ms: Some(60_000),
+        ..settings()
+    };
+    let me = who("me");
+    let join = |row: i64, at: i64| NewMember {
+        settings: quiet.clone(),
+        ..member(row, at, "3019")
+    };
+    store.ingest(post(1, &["a"])).await.unwrap();
+    let hooks = store.claim_hooks(&me, 10, 10).await.unwrap();
+    let batch = DispatchBatch {
+        hooks: vec![routed(hooks[0].row, &["d"])],
+        members: vec![join(hooks[0].row, 1_000)],
+        ..DispatchBatch::default()
+    };
+    store.commit_dispatch(&me, batch, &RULES).await.unwrap();
+    let g = store.claim_groups(&me, 2_000, 10).await.unwrap().remove(0);
+    assert!(
+        store
+            .commit_flush(&me, flush_of(&g, 2_000, vec![]), &RULES)
+            .await
+            .unwrap()
+    );
+    // A silenced hook of the group at 30s holds the resolved message back to 90s.
+    store.ingest(post(30_000, &["s"])).await.unwrap();
+    let hooks = store.claim_hooks(&me, 30_000, 10).await.unwrap();
+    let batch = DispatchBatch {
+        hooks: vec![routed(hooks[0].row, &[])],
+        silenced: vec![SilencedMember {
+            route: "failures".into(),
+            group_key: "{}".into(),
+            hook_row: hooks[0].row,
+            resolve_until: Some(90_000),
+        }],
+        ..DispatchBatch::default()
+    };
+    store.commit_dispatch(&me, batch, &RULES).await.unwrap();
+    assert_eq!(store.next_flush_at().await.unwrap(), Some(90_000));
+    assert!(
+        store
+            .claim_groups(&me, 61_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Claimed for its resolved message; a hook joins before the commit: nothing is sent.
+    let r = store.claim_groups(&who("one"), 90_000, 10).await.unwrap();
+    assert_eq!((r.len(), r[0].tally.count), (1, 0));
+    store.ingest(post(90_001, &["late"])).await.unwrap();
+    let hooks = store.claim_hooks(&me, 90_001, 10).await.unwrap();
+    let batch = DispatchBatch {
+        hooks: vec![routed(hooks[0].row, &["d"])],
+        members: vec![join(hooks[0].row, 90_001)],
+        ..DispatchBatch::default()
+    };
+    store.commit_dispatch(&me, batch, &RULES).await.unwrap();
+    let notice = NewDelivery {
+        hook_row: None,
+        hook_id: None,
+        ..delivery("d", 0, 90_002)
+    };
+    let resolved = Flush {
+        resolved: true,
+        ..flush_of(&r[0], 90_002, vec![notice])
+    };
+    assert!(
+        !store
+            .commit_flush(&who("one"), resolved, &RULES)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .queue_stats()
+            .await
+            .unwrap()
+            .iter()
+            .all(|q| q.pending == 0),
+        "nothing queued"
+    );
+    // The new hook's digest goes out as usual, and the group is quiet again a minute later.
+    let g = store
+        .claim_groups(&me, 100_000, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(g.tally.count, 1);
+    assert!(
+        store
+            .commit_flush(&me, flush_of(&g, 100_000, vec![]), &RULES)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.next_flush_at().await.unwrap(), Some(150_001));
+}
+
 conformance!(
+    a_group_is_not_resolved_while_hooks_join_or_silenced_ones_arrive,
     prune_drops_quiet_on_call_state_and_keeps_what_is_still_due,
     rate_counts_sum_per_window_and_a_lost_claim_counts_nothing,
     a_judged_window_is_never_judged_again_and_counts_survive_a_restart,

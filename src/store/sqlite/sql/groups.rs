@@ -200,6 +200,11 @@ pub(in crate::store::sqlite) fn commit_flush(
     let Some(timing) = group_timing(c, &flush.route, &flush.group_key)? else {
         return Ok(false);
     };
+    if flush.resolved && !resolve_still_due(&timing, flush.now) {
+        // A hook joined after the claim: the group is not quiet any more.
+        release_group(c, &flush.route, &flush.group_key)?;
+        return Ok(false);
+    }
     let removed = c
         .prepare_cached(
             "DELETE FROM group_members WHERE route = ?1 AND group_key = ?2 AND flush_token = ?3",
@@ -241,10 +246,15 @@ pub(in crate::store::sqlite) fn commit_flush(
         )?
         .execute(params![flush.route, flush.group_key])?;
     }
+    release_group(c, &flush.route, &flush.group_key)?;
+    Ok(true)
+}
+
+fn release_group(c: &Connection, route: &str, key: &str) -> Result<(), StoreError> {
     c.prepare_cached(
         "UPDATE groups SET claim_owner = NULL, claim_token = NULL, claim_until = NULL
          WHERE route = ?1 AND group_key = ?2",
     )?
-    .execute(params![flush.route, flush.group_key])?;
-    Ok(true)
+    .execute(params![route, key])?;
+    Ok(())
 }

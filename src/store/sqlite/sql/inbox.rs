@@ -135,8 +135,15 @@ pub(in crate::store::sqlite) fn commit_dispatch(
         "INSERT INTO group_silenced (route, group_key, count) VALUES (?1, ?2, 1)
          ON CONFLICT (route, group_key) DO UPDATE SET count = count + 1",
     )?;
+    let mut hold_resolve = c.prepare_cached(
+        "UPDATE groups SET resolve_at = MAX(resolve_at, ?3)
+         WHERE route = ?1 AND group_key = ?2 AND resolve_at IS NOT NULL",
+    )?;
     for s in batch.silenced.iter().filter(|s| held.contains(&s.hook_row)) {
         count_silenced.execute(params![s.route, s.group_key])?;
+        if let Some(until) = s.resolve_until {
+            hold_resolve.execute(params![s.route, s.group_key, until])?;
+        }
     }
     super::count_rates(c, batch.rates.iter().filter(|n| held.contains(&n.hook_row)))?;
     Ok(out)
@@ -179,6 +186,7 @@ fn join_groups<'a>(
                 timing,
                 Join {
                     at: m.joined_at,
+                    routed_at: m.routed_at,
                     wait_ms: m.settings.wait_ms,
                     interval_ms: m.settings.interval_ms,
                     resolve_after_ms: m.settings.resolve_after_ms,

@@ -132,11 +132,21 @@ fn migrate_from_1(c: &Connection) -> Result<(), rusqlite::Error> {
 }
 
 /// Schema 2 had no resolved messages for digest groups.
+/// Idempotent, so a migration cut short (or raced by a second opener) is finished later.
 fn migrate_from_2(c: &Connection) -> Result<(), rusqlite::Error> {
-    c.execute_batch(
-        "ALTER TABLE groups ADD COLUMN resolve_at INTEGER;
-         UPDATE meta SET value = '3' WHERE key = 'schema_version';",
-    )
+    let has: bool = c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('groups') WHERE name = 'resolve_at')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has {
+        c.execute_batch("ALTER TABLE groups ADD COLUMN resolve_at INTEGER;")?;
+    }
+    c.execute(
+        "UPDATE meta SET value = '3' WHERE key = 'schema_version'",
+        [],
+    )?;
+    Ok(())
 }
 
 /// A `serve` start owns a store exclusively (it holds the lock): claims and leases left by a

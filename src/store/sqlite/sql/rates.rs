@@ -8,36 +8,56 @@ use super::token;
 use crate::store::*;
 
 /// Adds routed hooks' counts to their windows and marks each series' earliest unjudged
-/// window with counts as due (a window already judged is never judged again).
+/// window with counts as due ([`plan_series`]: a window already judged is never judged
+/// again, and a count that comes after its window was judged goes into the next one).
 pub(in crate::store::sqlite) fn count_rates<'a>(
     c: &Connection,
     counts: impl Iterator<Item = &'a NewRateCount>,
 ) -> Result<(), StoreError> {
-    let totals = RateTotals::of(counts);
+    let counts: Vec<&NewRateCount> = counts.collect();
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let mut plans = std::collections::BTreeMap::new();
+    for ((route, key), (settings, earliest)) in series_of(&counts) {
+        let existing: Option<SeriesRow> = c
+            .prepare_cached(
+                "SELECT window_ms, eval_window, judged_through FROM rate_series
+                 WHERE route = ?1 AND series_key = ?2",
+            )?
+            .query_row(params![route, key], |r| {
+                Ok(SeriesRow {
+                    window_ms: r.get(0)?,
+                    eval_window: r.get(1)?,
+                    judged_through: r.get(2)?,
+                })
+            })
+            .optional()?;
+        let plan = plan_series(existing, settings.window_ms, earliest);
+        if plan.restart {
+            c.prepare_cached("DELETE FROM rate_counts WHERE route = ?1 AND series_key = ?2")?
+                .execute(params![route, key])?;
+        }
+        let json =
+            serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        c.prepare_cached(
+            "INSERT INTO rate_series (route, series_key, settings, window_ms, eval_window, judged_through)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (route, series_key) DO UPDATE SET
+               settings = excluded.settings, window_ms = excluded.window_ms,
+               eval_window = excluded.eval_window, judged_through = excluded.judged_through",
+        )?
+        .execute(params![route, key, json, settings.window_ms, plan.eval_window, plan.judged_through])?;
+        plans.insert((route, key), plan);
+    }
     let mut add = c.prepare_cached(
         "INSERT INTO rate_counts (route, series_key, window_start, outcome, result_code, counted, silenced)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (route, series_key, window_start, outcome, result_code) DO UPDATE SET
            counted = counted + excluded.counted, silenced = silenced + excluded.silenced",
     )?;
-    for ((route, key, start, outcome, code), (n, silenced)) in totals.counters {
+    for ((route, key, start, outcome, code), (n, silenced)) in counters_of(&counts, &plans) {
         add.execute(params![route, key, start, outcome, code, n, silenced])?;
-    }
-    let mut due = c.prepare_cached(
-        "INSERT INTO rate_series (route, series_key, settings, window_ms, eval_window)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (route, series_key) DO UPDATE SET
-           settings = excluded.settings, window_ms = excluded.window_ms,
-           eval_window = CASE
-             WHEN excluded.eval_window <= COALESCE(rate_series.judged_through, -1) THEN rate_series.eval_window
-             WHEN rate_series.eval_window IS NULL OR excluded.eval_window < rate_series.eval_window
-               THEN excluded.eval_window
-             ELSE rate_series.eval_window END",
-    )?;
-    for ((route, key), (settings, earliest)) in totals.series {
-        let json =
-            serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        due.execute(params![route, key, json, settings.window_ms, earliest])?;
     }
     Ok(())
 }
