@@ -78,6 +78,21 @@ pub async fn wait_metric(app: &TestApp, series: &str, want: f64) {
     }
 }
 
+/// Adds a silence of one matcher for an hour from `at`, as `bizrelay silence add` would, and
+/// makes the app see it at once.
+pub async fn silence_for_an_hour(state: &bizrelay::state::State, matcher: &str, at: i64) {
+    let silence = bizrelay::silence::new_silence(
+        vec![bizrelay::silence::parse_matcher(matcher).unwrap()],
+        3_600_000,
+        "NHN incident #123",
+        None,
+        at,
+    )
+    .unwrap();
+    state.store.add_silence(silence).await.unwrap();
+    state.silences.invalidate();
+}
+
 /// Waits until nothing waits to be routed or sent, so what the fake has is all there is.
 pub async fn wait_settled(app: &TestApp) {
     let state = Arc::clone(app.state());
@@ -455,21 +470,7 @@ async fn a_digest_counts_the_silenced_hooks_of_its_group_separately() {
     .await;
     let state = Arc::clone(app.state());
     let start = clock.now();
-    state
-        .store
-        .add_silence(
-            bizrelay::silence::new_silence(
-                vec![bizrelay::silence::parse_matcher("result_code=3019").unwrap()],
-                3_600_000,
-                "NHN incident #123",
-                None,
-                start,
-            )
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    state.silences.invalidate();
+    silence_for_an_hour(&state, "result_code=3019", start).await;
     let mut storm = hooks("ocdig", "3019", 5);
     storm.extend(hooks("ocdig", "3016", 3));
     app.post_json(envelope(&storm)).await;

@@ -12,7 +12,7 @@ use bizrelay::state::{Clock, now_ms};
 use serde_json::Value;
 
 use crate::common::*;
-use crate::oncall::{hooks, metric, wait_metric, wait_settled};
+use crate::oncall::{hooks, metric, silence_for_an_hour, wait_metric, wait_settled};
 
 const W: i64 = 60_000;
 const WAIT: Duration = Duration::from_secs(20);
@@ -185,21 +185,7 @@ async fn a_silence_over_part_of_a_storm_keeps_its_results_out_of_the_ratio_and_s
     )
     .await;
     let state = Arc::clone(app.state());
-    state
-        .store
-        .add_silence(
-            bizrelay::silence::new_silence(
-                vec![bizrelay::silence::parse_matcher("result_code=3019").unwrap()],
-                3_600_000,
-                "NHN incident #123",
-                None,
-                clock.now(),
-            )
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    state.silences.invalidate();
+    silence_for_an_hour(&state, "result_code=3019", clock.now()).await;
     // 10 successes, 10 silenced 3019 failures, 5 failures with 3016: 5 of 15 counted.
     let mut storm = results("s0", 20, 10);
     storm.extend(hooks("s0x", "3016", 5));
