@@ -208,8 +208,8 @@ pub const RATE_GRACE_MS: i64 = 1_000;
 /// What pruning removes of on-call state older than the keep time of delivered work (`$1`),
 /// the same SQL on both engines: groups with nothing pending and no resolved message due,
 /// quiet alert series (a firing series always has a window to judge), counters no series will
-/// judge, and silences that ended.
-pub const PRUNE_ONCALL: [&str; 4] = [
+/// judge. Ended silences go with `PRUNE_SILENCES`.
+pub const PRUNE_ONCALL: [&str; 3] = [
     "DELETE FROM groups WHERE pending = 0 AND resolve_at IS NULL AND claim_token IS NULL
        AND COALESCE(last_flush_at, started_at) < $1",
     "DELETE FROM rate_series WHERE eval_window IS NULL AND claim_token IS NULL
@@ -217,8 +217,11 @@ pub const PRUNE_ONCALL: [&str; 4] = [
     "DELETE FROM rate_counts WHERE window_start < $1 AND NOT EXISTS (SELECT 1 FROM rate_series s
        WHERE s.route = rate_counts.route AND s.series_key = rate_counts.series_key
          AND s.eval_window IS NOT NULL AND s.eval_window <= rate_counts.window_start)",
-    "DELETE FROM silences WHERE ends_at < $1",
 ];
+
+/// Silences that ended before `$1` (the keep time of unrouted hooks: a week by default, so
+/// `silence list --expired` can look back that far).
+pub const PRUNE_SILENCES: &str = "DELETE FROM silences WHERE ends_at < $1";
 
 #[cfg(test)]
 mod tests {

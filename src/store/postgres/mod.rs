@@ -656,6 +656,9 @@ async fn prune(pool: &Pool, before: PruneBefore) -> Result<PruneStats, StoreErro
     for sql in PRUNE_ONCALL {
         tx.execute(sql, &[&before.delivered]).await.map_err(map)?;
     }
+    tx.execute(PRUNE_SILENCES, &[&before.unrouted])
+        .await
+        .map_err(map)?;
     let rejected = tx
         .execute(
             "DELETE FROM rejected WHERE id IN (SELECT id FROM rejected WHERE received_at < $1 LIMIT $2)",

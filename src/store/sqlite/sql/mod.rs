@@ -255,6 +255,7 @@ pub(super) fn prune(c: &Connection, before: PruneBefore) -> Result<PruneStats, S
     for sql in PRUNE_ONCALL {
         c.execute(sql, params![before.delivered])?;
     }
+    c.execute(PRUNE_SILENCES, params![before.unrouted])?;
     let rejected = c.execute(
         "DELETE FROM rejected WHERE id IN (SELECT id FROM rejected WHERE received_at < ?1 LIMIT ?2)",
         params![before.seen, chunk],
