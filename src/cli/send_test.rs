@@ -55,18 +55,27 @@ pub async fn run(
         },
     };
     if let Some(r) = route {
-        if kind == SampleKind::Digest && r.group.is_none() {
-            out::err(&format!(
-                "error: route `{}` sends hooks one by one (no [routes.group]): test it with --kind template or --kind message_result",
-                out::cell(&r.name)
-            ));
-            return ExitCode::from(2);
-        }
-        if kind != SampleKind::Digest && r.group.is_some() {
-            out::err(&format!(
-                "error: route `{}` groups its hooks into digests: test it with --kind digest",
-                out::cell(&r.name)
-            ));
+        let resolves = r.group.as_ref().is_some_and(|g| g.resolve_after.is_some());
+        let problem = match kind {
+            SampleKind::Digest if r.group.is_none() => Some(
+                "sends hooks one by one (no [routes.group]): test it with --kind template or --kind message_result",
+            ),
+            SampleKind::Template | SampleKind::MessageResult if r.group.is_some() => {
+                Some("groups its hooks into digests: test it with --kind digest")
+            }
+            SampleKind::Template | SampleKind::MessageResult if r.rate.is_some() => Some(
+                "sends nothing per hook (it counts them for rate alerts): test it with --kind rate_firing or --kind rate_resolved",
+            ),
+            SampleKind::RateFiring | SampleKind::RateResolved if r.rate.is_none() => {
+                Some("has no [routes.rate], so it sends no rate alert")
+            }
+            SampleKind::DigestResolved if !resolves => {
+                Some("sends no resolved message (no resolve_after in its [routes.group])")
+            }
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            out::err(&format!("error: route `{}` {problem}", out::cell(&r.name)));
             return ExitCode::from(2);
         }
     }

@@ -224,7 +224,8 @@ async fn send_test_is_marked_harmless_and_renders_with_the_routes_template() {
     .unwrap();
     let body = format!(
         "{}{}[[routes]]\nname = \"mine\"\nto = \"s\"\ntemplate = \"mine\"\n[routes.match]\noutcome = \"failure\"\n\
-         [[routes]]\nname = \"grouped\"\nto = \"s\"\n[routes.match]\nkind = \"message_result\"\n[routes.group]\nby = [\"result_code\"]\n",
+         [[routes]]\nname = \"grouped\"\nto = \"s\"\n[routes.match]\nkind = \"message_result\"\n[routes.group]\nby = [\"result_code\"]\n\
+         [[routes]]\nname = \"rate\"\nto = \"s\"\n[routes.match]\nkind = \"message_result\"\n[routes.rate]\nfire_above = 0.1\n",
         crate::operations::dest("s", &chat),
         format_args!(
             "[destinations.t]\ntype = \"teams\"\nurl = \"{}\"\n",
@@ -316,10 +317,54 @@ async fn send_test_is_marked_harmless_and_renders_with_the_routes_template() {
     .await;
     assert_eq!(code, Some(0), "{err}");
 
+    // A rate route sends alerts, not hooks; a route without them says so.
+    let (code, _, err) = run_cli(&["send-test", "--route", "rate"], &path).await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("route `rate` sends nothing per hook (it counts them for rate alerts): test it with --kind rate_firing"), "{err}");
+    let before = chat.count();
+    let (code, _, err) = run_cli(
+        &["send-test", "--route", "rate", "--kind", "rate_firing"],
+        &path,
+    )
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(chat.count(), before + 1);
+    let text = chat.received().last().unwrap().json()["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.starts_with("🧪 TEST") && text.contains("Failure rate: rate ("),
+        "{text}"
+    );
+    let (code, _, err) = run_cli(
+        &["send-test", "--route", "grouped", "--kind", "rate_firing"],
+        &path,
+    )
+    .await;
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("route `grouped` has no [routes.rate]"),
+        "{err}"
+    );
+    let (code, _, err) = run_cli(
+        &[
+            "send-test",
+            "--route",
+            "grouped",
+            "--kind",
+            "digest_resolved",
+        ],
+        &path,
+    )
+    .await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no resolve_after"), "{err}");
+
     let (code, _, err) = run_cli(&["send-test", "--route", "nope"], &path).await;
     assert_eq!(code, Some(2));
     assert!(
-        err.contains("no route `nope` (configured: mine, grouped)"),
+        err.contains("no route `nope` (configured: mine, grouped, rate)"),
         "{err}"
     );
 }
