@@ -157,7 +157,10 @@ pub(super) async fn claim_rate_series(
         let start: i64 = head.get(4);
         let token = token();
         tx.execute(
-            "UPDATE rate_series SET claim_owner = $3, claim_token = $4, claim_until = $5
+            // The window is closed to counting from here on: a count that commits while it
+            // is being judged goes into the next window (see `plan_series`), not lost in this.
+            "UPDATE rate_series SET claim_owner = $3, claim_token = $4, claim_until = $5,
+               judged_through = eval_window
              WHERE route = $1 AND series_key = $2",
             &[&route, &series_key, &who.owner, &token, &(now + who.ttl_ms)],
         )

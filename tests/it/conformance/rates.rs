@@ -244,11 +244,29 @@ pub async fn a_judged_window_is_never_judged_again_and_counts_survive_a_restart(
         due[0].previous.results, 3,
         "the judged window is kept for the trend"
     );
+    // A count committing while that window is being judged goes into the next one too.
+    count_into(&store, "e", w1 + W + 1_600, w1, &[("3016", false)]).await;
     assert!(
         store
             .commit_rate(
                 &who("j"),
                 commit_of(&due[0], false, w1 + W + RATE_GRACE_MS, vec![])
+            )
+            .await
+            .unwrap()
+    );
+    let w2 = w1 + W;
+    let due = store
+        .claim_rate_series(&who("j"), w2 + W + RATE_GRACE_MS, 10)
+        .await
+        .unwrap();
+    assert_eq!((due[0].window.start, due[0].window.failures), (w2, 1));
+    assert_eq!(due[0].window.codes, vec![(Some("3016".into()), 1)]);
+    assert!(
+        store
+            .commit_rate(
+                &who("j"),
+                commit_of(&due[0], false, w2 + W + RATE_GRACE_MS, vec![])
             )
             .await
             .unwrap()

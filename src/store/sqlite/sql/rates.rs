@@ -113,7 +113,10 @@ pub(in crate::store::sqlite) fn claim_rate_series(
         })?;
         let token = token();
         c.prepare_cached(
-            "UPDATE rate_series SET claim_owner = ?3, claim_token = ?4, claim_until = ?5
+            // The window is closed to counting from here on: a count that commits while it
+            // is being judged goes into the next window (see `plan_series`), not lost in this.
+            "UPDATE rate_series SET claim_owner = ?3, claim_token = ?4, claim_until = ?5,
+               judged_through = eval_window
              WHERE route = ?1 AND series_key = ?2",
         )?
         .execute(params![
