@@ -242,12 +242,23 @@ pub(super) async fn commit_dispatch(
         .filter_map(|s| Some((s.route.as_str(), s.group_key.as_str(), s.resolve_until?)))
         .collect();
     if !hold_resolve.is_empty() {
-        let groups: std::collections::BTreeSet<(&str, &str)> = members
+        // Member groups are created before they are locked, as `join_groups` does, so both
+        // take the same rows in the same order (a row created later would break the order).
+        let joined: std::collections::BTreeSet<(&str, &str)> = members
             .iter()
             .map(|m| (m.route.as_str(), m.group_key.as_str()))
+            .collect();
+        let groups: std::collections::BTreeSet<(&str, &str)> = joined
+            .iter()
+            .copied()
             .chain(hold_resolve.iter().map(|h| (h.0, h.1)))
             .collect();
         for (route, key) in groups {
+            if joined.contains(&(route, key)) {
+                tx.execute(ENSURE_GROUP, &[&route, &key])
+                    .await
+                    .map_err(map)?;
+            }
             tx.execute(
                 "SELECT 1 FROM groups WHERE route = $1 AND group_key = $2 FOR UPDATE",
                 &[&route, &key],
@@ -302,6 +313,11 @@ pub(super) async fn commit_dispatch(
         lost,
     })
 }
+
+/// Creates a group's row if it has none yet (its timing is then decided under its lock).
+const ENSURE_GROUP: &str =
+    "INSERT INTO groups (route, group_key, started_at, total, pending, settings)
+     VALUES ($1, $2, 0, 0, 0, '{}') ON CONFLICT DO NOTHING";
 
 /// Files members into their groups. Group rows are locked in sorted order (so concurrent
 /// replicas never deadlock) and each is read and written once per batch, under its lock.
@@ -358,13 +374,7 @@ async fn join_groups(
                 .push(m);
         }
     }
-    let ensure = tx
-        .prepare_cached(
-            "INSERT INTO groups (route, group_key, started_at, total, pending, settings)
-             VALUES ($1, $2, 0, 0, 0, '{}') ON CONFLICT DO NOTHING",
-        )
-        .await
-        .map_err(map)?;
+    let ensure = tx.prepare_cached(ENSURE_GROUP).await.map_err(map)?;
     for ((route, key), joined) in by_group {
         tx.execute(&ensure, &[&route, &key]).await.map_err(map)?;
         let mut timing = super::groups::lock_timing(tx, route, key).await?;
