@@ -227,45 +227,30 @@ async fn route_batch(
     Ok((routed, Some((batch, report))))
 }
 
-/// A routed batch whose commit is under way while the next batch is taken and routed: the
-/// claim of batch n+1 shares the store's group commit with the commit of batch n, and
-/// routing (CPU) overlaps the commit's `fsync`. At most one is in flight, so batches commit
-/// in the order they were routed.
-struct InFlight {
-    commit: tokio::task::JoinHandle<Result<crate::store::DispatchCommit, StoreError>>,
-    report: Report,
-}
+/// A routed batch waiting for its commit. Its commit runs while the next batch is taken and
+/// routed (both driven by the dispatcher's own task, so nothing outlives it): the claim of
+/// batch n+1 shares the store's group commit with the commit of batch n, and routing (CPU)
+/// overlaps the commit's `fsync`. At most one waits, so batches commit in routing order.
+type RoutedBatch = (DispatchBatch, Report);
 
-fn start_commit(state: &Arc<State>, batch: DispatchBatch, report: Report) -> Option<InFlight> {
-    if batch.hooks.is_empty() {
-        account(state, &report);
-        return None;
-    }
-    let st = Arc::clone(state);
-    let commit = tokio::spawn(async move {
-        st.store
-            .commit_dispatch(&st.claimant, batch, &digest::RULES)
-            .await
-    });
-    Some(InFlight { commit, report })
-}
-
-/// Waits for the batch in flight, if any, and accounts for it.
-async fn settle(state: &Arc<State>, inflight: Option<InFlight>) -> Result<(), StoreError> {
-    let Some(f) = inflight else {
+/// Commits a routed batch, if any, and accounts for it.
+async fn commit(state: &Arc<State>, routed: Option<RoutedBatch>) -> Result<(), StoreError> {
+    let Some((batch, report)) = routed else {
         return Ok(());
     };
-    let commit = f
-        .commit
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("committing a routed batch failed: {e}")))??;
-    if !commit.lost.is_empty() {
-        tracing::warn!(
-            hooks = commit.lost.len(),
-            "hooks were taken over by another replica before this one committed their routing; left to it"
-        );
+    if !batch.hooks.is_empty() {
+        let commit = state
+            .store
+            .commit_dispatch(&state.claimant, batch, &digest::RULES)
+            .await?;
+        if !commit.lost.is_empty() {
+            tracing::warn!(
+                hooks = commit.lost.len(),
+                "hooks were taken over by another replica before this one committed their routing; left to it"
+            );
+        }
     }
-    account(state, &f.report);
+    account(state, &report);
     state.liveness.progress(TASK, state.now());
     Ok(())
 }
@@ -321,17 +306,17 @@ async fn flush_due(state: &Arc<State>) -> Result<(), StoreError> {
 /// A digest that falls due while a backlog is being routed goes out on time (the backlog's
 /// members wait for the next one), so a storm never delays the alert about it.
 async fn pass(state: &Arc<State>, held: &mut Held) -> Result<(), StoreError> {
-    let mut inflight = None;
-    let result = pass_pipelined(state, held, &mut inflight).await;
-    // Whatever happened, the batch in flight is waited for (it commits whole or not at all).
-    let settled = settle(state, inflight.take()).await;
-    result.and(settled)
+    let mut waiting = None;
+    let result = pass_pipelined(state, held, &mut waiting).await;
+    // Whatever happened, a routed batch is committed (whole or not at all) before the pass ends.
+    let committed = commit(state, waiting.take()).await;
+    result.and(committed)
 }
 
 async fn pass_pipelined(
     state: &Arc<State>,
     held: &mut Held,
-    inflight: &mut Option<InFlight>,
+    waiting: &mut Option<RoutedBatch>,
 ) -> Result<(), StoreError> {
     // The store is asked for claimable hooks at least once a second, however busy the
     // handoff is (work left by a crash or another replica must not wait for a storm to end).
@@ -343,11 +328,18 @@ async fn pass_pipelined(
         if claim_from_store {
             asked = Some(tokio::time::Instant::now());
         }
-        let (batch, prepared) = route_batch(state, claim_from_store, held).await?;
-        settle(state, inflight.take()).await?;
-        if let Some((routed, report)) = prepared {
-            *inflight = start_commit(state, routed, report);
-        }
+        let previous = waiting.take();
+        let (taken, committed) = tokio::join!(
+            route_batch(state, claim_from_store, held),
+            commit(state, previous)
+        );
+        // A batch routed while the previous commit failed is still committed by `pass`.
+        let taken = taken.map(|(batch, prepared)| {
+            *waiting = prepared;
+            batch
+        });
+        committed?;
+        let batch = taken?;
         store_has_more = batch.store_has_more;
         let routed = batch.hooks;
         let due = state
@@ -357,7 +349,7 @@ async fn pass_pipelined(
             .is_some_and(|at| at <= state.now());
         if routed == 0 || due {
             // Digests and alerts count what is committed.
-            settle(state, inflight.take()).await?;
+            commit(state, waiting.take()).await?;
             flush_due(state).await?;
             alerts::judge_due(state).await?;
         }
