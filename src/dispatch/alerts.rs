@@ -8,7 +8,7 @@ use super::plan::{Report, notice_deliveries};
 use crate::config::Loaded;
 use crate::rate::{self, Decision, SeriesState};
 use crate::state::State;
-use crate::store::{DueSeries, RateCommit, StoreError};
+use crate::store::{DueSeries, RateCommit, RateSettings, StoreError};
 
 /// Series judged per store round trip.
 const SERIES_PER_PASS: usize = 32;
@@ -18,11 +18,16 @@ pub fn build_rate(loaded: &Loaded, due: &DueSeries, now: i64) -> (RateCommit, De
     let mut report = Report::default();
     // The route as configured now decides thresholds and destinations; the settings stored
     // with the series serve when a reload removed the route (so it can still resolve).
+    // The window length is the series' own (a reload to another length starts a new series).
     let settings = loaded
         .routes
         .iter()
         .find(|r| r.name == due.route)
         .and_then(rate::settings)
+        .map(|now| RateSettings {
+            window_ms: due.settings.window_ms,
+            ..now
+        })
         .unwrap_or_else(|| due.settings.clone());
     let before = SeriesState::parse(due.state.as_deref());
     let (decision, keep, shown) = rate::judge(&settings, &before, &due.window, now);
@@ -60,6 +65,7 @@ pub fn build_rate(loaded: &Loaded, due: &DueSeries, now: i64) -> (RateCommit, De
     let commit = RateCommit {
         route: due.route.clone(),
         series_key: due.series_key.clone(),
+        window_ms: due.settings.window_ms,
         token: due.token,
         window_start: due.window.start,
         state: keep.to_json(),

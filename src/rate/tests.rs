@@ -79,7 +79,7 @@ fn a_firing_series_repeats_no_sooner_than_its_repeat_interval() {
 }
 
 #[test]
-fn too_few_results_neither_fire_nor_resolve_but_no_failure_at_all_resolves() {
+fn too_few_results_neither_fire_nor_repeat_and_a_quiet_or_thin_window_resolves() {
     use Decision::*;
     // 99 results at 100% failures: below min_messages, nothing fires.
     assert_eq!(run(&[(99, 99), (100, 11)]), [Quiet, Fire]);

@@ -33,10 +33,13 @@ pub struct RateSettings {
     pub repeat_interval_ms: i64,
 }
 
-/// A counter row: `(route, series_key, window_start, outcome, code or "")`.
-pub type CounterKey<'a> = (&'a str, &'a str, i64, &'a str, &'a str);
-/// A series: `(route, series_key)`.
-pub type SeriesKey<'a> = (&'a str, &'a str);
+/// A counter row: `(route, series_key, window_ms, window_start, outcome, code or "")`.
+pub type CounterKey<'a> = (&'a str, &'a str, i64, i64, &'a str, &'a str);
+/// A series: `(route, series_key, window_ms)`. The window length is part of a series'
+/// identity: a reload to another length starts a new series beside the old one (which, fed
+/// no more, resolves or goes quiet on its own windows), so replicas that briefly disagree
+/// about the length never mix or drop each other's counts.
+pub type SeriesKey<'a> = (&'a str, &'a str, i64);
 /// One counter row to add, and how many `(counted, silenced)`.
 pub type CounterAdd<'a> = (CounterKey<'a>, (i64, i64));
 
@@ -47,7 +50,7 @@ pub fn series_of<'a>(counts: &[&'a NewRateCount]) -> Vec<(SeriesKey<'a>, (&'a Ra
         Default::default();
     for n in counts {
         let s = series
-            .entry((&n.route, &n.series_key))
+            .entry((&n.route, &n.series_key, n.settings.window_ms))
             .or_insert((&n.settings, n.window_start));
         s.1 = s.1.min(n.window_start);
     }
@@ -57,7 +60,6 @@ pub fn series_of<'a>(counts: &[&'a NewRateCount]) -> Vec<(SeriesKey<'a>, (&'a Ra
 /// A series row as the routing commit finds it (locked, on PostgreSQL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeriesRow {
-    pub window_ms: i64,
     pub eval_window: Option<i64>,
     pub judged_through: Option<i64>,
 }
@@ -66,33 +68,23 @@ pub struct SeriesRow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeriesPlan {
     pub eval_window: i64,
-    pub judged_through: Option<i64>,
-    /// The window length changed (a reload): the series' counts of the old length are
-    /// dropped and its windows start afresh on the new length's grid.
-    pub restart: bool,
-    /// No count goes into a window at or before the last judged one: a count committed
-    /// after its window was judged (a slow commit, a replica's clock a little behind) goes
-    /// into the next window to be judged instead of being lost.
+    /// No count goes into a window at or before the last judged (or being judged) one: a
+    /// count committed after its window was claimed for judging (a slow commit, a replica's
+    /// clock a little behind) goes into the next window instead of being lost.
     pub floor: i64,
 }
 
 /// Decides a series row's update for counts whose earliest window is `earliest` (pure, so
 /// both engines apply the same rule).
 pub fn plan_series(existing: Option<SeriesRow>, window_ms: i64, earliest: i64) -> SeriesPlan {
-    let restart = existing.is_some_and(|e| e.window_ms != window_ms);
-    let kept = existing.filter(|_| !restart);
-    let judged_through = kept.and_then(|e| e.judged_through);
-    let floor = judged_through.map_or(i64::MIN, |j| j.saturating_add(window_ms));
+    let floor = existing
+        .and_then(|e| e.judged_through)
+        .map_or(i64::MIN, |j| j.saturating_add(window_ms));
     let earliest = earliest.max(floor);
-    let eval_window = kept
+    let eval_window = existing
         .and_then(|e| e.eval_window)
         .map_or(earliest, |e| e.min(earliest));
-    SeriesPlan {
-        eval_window,
-        judged_through,
-        restart,
-        floor,
-    }
+    SeriesPlan { eval_window, floor }
 }
 
 /// Routed hooks' counts summed per counter row, each moved up to its series' floor; sorted.
@@ -102,14 +94,16 @@ pub fn counters_of<'a>(
 ) -> Vec<CounterAdd<'a>> {
     let mut sums: std::collections::BTreeMap<CounterKey<'a>, (i64, i64)> = Default::default();
     for n in counts {
+        let w = n.settings.window_ms;
         let floor = plans
-            .get(&(n.route.as_str(), n.series_key.as_str()))
+            .get(&(n.route.as_str(), n.series_key.as_str(), w))
             .map_or(i64::MIN, |p| p.floor);
         let code = n.result_code.as_deref().unwrap_or("");
         let e = sums
             .entry((
                 &n.route,
                 &n.series_key,
+                w,
                 n.window_start.max(floor),
                 &n.outcome,
                 code,
@@ -188,6 +182,8 @@ pub struct DueSeries {
 pub struct RateCommit {
     pub route: String,
     pub series_key: String,
+    /// The series' window length (part of its identity).
+    pub window_ms: i64,
     pub token: i64,
     /// The window judged.
     pub window_start: i64,
@@ -216,6 +212,7 @@ pub const PRUNE_ONCALL: [&str; 3] = [
        AND COALESCE(judged_through, 0) < $1",
     "DELETE FROM rate_counts WHERE window_start < $1 AND NOT EXISTS (SELECT 1 FROM rate_series s
        WHERE s.route = rate_counts.route AND s.series_key = rate_counts.series_key
+         AND s.window_ms = rate_counts.window_ms
          AND s.eval_window IS NOT NULL AND s.eval_window <= rate_counts.window_start)",
 ];
 
@@ -229,30 +226,50 @@ mod tests {
 
     const W: i64 = 60_000;
 
+    fn count(window_start: i64, code: &str) -> NewRateCount {
+        NewRateCount {
+            route: "r".into(),
+            series_key: "{}".into(),
+            hook_row: 1,
+            window_start,
+            outcome: "failure".into(),
+            result_code: Some(code.into()),
+            silenced: false,
+            settings: RateSettings {
+                to: vec![],
+                window_ms: W,
+                min_messages: 1,
+                fire_above: 0.1,
+                resolve_below: 0.05,
+                repeat_interval_ms: W,
+            },
+        }
+    }
+
     #[test]
-    fn a_late_count_goes_to_the_next_window_to_judge_and_a_new_length_starts_afresh() {
+    fn a_late_count_goes_into_the_next_window_to_judge() {
         // New series: due at its first counted window.
         assert_eq!(plan_series(None, W, 5 * W).eval_window, 5 * W);
-        // Window 5 judged and nothing counted since: a count for window 5 that committed
-        // late is moved to window 6, which becomes due.
+        // Window 5 judged (or being judged) and nothing counted since: counts for windows 5
+        // and 6 both go into window 6, which becomes due.
         let judged = SeriesRow {
-            window_ms: W,
             eval_window: None,
             judged_through: Some(5 * W),
         };
         let p = plan_series(Some(judged), W, 5 * W);
-        assert_eq!((p.eval_window, p.floor, p.restart), (6 * W, 6 * W, false));
+        assert_eq!((p.eval_window, p.floor), (6 * W, 6 * W));
+        let (late, on_time) = (count(5 * W, "3019"), count(6 * W, "3019"));
+        let counts = [&late, &on_time];
+        let plans = [(("r", "{}", W), p)].into_iter().collect();
+        assert_eq!(
+            counters_of(&counts, &plans),
+            vec![(("r", "{}", W, 6 * W, "failure", "3019"), (2, 0))]
+        );
         // A series due at window 7 stays due there when window 9 is counted.
         let due = SeriesRow {
             eval_window: Some(7 * W),
             ..judged
         };
         assert_eq!(plan_series(Some(due), W, 9 * W).eval_window, 7 * W);
-        // A reload from 1m to 1h windows: restart on the new grid.
-        let p = plan_series(Some(due), 60 * W, 0);
-        assert_eq!(
-            (p.eval_window, p.judged_through, p.restart),
-            (0, None, true)
-        );
     }
 }

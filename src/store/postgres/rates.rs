@@ -26,74 +26,59 @@ pub(super) async fn count_rates(
         .map_err(map)?;
     let lock = tx
         .prepare_cached(
-            "SELECT window_ms, eval_window, judged_through FROM rate_series
-             WHERE route = $1 AND series_key = $2 FOR UPDATE",
+            "SELECT eval_window, judged_through FROM rate_series
+             WHERE route = $1 AND series_key = $2 AND window_ms = $3 FOR UPDATE",
         )
         .await
         .map_err(map)?;
     let save = tx
         .prepare_cached(
-            "UPDATE rate_series SET settings = $3, window_ms = $4, eval_window = $5, judged_through = $6
-             WHERE route = $1 AND series_key = $2",
+            "UPDATE rate_series SET settings = $4, eval_window = $5
+             WHERE route = $1 AND series_key = $2 AND window_ms = $3",
         )
         .await
         .map_err(map)?;
     let mut plans = std::collections::BTreeMap::new();
-    for ((route, key), (settings, earliest)) in series_of(counts) {
+    for ((route, key, w), (settings, earliest)) in series_of(counts) {
         let created = tx
-            .execute(&ensure, &[&route, &key, &settings.window_ms])
+            .execute(&ensure, &[&route, &key, &w])
             .await
             .map_err(map)?
             == 1;
-        let row = tx.query_one(&lock, &[&route, &key]).await.map_err(map)?;
-        let existing = (!created).then(|| SeriesRow {
-            window_ms: row.get(0),
-            eval_window: row.get(1),
-            judged_through: row.get(2),
-        });
-        let plan = plan_series(existing, settings.window_ms, earliest);
-        if plan.restart {
-            tx.execute(
-                "DELETE FROM rate_counts WHERE route = $1 AND series_key = $2",
-                &[&route, &key],
-            )
+        let row = tx
+            .query_one(&lock, &[&route, &key, &w])
             .await
             .map_err(map)?;
-        }
+        let existing = (!created).then(|| SeriesRow {
+            eval_window: row.get(0),
+            judged_through: row.get(1),
+        });
+        let plan = plan_series(existing, w, earliest);
         let json =
             serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        tx.execute(
-            &save,
-            &[
-                &route,
-                &key,
-                &json,
-                &settings.window_ms,
-                &plan.eval_window,
-                &plan.judged_through,
-            ],
-        )
-        .await
-        .map_err(map)?;
-        plans.insert((route, key), plan);
+        tx.execute(&save, &[&route, &key, &w, &json, &plan.eval_window])
+            .await
+            .map_err(map)?;
+        plans.insert((route, key, w), plan);
     }
     let counters = counters_of(counts, &plans);
     let col = |i: usize| -> Vec<&str> {
         counters
             .iter()
-            .map(|(k, _)| [k.0, k.1, k.3, k.4][i])
+            .map(|(k, _)| [k.0, k.1, k.4, k.5][i])
             .collect()
     };
-    let starts: Vec<i64> = counters.iter().map(|(k, _)| k.2).collect();
+    let lengths: Vec<i64> = counters.iter().map(|(k, _)| k.2).collect();
+    let starts: Vec<i64> = counters.iter().map(|(k, _)| k.3).collect();
     let counted: Vec<i64> = counters.iter().map(|(_, n)| n.0).collect();
     let silenced: Vec<i64> = counters.iter().map(|(_, n)| n.1).collect();
     tx.execute(
-        "INSERT INTO rate_counts (route, series_key, window_start, outcome, result_code, counted, silenced)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])
-         ON CONFLICT (route, series_key, window_start, outcome, result_code) DO UPDATE SET
+        "INSERT INTO rate_counts (route, series_key, window_ms, window_start, outcome, result_code, counted, silenced)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])
+         ON CONFLICT (route, series_key, window_ms, window_start, outcome, result_code) DO UPDATE SET
            counted = rate_counts.counted + excluded.counted,
            silenced = rate_counts.silenced + excluded.silenced",
-        &[&col(0), &col(1), &starts, &col(2), &col(3), &counted, &silenced],
+        &[&col(0), &col(1), &lengths, &starts, &col(2), &col(3), &counted, &silenced],
     )
     .await
     .map_err(map)?;
@@ -104,13 +89,14 @@ async fn window(
     tx: &Transaction<'_>,
     route: &str,
     key: &str,
+    window_ms: i64,
     start: i64,
 ) -> Result<WindowCounts, StoreError> {
     let rows = tx
         .query(
             "SELECT outcome, result_code, counted, silenced FROM rate_counts
-             WHERE route = $1 AND series_key = $2 AND window_start = $3",
-            &[&route, &key, &start],
+             WHERE route = $1 AND series_key = $2 AND window_ms = $3 AND window_start = $4",
+            &[&route, &key, &window_ms, &start],
         )
         .await
         .map_err(map)?;
@@ -161,14 +147,21 @@ pub(super) async fn claim_rate_series(
             // is being judged goes into the next window (see `plan_series`), not lost in this.
             "UPDATE rate_series SET claim_owner = $3, claim_token = $4, claim_until = $5,
                judged_through = eval_window
-             WHERE route = $1 AND series_key = $2",
-            &[&route, &series_key, &who.owner, &token, &(now + who.ttl_ms)],
+             WHERE route = $1 AND series_key = $2 AND window_ms = $6",
+            &[
+                &route,
+                &series_key,
+                &who.owner,
+                &token,
+                &(now + who.ttl_ms),
+                &window_ms,
+            ],
         )
         .await
         .map_err(map)?;
         out.push(DueSeries {
-            window: window(&tx, &route, &series_key, start).await?,
-            previous: window(&tx, &route, &series_key, start - window_ms).await?,
+            window: window(&tx, &route, &series_key, window_ms, start).await?,
+            previous: window(&tx, &route, &series_key, window_ms, start - window_ms).await?,
             state: head.get(5),
             route,
             series_key,
@@ -189,9 +182,9 @@ pub(super) async fn commit_rate(
     let tx = client.transaction().await.map_err(map)?;
     let held = tx
         .query_opt(
-            "SELECT claim_owner, window_ms FROM rate_series
-             WHERE route = $1 AND series_key = $2 AND claim_token = $3 FOR UPDATE",
-            &[&commit.route, &commit.series_key, &commit.token],
+            "SELECT claim_owner FROM rate_series
+             WHERE route = $1 AND series_key = $2 AND window_ms = $3 AND claim_token = $4 FOR UPDATE",
+            &[&commit.route, &commit.series_key, &commit.window_ms, &commit.token],
         )
         .await
         .map_err(map)?;
@@ -201,7 +194,7 @@ pub(super) async fn commit_rate(
     if row.get::<_, Option<String>>(0).as_deref() != Some(who.owner.as_str()) {
         return Ok(false);
     }
-    let window_ms: i64 = row.get(1);
+    let window_ms = commit.window_ms;
     if let Some(context) = &commit.context {
         // Kept with the digests, so a dead-lettered alert can be re-rendered like one.
         let id: i64 = tx
@@ -227,8 +220,13 @@ pub(super) async fn commit_rate(
     } else {
         tx.query_one(
             "SELECT MIN(window_start) FROM rate_counts
-             WHERE route = $1 AND series_key = $2 AND window_start > $3",
-            &[&commit.route, &commit.series_key, &commit.window_start],
+             WHERE route = $1 AND series_key = $2 AND window_ms = $3 AND window_start > $4",
+            &[
+                &commit.route,
+                &commit.series_key,
+                &window_ms,
+                &commit.window_start,
+            ],
         )
         .await
         .map_err(map)?
@@ -237,21 +235,28 @@ pub(super) async fn commit_rate(
     tx.execute(
         "UPDATE rate_series SET state = $3, judged_through = $4, eval_window = $5,
            claim_owner = NULL, claim_token = NULL, claim_until = NULL
-         WHERE route = $1 AND series_key = $2",
+         WHERE route = $1 AND series_key = $2 AND window_ms = $6",
         &[
             &commit.route,
             &commit.series_key,
             &commit.state,
             &commit.window_start,
             &next,
+            &window_ms,
         ],
     )
     .await
     .map_err(map)?;
     // The judged window stays for the next one's trend; older ones are done with.
     tx.execute(
-        "DELETE FROM rate_counts WHERE route = $1 AND series_key = $2 AND window_start < $3",
-        &[&commit.route, &commit.series_key, &commit.window_start],
+        "DELETE FROM rate_counts
+         WHERE route = $1 AND series_key = $2 AND window_ms = $3 AND window_start < $4",
+        &[
+            &commit.route,
+            &commit.series_key,
+            &window_ms,
+            &commit.window_start,
+        ],
     )
     .await
     .map_err(map)?;

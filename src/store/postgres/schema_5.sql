@@ -7,12 +7,13 @@ ALTER TABLE groups ADD COLUMN resolve_at BIGINT;
 CREATE TABLE rate_counts (
     route        TEXT NOT NULL,
     series_key   TEXT NOT NULL,
+    window_ms    BIGINT NOT NULL,
     window_start BIGINT NOT NULL,
     outcome      TEXT NOT NULL,
     result_code  TEXT NOT NULL,
     counted      BIGINT NOT NULL,
     silenced     BIGINT NOT NULL,
-    PRIMARY KEY (route, series_key, window_start, outcome, result_code)
+    PRIMARY KEY (route, series_key, window_ms, window_start, outcome, result_code)
 );
 
 CREATE TABLE rate_series (
@@ -27,6 +28,6 @@ CREATE TABLE rate_series (
     claim_owner    TEXT,
     claim_token    BIGINT,
     claim_until    BIGINT,
-    PRIMARY KEY (route, series_key)
+    PRIMARY KEY (route, series_key, window_ms)
 );
 CREATE INDEX rate_series_due ON rate_series (eval_window);

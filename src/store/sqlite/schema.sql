@@ -203,14 +203,16 @@ CREATE INDEX IF NOT EXISTS enrich_cache_expiry ON enrich_cache (expires_at);
 CREATE TABLE IF NOT EXISTS rate_counts (
     route        TEXT NOT NULL,
     series_key   TEXT NOT NULL,
+    window_ms    INTEGER NOT NULL,
     window_start INTEGER NOT NULL,
     outcome      TEXT NOT NULL,
     result_code  TEXT NOT NULL,
     counted      INTEGER NOT NULL,
     silenced     INTEGER NOT NULL,
-    PRIMARY KEY (route, series_key, window_start, outcome, result_code)
+    PRIMARY KEY (route, series_key, window_ms, window_start, outcome, result_code)
 ) WITHOUT ROWID;
--- An alert series: its state (JSON, `rate::SeriesState`), the next window to judge
+-- An alert series (a route's `by` values and window length: a reload to another length starts
+-- a new series): its state (JSON, `rate::SeriesState`), the next window to judge
 -- (`eval_window`, due `window_ms` + grace after it starts; NULL while quiet with nothing
 -- counted), the last judged, and the claim of the consumer judging it.
 CREATE TABLE IF NOT EXISTS rate_series (
@@ -225,6 +227,6 @@ CREATE TABLE IF NOT EXISTS rate_series (
     claim_owner    TEXT,
     claim_token    INTEGER,
     claim_until    INTEGER,
-    PRIMARY KEY (route, series_key)
+    PRIMARY KEY (route, series_key, window_ms)
 );
 CREATE INDEX IF NOT EXISTS rate_series_due ON rate_series (eval_window);

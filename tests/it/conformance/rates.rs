@@ -70,6 +70,7 @@ fn commit_of(due: &DueSeries, firing: bool, now: i64, deliveries: Vec<NewDeliver
     RateCommit {
         route: due.route.clone(),
         series_key: due.series_key.clone(),
+        window_ms: due.settings.window_ms,
         token: due.token,
         window_start: due.window.start,
         state: format!(r#"{{"firing":{firing}}}"#),
@@ -293,13 +294,22 @@ pub async fn a_judged_window_is_never_judged_again_and_counts_survive_a_restart(
             .await
             .unwrap()
     );
-    // A reload to 2m windows starts the series afresh on the new grid: the old counts go.
+    // A reload to 2m windows starts a new series beside the 1m one: replicas still on 1m
+    // (counting into window 24) and those on 2m (window 26) neither mix nor drop counts.
+    count_into(
+        &store,
+        "old",
+        w0 + 4 * W + 1,
+        w0 + 4 * W,
+        &[("3019", false)],
+    )
+    .await;
     let two = NewRateCount {
         settings: RateSettings {
             window_ms: 2 * W,
             ..rate_settings()
         },
-        ..count(0, w0 + 6 * W, "3019", false)
+        ..count(0, w0 + 6 * W, "3016", false)
     };
     store.ingest(post(w0 + 6 * W, &["reload"])).await.unwrap();
     let hooks = store.claim_hooks(&who("r"), w0 + 6 * W, 10).await.unwrap();
@@ -316,16 +326,29 @@ pub async fn a_judged_window_is_never_judged_again_and_counts_survive_a_restart(
         .await
         .unwrap();
     let at = w0 + 8 * W + RATE_GRACE_MS;
-    assert_eq!(store.next_flush_at().await.unwrap(), Some(at));
-    let due = store.claim_rate_series(&who("j"), at, 10).await.unwrap();
+    let mut due = store.claim_rate_series(&who("j"), at, 10).await.unwrap();
+    due.sort_by_key(|d| d.settings.window_ms);
+    assert_eq!(due.len(), 2, "one series per window length");
+    let (one, two) = (&due[0], &due[1]);
+    assert_eq!((one.settings.window_ms, one.window.start), (W, w0 + 4 * W));
+    assert_eq!(one.window.codes, vec![(Some("3019".into()), 1)]);
     assert_eq!(
-        (due[0].window.start, due[0].window.results),
-        (w0 + 6 * W, 1)
+        (two.settings.window_ms, two.window.start),
+        (2 * W, w0 + 6 * W)
     );
+    assert_eq!(two.window.codes, vec![(Some("3016".into()), 1)]);
     assert_eq!(
-        due[0].previous.results, 0,
-        "counts of the old length were dropped"
+        two.previous.results, 0,
+        "the 2m series' window 24 is not the 1m series' window 24"
     );
+    for d in &due {
+        assert!(
+            store
+                .commit_rate(&who("j"), commit_of(d, false, at, vec![]))
+                .await
+                .unwrap()
+        );
+    }
     store.close().await;
 }
 

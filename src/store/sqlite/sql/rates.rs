@@ -19,56 +19,56 @@ pub(in crate::store::sqlite) fn count_rates<'a>(
         return Ok(());
     }
     let mut plans = std::collections::BTreeMap::new();
-    for ((route, key), (settings, earliest)) in series_of(&counts) {
+    for ((route, key, w), (settings, earliest)) in series_of(&counts) {
         let existing: Option<SeriesRow> = c
             .prepare_cached(
-                "SELECT window_ms, eval_window, judged_through FROM rate_series
-                 WHERE route = ?1 AND series_key = ?2",
+                "SELECT eval_window, judged_through FROM rate_series
+                 WHERE route = ?1 AND series_key = ?2 AND window_ms = ?3",
             )?
-            .query_row(params![route, key], |r| {
+            .query_row(params![route, key, w], |r| {
                 Ok(SeriesRow {
-                    window_ms: r.get(0)?,
-                    eval_window: r.get(1)?,
-                    judged_through: r.get(2)?,
+                    eval_window: r.get(0)?,
+                    judged_through: r.get(1)?,
                 })
             })
             .optional()?;
-        let plan = plan_series(existing, settings.window_ms, earliest);
-        if plan.restart {
-            c.prepare_cached("DELETE FROM rate_counts WHERE route = ?1 AND series_key = ?2")?
-                .execute(params![route, key])?;
-        }
+        let plan = plan_series(existing, w, earliest);
         let json =
             serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         c.prepare_cached(
-            "INSERT INTO rate_series (route, series_key, settings, window_ms, eval_window, judged_through)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (route, series_key) DO UPDATE SET
-               settings = excluded.settings, window_ms = excluded.window_ms,
-               eval_window = excluded.eval_window, judged_through = excluded.judged_through",
+            "INSERT INTO rate_series (route, series_key, window_ms, settings, eval_window)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (route, series_key, window_ms) DO UPDATE SET
+               settings = excluded.settings, eval_window = excluded.eval_window",
         )?
-        .execute(params![route, key, json, settings.window_ms, plan.eval_window, plan.judged_through])?;
-        plans.insert((route, key), plan);
+        .execute(params![route, key, w, json, plan.eval_window])?;
+        plans.insert((route, key, w), plan);
     }
     let mut add = c.prepare_cached(
-        "INSERT INTO rate_counts (route, series_key, window_start, outcome, result_code, counted, silenced)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (route, series_key, window_start, outcome, result_code) DO UPDATE SET
+        "INSERT INTO rate_counts (route, series_key, window_ms, window_start, outcome, result_code, counted, silenced)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (route, series_key, window_ms, window_start, outcome, result_code) DO UPDATE SET
            counted = counted + excluded.counted, silenced = silenced + excluded.silenced",
     )?;
-    for ((route, key, start, outcome, code), (n, silenced)) in counters_of(&counts, &plans) {
-        add.execute(params![route, key, start, outcome, code, n, silenced])?;
+    for ((route, key, w, start, outcome, code), (n, silenced)) in counters_of(&counts, &plans) {
+        add.execute(params![route, key, w, start, outcome, code, n, silenced])?;
     }
     Ok(())
 }
 
-fn window(c: &Connection, route: &str, key: &str, start: i64) -> Result<WindowCounts, StoreError> {
+fn window(
+    c: &Connection,
+    route: &str,
+    key: &str,
+    window_ms: i64,
+    start: i64,
+) -> Result<WindowCounts, StoreError> {
     let mut stmt = c.prepare_cached(
         "SELECT outcome, result_code, counted, silenced FROM rate_counts
-         WHERE route = ?1 AND series_key = ?2 AND window_start = ?3",
+         WHERE route = ?1 AND series_key = ?2 AND window_ms = ?3 AND window_start = ?4",
     )?;
     let rows = stmt
-        .query_map(params![route, key, start], |r| {
+        .query_map(params![route, key, window_ms, start], |r| {
             let code: String = r.get(1)?;
             Ok((
                 r.get(0)?,
@@ -117,18 +117,19 @@ pub(in crate::store::sqlite) fn claim_rate_series(
             // is being judged goes into the next window (see `plan_series`), not lost in this.
             "UPDATE rate_series SET claim_owner = ?3, claim_token = ?4, claim_until = ?5,
                judged_through = eval_window
-             WHERE route = ?1 AND series_key = ?2",
+             WHERE route = ?1 AND series_key = ?2 AND window_ms = ?6",
         )?
         .execute(params![
             route,
             series_key,
             who.owner,
             token,
-            now + who.ttl_ms
+            now + who.ttl_ms,
+            window_ms
         ])?;
         out.push(DueSeries {
-            window: window(c, &route, &series_key, start)?,
-            previous: window(c, &route, &series_key, start - window_ms)?,
+            window: window(c, &route, &series_key, window_ms, start)?,
+            previous: window(c, &route, &series_key, window_ms, start - window_ms)?,
             route,
             series_key,
             settings,
@@ -144,17 +145,18 @@ pub(in crate::store::sqlite) fn commit_rate(
     who: &Claimant,
     commit: &RateCommit,
 ) -> Result<bool, StoreError> {
-    let held: Option<(Option<String>, i64)> = c
+    let window_ms = commit.window_ms;
+    let held: Option<Option<String>> = c
         .prepare_cached(
-            "SELECT claim_owner, window_ms FROM rate_series
-             WHERE route = ?1 AND series_key = ?2 AND claim_token = ?3",
+            "SELECT claim_owner FROM rate_series
+             WHERE route = ?1 AND series_key = ?2 AND window_ms = ?3 AND claim_token = ?4",
         )?
         .query_row(
-            params![commit.route, commit.series_key, commit.token],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            params![commit.route, commit.series_key, window_ms, commit.token],
+            |r| r.get(0),
         )
         .optional()?;
-    let Some((owner, window_ms)) = held else {
+    let Some(owner) = held else {
         return Ok(false);
     };
     if owner.as_deref() != Some(who.owner.as_str()) {
@@ -176,32 +178,40 @@ pub(in crate::store::sqlite) fn commit_rate(
     } else {
         c.prepare_cached(
             "SELECT MIN(window_start) FROM rate_counts
-             WHERE route = ?1 AND series_key = ?2 AND window_start > ?3",
+             WHERE route = ?1 AND series_key = ?2 AND window_ms = ?3 AND window_start > ?4",
         )?
         .query_row(
-            params![commit.route, commit.series_key, commit.window_start],
+            params![
+                commit.route,
+                commit.series_key,
+                window_ms,
+                commit.window_start
+            ],
             |r| r.get(0),
         )?
     };
     c.prepare_cached(
         "UPDATE rate_series SET state = ?3, judged_through = ?4, eval_window = ?5,
            claim_owner = NULL, claim_token = NULL, claim_until = NULL
-         WHERE route = ?1 AND series_key = ?2",
+         WHERE route = ?1 AND series_key = ?2 AND window_ms = ?6",
     )?
     .execute(params![
         commit.route,
         commit.series_key,
         commit.state,
         commit.window_start,
-        next
+        next,
+        window_ms
     ])?;
     // The judged window stays for the next one's trend; older ones are done with.
     c.prepare_cached(
-        "DELETE FROM rate_counts WHERE route = ?1 AND series_key = ?2 AND window_start < ?3",
+        "DELETE FROM rate_counts
+         WHERE route = ?1 AND series_key = ?2 AND window_ms = ?3 AND window_start < ?4",
     )?
     .execute(params![
         commit.route,
         commit.series_key,
+        window_ms,
         commit.window_start
     ])?;
     Ok(true)
@@ -213,5 +223,5 @@ pub(in crate::store::sqlite) fn next_rate_at(c: &Connection) -> Result<Option<i6
         "SELECT MIN(eval_window + window_ms) FROM rate_series WHERE eval_window IS NOT NULL",
     )?
     .query_row([], |r| r.get::<_, Option<i64>>(0))?
-    .map(|at| at + RATE_GRACE_MS))
+    .map(|at| at.saturating_add(RATE_GRACE_MS)))
 }
