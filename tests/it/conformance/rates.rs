@@ -30,6 +30,26 @@ fn count(row: i64, window_start: i64, code: &str, silenced: bool) -> NewRateCoun
     }
 }
 
+/// Ingests one hook at `at`, claims it as `owner` and commits `c` as its count.
+async fn count_one(store: &Arc<dyn Store>, owner: &str, at: i64, c: NewRateCount) {
+    let id = format!("{owner}-{at}");
+    store.ingest(post(at, &[id.as_str()])).await.unwrap();
+    let hooks = store.claim_hooks(&who(owner), at, 10).await.unwrap();
+    let batch = DispatchBatch {
+        hooks: vec![routed(hooks[0].row, &["rate:rate"])],
+        rates: vec![NewRateCount {
+            hook_row: hooks[0].row,
+            ..c
+        }],
+        ..DispatchBatch::default()
+    };
+    let commit = store
+        .commit_dispatch(&who(owner), batch, &RULES)
+        .await
+        .unwrap();
+    assert!(commit.lost.is_empty());
+}
+
 /// Ingests one hook per code at `at`, claims them as `owner` and commits their counts into
 /// the window starting at `window_start`; returns how many commits were lost.
 async fn count_into(
@@ -311,20 +331,7 @@ pub async fn a_judged_window_is_never_judged_again_and_counts_survive_a_restart(
         },
         ..count(0, w0 + 6 * W, "3016", false)
     };
-    store.ingest(post(w0 + 6 * W, &["reload"])).await.unwrap();
-    let hooks = store.claim_hooks(&who("r"), w0 + 6 * W, 10).await.unwrap();
-    let batch = DispatchBatch {
-        hooks: vec![routed(hooks[0].row, &["rate:rate"])],
-        rates: vec![NewRateCount {
-            hook_row: hooks[0].row,
-            ..two
-        }],
-        ..DispatchBatch::default()
-    };
-    store
-        .commit_dispatch(&who("r"), batch, &RULES)
-        .await
-        .unwrap();
+    count_one(&store, "r", w0 + 6 * W, two).await;
     let at = w0 + 8 * W + RATE_GRACE_MS;
     let mut due = store.claim_rate_series(&who("j"), at, 10).await.unwrap();
     due.sort_by_key(|d| d.settings.window_ms);
@@ -471,20 +478,7 @@ pub async fn prune_drops_quiet_on_call_state_and_keeps_what_is_still_due(e: Engi
         series_key: r#"{"message_type":"FT"}"#.into(),
         ..count(0, w0, "3019", false)
     };
-    store.ingest(post(w0 + 2, &["ft"])).await.unwrap();
-    let hooks = store.claim_hooks(&who("f"), w0 + 2, 10).await.unwrap();
-    let batch = DispatchBatch {
-        hooks: vec![routed(hooks[0].row, &["rate:rate"])],
-        rates: vec![NewRateCount {
-            hook_row: hooks[0].row,
-            ..firing
-        }],
-        ..DispatchBatch::default()
-    };
-    store
-        .commit_dispatch(&who("f"), batch, &RULES)
-        .await
-        .unwrap();
+    count_one(&store, "f", w0 + 2, firing).await;
     let due = store
         .claim_rate_series(&who("j"), w0 + W + RATE_GRACE_MS, 10)
         .await
