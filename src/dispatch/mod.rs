@@ -11,6 +11,7 @@
 //!   failures it is quarantined (kept, counted, listed by `bizrelay quarantine list`).
 
 mod alerts;
+mod at_ingest;
 mod fallback;
 mod plan;
 mod preview;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use alerts::build_rate;
+pub use at_ingest::{PostRouting, account_post, route_post, routes_at_ingest};
 pub use fallback::fallback_info;
 pub use plan::*;
 pub use preview::preview_flush;
@@ -137,11 +139,7 @@ async fn route_claimed(
                 .await
                 {
                     Ok((b, r)) => {
-                        batch.hooks.extend(b.hooks);
-                        batch.deliveries.extend(b.deliveries);
-                        batch.members.extend(b.members);
-                        batch.silenced.extend(b.silenced);
-                        batch.rates.extend(b.rates);
+                        batch.absorb(b);
                         report.absorb(r);
                     }
                     Err(panic) => report

@@ -377,6 +377,7 @@ async fn a_hook_whose_routing_panics_is_quarantined_and_its_neighbours_routed() 
             hooks,
             rejected: vec![],
             claim: None,
+            routed: None,
         })
         .await
         .unwrap();
@@ -415,3 +416,5 @@ async fn a_hook_whose_routing_panics_is_quarantined_and_its_neighbours_routed() 
     );
     state.store.close().await;
 }
+
+mod at_ingest;

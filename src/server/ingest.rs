@@ -15,8 +15,9 @@ use warp::http::HeaderMap;
 
 use super::ApiError;
 use crate::bizmessage::{parse_hook, parse_post};
+use crate::dispatch::{self, PostRouting};
 use crate::state::{State, StoreUse};
-use crate::store::{NewHook, NewPost, NewRejected};
+use crate::store::{NewHook, NewPost, NewRejected, StoredHook};
 use crate::verify::{self, SIGNATURE_HEADER};
 
 /// Rejected hooks logged one by one per POST; the rest are counted in one line.
@@ -74,31 +75,14 @@ pub fn dedup_key(hook_id: Option<&str>, raw: &str) -> String {
     }
 }
 
-/// Gives the freshly stored hooks to the dispatcher (room for all of them was reserved).
-fn hand_over(
-    state: &State,
-    envelope: &crate::bizmessage::Envelope,
-    received_at: i64,
-    raws: Vec<String>,
-    parsed: Vec<crate::bizmessage::Hook>,
-    outcome: &crate::store::IngestOutcome,
-) {
-    let total = raws.len();
-    let fresh: Vec<crate::store::StoredHook> = raws
+/// Gives the freshly stored hooks to the dispatcher (room for all of them was reserved);
+/// `hooks` carry their positions in the POST as rows until now.
+fn hand_over(state: &State, hooks: Vec<StoredHook>, outcome: &crate::store::IngestOutcome) {
+    let total = hooks.len();
+    let fresh: Vec<StoredHook> = hooks
         .into_iter()
-        .zip(parsed)
         .zip(&outcome.rows)
-        .filter_map(|((raw, hook), row)| {
-            row.map(|row| crate::store::StoredHook {
-                row,
-                received_at,
-                envelope: envelope.clone(),
-                raw,
-                sent_to: Vec::new(),
-                failures: 0,
-                parsed: Some(hook),
-            })
-        })
+        .filter_map(|(hook, row)| row.map(|row| StoredHook { row, ..hook }))
         .collect();
     state.handoff.release(total - fresh.len());
     state.handoff.push(fresh);
@@ -179,14 +163,39 @@ where
         tracing::error!(hooks_id = ?hooks_id, hooks = total, reason = %why, "the store is failing; answering 503 so NHN retries");
         return Err(ApiError::Store);
     }
-    // Hand the hooks to this replica's dispatcher in memory when there is room: they are
-    // stored claimed by it, and routed without being read back and parsed again.
-    let handed = total > 0 && state.handoff.reserve(total);
-    let raws: Vec<String> = if handed {
-        hooks.iter().map(|h| h.raw.clone()).collect()
+    // The hooks as routing sees them, their positions in the POST standing in for rows.
+    let stored_hooks: Arc<Vec<StoredHook>> = Arc::new(
+        hooks
+            .iter()
+            .zip(parsed)
+            .enumerate()
+            .map(|(position, (h, parsed))| StoredHook {
+                row: position as i64,
+                received_at,
+                envelope: post.envelope.clone(),
+                raw: h.raw.clone(),
+                sent_to: Vec::new(),
+                failures: 0,
+                parsed: Some(parsed),
+            })
+            .collect(),
+    );
+    // Routed now when the config allows (stored already routed, in the same transaction);
+    // else handed to this replica's dispatcher in memory when there is room (stored claimed
+    // by it, routed without being read back and parsed again); else left to the store.
+    let routing = if total > 0 && dispatch::routes_at_ingest(&loaded) {
+        dispatch::route_post(&state, &loaded, &stored_hooks, received_at).await
     } else {
-        Vec::new()
+        None
     };
+    let handed = routing.is_none() && total > 0 && state.handoff.reserve(total);
+    let (routed, reports) = match routing {
+        Some(PostRouting { post, reports }) => (Some(post), Some(reports)),
+        None => (None, None),
+    };
+    // The dispatcher is woken for what it must do next: route the handed-over hooks, or time
+    // the digests of the groups these hooks join.
+    let wake = handed || routed.as_ref().is_some_and(|r| !r.batch.members.is_empty());
     let new_post = NewPost {
         received_at,
         hooks_id: post.envelope.hooks_id.clone(),
@@ -197,6 +206,7 @@ where
             owner: state.claimant.owner.clone(),
             ttl_ms: crate::state::HANDOFF_CLAIM_MS.min(state.claimant.ttl_ms),
         }),
+        routed,
     };
     let stored = state.store.ingest(new_post).await;
     state.store_health.record(StoreUse::Ingest, &stored);
@@ -204,7 +214,11 @@ where
         Ok(o) => {
             state.metrics.store_writable.set(1.0);
             if handed {
-                hand_over(&state, &post.envelope, received_at, raws, parsed, &o);
+                let hooks = Arc::try_unwrap(stored_hooks).unwrap_or_else(|h| (*h).clone());
+                hand_over(&state, hooks, &o);
+            }
+            if let Some(reports) = reports {
+                dispatch::account_post(&state, reports, &o);
             }
             o
         }
@@ -253,7 +267,7 @@ where
         m.with_label_values(&["invalid", "rejected"])
             .inc_by(outcome.rejected as u64);
     }
-    if outcome.accepted > 0 {
+    if outcome.accepted > 0 && wake {
         state.dispatch_wake.notify_one();
     }
     tracing::info!(

@@ -19,6 +19,18 @@ pub struct NewPost {
     /// When set, the stored hooks are born claimed by this consumer (it routes them from
     /// memory; they are not handed to anyone else until the claim expires).
     pub claim: Option<Claimant>,
+    /// When set, the hooks were routed before the write: each fresh hook is stored already
+    /// routed, with its deliveries, digest memberships and counts, in the same transaction
+    /// (a 200 then means stored *and* routed). Duplicates get none of it.
+    pub routed: Option<RoutedPost>,
+}
+
+/// Routing decided for a POST's hooks before they have rows: every `row` and `hook_row` in
+/// `batch` is the hook's position in [`NewPost::hooks`], made a row by [`DispatchBatch::placed`].
+#[derive(Debug, Clone)]
+pub struct RoutedPost {
+    pub batch: DispatchBatch,
+    pub rules: Rules,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +141,80 @@ pub struct DispatchBatch {
     pub silenced: Vec<SilencedMember>,
     /// Results counted for rate routes' alert series.
     pub rates: Vec<crate::store::NewRateCount>,
+}
+
+impl DispatchBatch {
+    /// Adds another batch's work to this one.
+    pub fn absorb(&mut self, other: DispatchBatch) {
+        self.hooks.extend(other.hooks);
+        self.deliveries.extend(other.deliveries);
+        self.members.extend(other.members);
+        self.silenced.extend(other.silenced);
+        self.rates.extend(other.rates);
+    }
+
+    /// The batch of a [`RoutedPost`] with positions turned into the rows the hooks got
+    /// (`rows`, per position; `None` for a duplicate, whose work is dropped).
+    pub fn placed(self, rows: &[Option<i64>]) -> DispatchBatch {
+        let row = |position: i64| {
+            usize::try_from(position)
+                .ok()
+                .and_then(|p| rows.get(p).copied().flatten())
+        };
+        DispatchBatch {
+            hooks: self
+                .hooks
+                .into_iter()
+                .filter_map(|h| {
+                    Some(HookOutcome {
+                        row: row(h.row)?,
+                        ..h
+                    })
+                })
+                .collect(),
+            deliveries: self
+                .deliveries
+                .into_iter()
+                .filter_map(|d| match d.hook_row {
+                    Some(p) => Some(NewDelivery {
+                        hook_row: Some(row(p)?),
+                        ..d
+                    }),
+                    None => Some(d),
+                })
+                .collect(),
+            members: self
+                .members
+                .into_iter()
+                .filter_map(|m| {
+                    Some(NewMember {
+                        hook_row: row(m.hook_row)?,
+                        ..m
+                    })
+                })
+                .collect(),
+            silenced: self
+                .silenced
+                .into_iter()
+                .filter_map(|s| {
+                    Some(SilencedMember {
+                        hook_row: row(s.hook_row)?,
+                        ..s
+                    })
+                })
+                .collect(),
+            rates: self
+                .rates
+                .into_iter()
+                .filter_map(|n| {
+                    Some(crate::store::NewRateCount {
+                        hook_row: row(n.hook_row)?,
+                        ..n
+                    })
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A silenced hook of a grouped route, counted beside the group's members.

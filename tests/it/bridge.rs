@@ -333,3 +333,39 @@ async fn the_vendor_guides_example_hooks_are_accepted_and_relayed() {
         app.stop().await;
     }
 }
+
+/// With no enrichment, hooks are routed before they are written: when the 200 comes, every
+/// accepted hook is already routed and its deliveries queued (nothing waits for a dispatcher).
+#[tokio::test]
+async fn a_200_means_the_hooks_are_stored_and_already_routed() {
+    let slow = Reply::status(200).delay(Duration::from_secs(5));
+    let (slack, teams) = (
+        FakeChat::start_with(slow.clone()).await,
+        FakeChat::start_with(slow).await,
+    );
+    let mut app = TestApp::spawn(&slack_teams(&slack, &teams, ROUTES)).await;
+    let (status, body) = app.post_json(fixture("mixed.json")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["accepted"], 3);
+    let store = &app.state().store;
+    let inbox = store.inbox_stats().await.unwrap();
+    assert_eq!(inbox.waiting, 0, "{inbox:?}");
+    let mut queued: Vec<(String, i64)> = store
+        .queue_stats()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| (q.destination, q.pending))
+        .collect();
+    queued.sort();
+    assert_eq!(
+        queued,
+        vec![("ops-slack".to_string(), 3), ("ops-teams".to_string(), 2)]
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"bizrelay_route_matches_total{route="alimtalk-failures"} 2"#),
+        "{metrics}"
+    );
+    app.stop().await;
+}

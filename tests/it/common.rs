@@ -692,6 +692,7 @@ pub async fn seed_dead_letter(db: &Path, destination: &str, hook_id: &str, reaso
             }],
             rejected: vec![],
             claim: None,
+            routed: None,
         })
         .await
         .unwrap();

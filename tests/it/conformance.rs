@@ -94,6 +94,7 @@ fn post(at: i64, ids: &[&str]) -> NewPost {
             .collect(),
         rejected: vec![],
         claim: None,
+        routed: None,
     }
 }
 
@@ -1739,4 +1740,5 @@ conformance!(
     holding_hooks_for_a_lookup_extends_only_the_holders_claims,
 );
 
+mod at_ingest;
 mod rates;

@@ -90,9 +90,17 @@ pub(super) async fn ingest(
     let mut outcomes = Vec::with_capacity(posts.len());
     let (mut h_at, mut h_env, mut h_raw) = (vec![], vec![], vec![]);
     let (mut h_owner, mut h_until): (Vec<Option<&str>>, Vec<Option<i64>>) = (vec![], vec![]);
+    let (mut h_state, mut h_sent): (Vec<&str>, Vec<Option<String>>) = (vec![], vec![]);
     // (post, hook) of every inserted row, in insertion order.
     let mut slots: Vec<(usize, usize)> = Vec::new();
     for (pi, p) in posts.iter().enumerate() {
+        // Routed before the write: each hook's outcome, by position.
+        let mut routed: Vec<Option<&HookOutcome>> = vec![None; p.hooks.len()];
+        for h in p.routed.iter().flat_map(|r| &r.batch.hooks) {
+            if let Some(slot) = usize::try_from(h.row).ok().and_then(|i| routed.get_mut(i)) {
+                *slot = Some(h);
+            }
+        }
         let mut out = IngestOutcome {
             rejected: p.rejected.len(),
             ..IngestOutcome::default()
@@ -108,6 +116,16 @@ pub(super) async fn ingest(
                 h_raw.push(h.raw.as_str());
                 h_owner.push(p.claim.as_ref().map(|w| w.owner.as_str()));
                 h_until.push(p.claim.as_ref().map(|w| p.received_at + w.ttl_ms));
+                match routed[hi] {
+                    Some(o) => {
+                        h_state.push(if o.routed { "routed" } else { "unrouted" });
+                        h_sent.push(sent_to_json(&o.sent_to));
+                    }
+                    None => {
+                        h_state.push("waiting");
+                        h_sent.push(None);
+                    }
+                }
                 slots.push((pi, hi));
             } else {
                 out.duplicates += 1;
@@ -118,8 +136,9 @@ pub(super) async fn ingest(
     if !h_at.is_empty() {
         let insert = tx
             .prepare_cached(
-                "INSERT INTO hooks (v, received_at, envelope, raw, owner, claim_until)
-                 SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+                "INSERT INTO hooks (v, received_at, envelope, raw, owner, claim_until, state, sent_to)
+                 SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[],
+                   $6::bigint[], $7::text[], $8::text[])
                  RETURNING id",
             )
             .await
@@ -128,7 +147,16 @@ pub(super) async fn ingest(
         let mut ids: Vec<i64> = tx
             .query(
                 &insert,
-                &[&FORMAT_VERSION, &h_at, &h_env, &h_raw, &h_owner, &h_until],
+                &[
+                    &FORMAT_VERSION,
+                    &h_at,
+                    &h_env,
+                    &h_raw,
+                    &h_owner,
+                    &h_until,
+                    &h_state,
+                    &h_sent,
+                ],
             )
             .await
             .map_err(map)?
@@ -140,7 +168,26 @@ pub(super) async fn ingest(
             outcomes[pi].rows[hi] = Some(id);
         }
     }
+    // The routing of the posts routed before the write, in one piece: one sorted order of
+    // group locks for the whole transaction (no deadlock with another replica's).
+    let mut routing = DispatchBatch::default();
+    let mut rules = None;
+    for (p, out) in posts.iter().zip(&outcomes) {
+        if let Some(r) = &p.routed {
+            routing.absorb(r.batch.clone().placed(&out.rows));
+            rules = Some(r.rules);
+        }
+    }
+    if let Some(rules) = rules {
+        let held: HashSet<i64> = routing.hooks.iter().map(|h| h.row).collect();
+        file_routing(tx, &routing, &held, &rules).await?;
+    }
     Ok(outcomes)
+}
+
+/// `sent_to` as stored: a JSON list, or NULL when empty.
+fn sent_to_json(sent_to: &[String]) -> Option<String> {
+    (!sent_to.is_empty()).then(|| serde_json::to_string(sent_to).unwrap_or_default())
 }
 
 pub(super) async fn claim_hooks(
@@ -200,9 +247,7 @@ pub(super) async fn commit_dispatch(
     let sent_to: Vec<Option<String>> = batch
         .hooks
         .iter()
-        .map(|h| {
-            (!h.sent_to.is_empty()).then(|| serde_json::to_string(&h.sent_to).unwrap_or_default())
-        })
+        .map(|h| sent_to_json(&h.sent_to))
         .collect();
     let settle = tx
         .prepare_cached(
@@ -221,12 +266,30 @@ pub(super) async fn commit_dispatch(
         .iter()
         .map(|r| r.get(0))
         .collect();
+    file_routing(&tx, batch, &held, rules).await?;
+    tx.commit().await.map_err(map)?;
+    let mut lost: Vec<i64> = ids.into_iter().filter(|id| !held.contains(id)).collect();
+    lost.sort_unstable();
+    Ok(DispatchCommit {
+        committed: held.len(),
+        lost,
+    })
+}
+
+/// Writes what routing produced for the hooks in `held` (whose routing this transaction
+/// records): their deliveries, digest memberships, silenced counts and rate counts.
+async fn file_routing(
+    tx: &Transaction<'_>,
+    batch: &DispatchBatch,
+    held: &HashSet<i64>,
+    rules: &Rules,
+) -> Result<(), StoreError> {
     let deliveries: Vec<&NewDelivery> = batch
         .deliveries
         .iter()
         .filter(|d| d.hook_row.is_some_and(|r| held.contains(&r)))
         .collect();
-    super::outbox::insert_deliveries(&tx, &deliveries, None).await?;
+    super::outbox::insert_deliveries(tx, &deliveries, None).await?;
     let members: Vec<&NewMember> = batch
         .members
         .iter()
@@ -267,7 +330,7 @@ pub(super) async fn commit_dispatch(
             .map_err(map)?;
         }
     }
-    join_groups(&tx, &members, rules).await?;
+    join_groups(tx, &members, rules).await?;
     for (route, key, until) in &hold_resolve {
         tx.execute(
             "UPDATE groups SET resolve_at = GREATEST(resolve_at, $3)
@@ -304,14 +367,7 @@ pub(super) async fn commit_dispatch(
         .iter()
         .filter(|n| held.contains(&n.hook_row))
         .collect();
-    super::rates::count_rates(&tx, &rates).await?;
-    tx.commit().await.map_err(map)?;
-    let mut lost: Vec<i64> = ids.into_iter().filter(|id| !held.contains(id)).collect();
-    lost.sort_unstable();
-    Ok(DispatchCommit {
-        committed: held.len(),
-        lost,
-    })
+    super::rates::count_rates(tx, &rates).await
 }
 
 /// Creates a group's row if it has none yet (its timing is then decided under its lock).

@@ -36,6 +36,7 @@ fn post(at: i64, ids: &[&str]) -> NewPost {
         hooks: ids.iter().map(|i| hook(i)).collect(),
         rejected: vec![],
         claim: None,
+        routed: None,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::*;
 
-const W: i64 = 60_000;
+pub(super) const W: i64 = 60_000;
 
 fn rate_settings() -> RateSettings {
     RateSettings {
@@ -17,7 +17,7 @@ fn rate_settings() -> RateSettings {
     }
 }
 
-fn count(row: i64, window_start: i64, code: &str, silenced: bool) -> NewRateCount {
+pub(super) fn count(row: i64, window_start: i64, code: &str, silenced: bool) -> NewRateCount {
     NewRateCount {
         route: "rate".into(),
         series_key: r#"{"message_type":"AT"}"#.into(),

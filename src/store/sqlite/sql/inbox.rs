@@ -2,7 +2,7 @@
 //! routing decided (with its deliveries and group memberships), failures and quarantine,
 //! rerouting, and the rejected hooks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use rusqlite::{Connection, params};
 
@@ -40,13 +40,30 @@ pub(in crate::store::sqlite) fn ingest(
          ON CONFLICT (key) DO UPDATE SET seen_at = excluded.seen_at WHERE seen.seen_at < ?3",
     )?;
     let mut insert = c.prepare_cached(
-        "INSERT INTO hooks (v, received_at, envelope, raw, owner, claim_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO hooks (v, received_at, envelope, raw, owner, claim_until, state, sent_to)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
+    // Routed before the write: each hook's outcome, by position.
+    let outcomes: Vec<Option<&HookOutcome>> = match &post.routed {
+        Some(r) => {
+            let mut by_position = vec![None; post.hooks.len()];
+            for h in &r.batch.hooks {
+                if let Some(slot) = usize::try_from(h.row)
+                    .ok()
+                    .and_then(|p| by_position.get_mut(p))
+                {
+                    *slot = Some(h);
+                }
+            }
+            by_position
+        }
+        None => Vec::new(),
+    };
     let (owner, until) = match &post.claim {
         Some(w) => (Some(w.owner.as_str()), Some(post.received_at + w.ttl_ms)),
         None => (None, None),
     };
-    for h in &post.hooks {
+    for (position, h) in post.hooks.iter().enumerate() {
         let fresh = seen.execute(params![h.dedup_key, post.received_at, dedup_cutoff])? == 1;
         out.fresh.push(fresh);
         if !fresh {
@@ -54,18 +71,37 @@ pub(in crate::store::sqlite) fn ingest(
             out.rows.push(None);
             continue;
         }
+        let (state, sent_to) = match outcomes.get(position).copied().flatten() {
+            Some(o) => (
+                if o.routed { "routed" } else { "unrouted" },
+                sent_to_json(&o.sent_to),
+            ),
+            None => ("waiting", None),
+        };
         insert.execute(params![
             FORMAT_VERSION,
             post.received_at,
             post.envelope_json,
             h.raw,
             owner,
-            until
+            until,
+            state,
+            sent_to
         ])?;
         out.rows.push(Some(c.last_insert_rowid()));
         out.accepted += 1;
     }
+    if let Some(routed) = &post.routed {
+        let placed = routed.batch.clone().placed(&out.rows);
+        let held: HashSet<i64> = placed.hooks.iter().map(|h| h.row).collect();
+        file_routing(c, &placed, &held, &routed.rules)?;
+    }
     Ok(out)
+}
+
+/// `sent_to` as stored: a JSON list, or NULL when empty.
+fn sent_to_json(sent_to: &[String]) -> Option<String> {
+    (!sent_to.is_empty()).then(|| serde_json::to_string(sent_to).unwrap_or_else(|_| "[]".into()))
 }
 
 pub(in crate::store::sqlite) fn claim_hooks(
@@ -109,11 +145,10 @@ pub(in crate::store::sqlite) fn commit_dispatch(
          WHERE id = ?1 AND state = 'waiting' AND owner = ?2",
     )?;
     let mut out = DispatchCommit::default();
-    let mut held = std::collections::HashSet::new();
+    let mut held = HashSet::new();
     for h in &batch.hooks {
         let state = if h.routed { "routed" } else { "unrouted" };
-        let sent_to = (!h.sent_to.is_empty())
-            .then(|| serde_json::to_string(&h.sent_to).unwrap_or_else(|_| "[]".into()));
+        let sent_to = sent_to_json(&h.sent_to);
         if settle.execute(params![h.row, who.owner, state, sent_to])? == 1 {
             held.insert(h.row);
             out.committed += 1;
@@ -121,6 +156,18 @@ pub(in crate::store::sqlite) fn commit_dispatch(
             out.lost.push(h.row);
         }
     }
+    file_routing(c, batch, &held, rules)?;
+    Ok(out)
+}
+
+/// Writes what routing produced for the hooks in `held` (whose routing this transaction
+/// records): their deliveries, digest memberships, silenced counts and rate counts.
+fn file_routing(
+    c: &Connection,
+    batch: &DispatchBatch,
+    held: &HashSet<i64>,
+    rules: &Rules,
+) -> Result<(), StoreError> {
     for d in &batch.deliveries {
         if d.hook_row.is_some_and(|r| held.contains(&r)) {
             super::insert_delivery(c, d, None)?;
@@ -145,8 +192,7 @@ pub(in crate::store::sqlite) fn commit_dispatch(
             hold_resolve.execute(params![s.route, s.group_key, until])?;
         }
     }
-    super::count_rates(c, batch.rates.iter().filter(|n| held.contains(&n.hook_row)))?;
-    Ok(out)
+    super::count_rates(c, batch.rates.iter().filter(|n| held.contains(&n.hook_row)))
 }
 
 /// Files members into their groups; each group's row is read and written once per batch.
