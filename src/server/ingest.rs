@@ -184,7 +184,9 @@ where
     // else handed to this replica's dispatcher in memory when there is room (stored claimed
     // by it, routed without being read back and parsed again); else left to the store.
     let routing = if total > 0 && dispatch::routes_at_ingest(&loaded) {
-        dispatch::route_post(&state, &loaded, &stored_hooks, received_at).await
+        dispatch::route_post(&state, &loaded, &stored_hooks, received_at)
+            .await
+            .filter(|r| r.post.batch.members.is_empty() || state.store.joins_groups_at_ingest())
     } else {
         None
     };

@@ -87,6 +87,13 @@ pub trait Store: Send + Sync + 'static {
 
     // --- Inbox ---
 
+    /// Whether [`Store::ingest`] should be given POSTs whose routing files hooks into digest
+    /// groups. Every engine can write them; on PostgreSQL concurrent ingest transactions would
+    /// queue on the same group rows' locks during a storm (each holds them until its commit),
+    /// so those POSTs are left to the dispatcher, which files a storm in a few large batches.
+    fn joins_groups_at_ingest(&self) -> bool {
+        true
+    }
     /// Stores a POST's hooks durably; returns after the commit.
     async fn ingest(&self, post: NewPost) -> Result<IngestOutcome, StoreError>;
     /// Claims up to `limit` hooks waiting to be routed that nobody holds (unclaimed, or whose
