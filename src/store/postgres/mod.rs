@@ -234,21 +234,23 @@ async fn batcher(pool: Pool, mut rx: mpsc::Receiver<IngestJob>, dedup_window_ms:
                 Err(_) => break,
             }
         }
-        let posts: Vec<NewPost> = jobs.iter().map(|(p, _)| p.clone()).collect();
+        // Moved, not copied: a POST holds its hooks' JSON (and, routed at ingest, its
+        // rendered deliveries); the one-by-one retry reads the same vector.
+        let (posts, replies): (Vec<NewPost>, Vec<_>) = jobs.into_iter().unzip();
         match commit_posts(&pool, &posts, dedup_window_ms).await {
             Ok(outcomes) => {
-                for ((_, reply), outcome) in jobs.into_iter().zip(outcomes) {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
             }
-            Err(e) if jobs.len() == 1 => {
-                for (_, reply) in jobs {
+            Err(e) if posts.len() == 1 => {
+                for reply in replies {
                     let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
                 }
             }
             Err(_) => {
-                for (post, reply) in jobs {
-                    let one = commit_posts(&pool, std::slice::from_ref(&post), dedup_window_ms)
+                for (post, reply) in posts.iter().zip(replies) {
+                    let one = commit_posts(&pool, std::slice::from_ref(post), dedup_window_ms)
                         .await
                         .map(|mut o| o.remove(0));
                     let _ = reply.send(one);
