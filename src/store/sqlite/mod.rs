@@ -79,13 +79,22 @@ where
     }
 
     fn finish(self: Box<Self>, commit: Result<(), String>) {
-        let result = match (commit, self.result) {
+        let TypedJob {
+            work,
+            result,
+            reply,
+        } = *self;
+        // The work's captures are dropped before the reply is sent, so a caller that kept its
+        // own reference to them (a POST, a routed batch) frees them on its thread, not here:
+        // the writer is the store's one bottleneck.
+        drop(work);
+        let result = match (commit, result) {
             (Ok(()), Some(r)) => r,
             (Ok(()), None) => Err(StoreError::Closed),
             (Err(e), _) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
         };
         // The caller may have gone away (request cancelled, deadline passed): nothing to do.
-        let _ = self.reply.send(result);
+        let _ = reply.send(result);
     }
 }
 
@@ -389,8 +398,13 @@ impl Store for SqliteStore {
 
     async fn ingest(&self, post: NewPost) -> Result<IngestOutcome, StoreError> {
         let window = self.inner.dedup_window_ms;
-        self.write(move |c| sql::ingest(c, &post, post.received_at - window))
-            .await
+        let post = Arc::new(post);
+        let shared = Arc::clone(&post);
+        let out = self
+            .write(move |c| sql::ingest(c, &shared, shared.received_at - window))
+            .await;
+        drop(post); // usually the last reference (see `TypedJob::finish`)
+        out
     }
 
     async fn claim_hooks(
@@ -411,8 +425,13 @@ impl Store for SqliteStore {
         rules: &Rules,
     ) -> Result<DispatchCommit, StoreError> {
         let (who, rules) = (who.clone(), *rules);
-        self.write(move |c| sql::commit_dispatch(c, &who, &batch, &rules))
-            .await
+        let batch = Arc::new(batch);
+        let shared = Arc::clone(&batch);
+        let out = self
+            .write(move |c| sql::commit_dispatch(c, &who, &shared, &rules))
+            .await;
+        drop(batch); // usually the last reference (see `TypedJob::finish`)
+        out
     }
 
     async fn fail_dispatch(

@@ -224,7 +224,7 @@ pub(in crate::store::sqlite) fn commit_flush(
     .execute(params![FORMAT_VERSION, flush.route, flush.group_key, removed, flush.now, flush.context])?;
     let digest_id = c.last_insert_rowid();
     for d in &flush.deliveries {
-        super::insert_delivery(c, d, Some(digest_id))?;
+        super::insert_delivery(c, d, d.hook_row, Some(digest_id))?;
     }
     let after = (rules.flushed)(
         timing,

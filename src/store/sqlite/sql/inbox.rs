@@ -92,9 +92,13 @@ pub(in crate::store::sqlite) fn ingest(
         out.accepted += 1;
     }
     if let Some(routed) = &post.routed {
-        let placed = routed.batch.clone().placed(&out.rows);
-        let held: HashSet<i64> = placed.hooks.iter().map(|h| h.row).collect();
-        file_routing(c, &placed, &held, &routed.rules)?;
+        // Positions become rows as the work is written (no copy of it on the writer thread).
+        let row_of = |position: i64| {
+            usize::try_from(position)
+                .ok()
+                .and_then(|p| out.rows.get(p).copied().flatten())
+        };
+        file_routing(c, &routed.batch, &row_of, &routed.rules)?;
     }
     Ok(out)
 }
@@ -156,26 +160,30 @@ pub(in crate::store::sqlite) fn commit_dispatch(
             out.lost.push(h.row);
         }
     }
-    file_routing(c, batch, &held, rules)?;
+    file_routing(c, batch, &|row| held.contains(&row).then_some(row), rules)?;
     Ok(out)
 }
 
-/// Writes what routing produced for the hooks in `held` (whose routing this transaction
-/// records): their deliveries, digest memberships, silenced counts and rate counts.
+/// Writes what routing produced for the hooks `row_of` maps to a row (whose routing this
+/// transaction records; the others are left out): their deliveries, digest memberships,
+/// silenced counts and rate counts.
 fn file_routing(
     c: &Connection,
     batch: &DispatchBatch,
-    held: &HashSet<i64>,
+    row_of: &dyn Fn(i64) -> Option<i64>,
     rules: &Rules,
 ) -> Result<(), StoreError> {
     for d in &batch.deliveries {
-        if d.hook_row.is_some_and(|r| held.contains(&r)) {
-            super::insert_delivery(c, d, None)?;
+        if let Some(row) = d.hook_row.and_then(row_of) {
+            super::insert_delivery(c, d, Some(row), None)?;
         }
     }
     join_groups(
         c,
-        batch.members.iter().filter(|m| held.contains(&m.hook_row)),
+        batch
+            .members
+            .iter()
+            .filter_map(|m| Some((m, row_of(m.hook_row)?))),
         rules,
     )?;
     let mut count_silenced = c.prepare_cached(
@@ -186,19 +194,26 @@ fn file_routing(
         "UPDATE groups SET resolve_at = MAX(resolve_at, ?3)
          WHERE route = ?1 AND group_key = ?2 AND resolve_at IS NOT NULL",
     )?;
-    for s in batch.silenced.iter().filter(|s| held.contains(&s.hook_row)) {
+    for s in batch
+        .silenced
+        .iter()
+        .filter(|s| row_of(s.hook_row).is_some())
+    {
         count_silenced.execute(params![s.route, s.group_key])?;
         if let Some(until) = s.resolve_until {
             hold_resolve.execute(params![s.route, s.group_key, until])?;
         }
     }
-    super::count_rates(c, batch.rates.iter().filter(|n| held.contains(&n.hook_row)))
+    super::count_rates(
+        c,
+        batch.rates.iter().filter(|n| row_of(n.hook_row).is_some()),
+    )
 }
 
 /// Files members into their groups; each group's row is read and written once per batch.
 fn join_groups<'a>(
     c: &Connection,
-    members: impl Iterator<Item = &'a NewMember>,
+    members: impl Iterator<Item = (&'a NewMember, i64)>,
     rules: &Rules,
 ) -> Result<(), StoreError> {
     let mut by_group: BTreeMap<(&str, &str), Vec<&NewMember>> = BTreeMap::new();
@@ -207,11 +222,11 @@ fn join_groups<'a>(
            (route, group_key, hook_row, received_at, kind, result_code, message_type, sender_key)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
-    for m in members {
+    for (m, row) in members {
         let added = insert.execute(params![
             m.route,
             m.group_key,
-            m.hook_row,
+            row,
             m.joined_at,
             m.kind.as_str(),
             m.result_code,

@@ -9,6 +9,7 @@ use crate::store::*;
 pub(in crate::store::sqlite) fn insert_delivery(
     c: &Connection,
     d: &NewDelivery,
+    hook_row: Option<i64>,
     digest_id: Option<i64>,
 ) -> Result<(), StoreError> {
     let state = if d.dead.is_some() { "dead" } else { "pending" };
@@ -23,7 +24,7 @@ pub(in crate::store::sqlite) fn insert_delivery(
         d.destination,
         d.route,
         d.template,
-        d.hook_row,
+        hook_row,
         digest_id,
         d.hook_id,
         d.payload,

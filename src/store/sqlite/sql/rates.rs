@@ -170,7 +170,7 @@ pub(in crate::store::sqlite) fn commit_rate(
         .execute(params![FORMAT_VERSION, commit.route, commit.series_key, commit.now, context])?;
         let id = c.last_insert_rowid();
         for d in &commit.deliveries {
-            super::insert_delivery(c, d, Some(id))?;
+            super::insert_delivery(c, d, d.hook_row, Some(id))?;
         }
     }
     let next: Option<i64> = if commit.firing {
