@@ -478,8 +478,15 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<DueGroup>, StoreError> {
         let who = who.clone();
-        self.write(move |c| sql::claim_groups(c, &who, now, limit))
-            .await
+        // The claim and its marks commit first; what the marked members count is read
+        // after, off the writer (a storm's groups are large, and the writer is shared by ingest).
+        let claimed = self
+            .write(move |c| sql::claim_groups(c, &who, now, limit))
+            .await?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(move |c| sql::tally_claimed(c, claimed)).await
     }
 
     async fn commit_flush(

@@ -1,6 +1,7 @@
 //! Digest groups: timing, claiming a due group (which marks the members its digest covers),
 //! what those members count (SQL aggregates, so memory does not grow with the group), and
-//! the flush that removes exactly them.
+//! the flush that removes exactly them. The claim and its marks are written by the writer;
+//! what the marked members count is read after that commits, on a reader connection.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -78,12 +79,23 @@ fn breakdown(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// A due group claimed and its members marked, before what they count is read.
+pub(in crate::store::sqlite) struct ClaimedGroup {
+    route: String,
+    group_key: String,
+    settings: GroupSettings,
+    timing: GroupTiming,
+    token: i64,
+}
+
+/// Claims due groups and marks the members each digest covers (the writer's part: no
+/// aggregate runs here, so a large group holds the one writer only for the marking).
 pub(in crate::store::sqlite) fn claim_groups(
     c: &Connection,
     who: &Claimant,
     now: i64,
     limit: usize,
-) -> Result<Vec<DueGroup>, StoreError> {
+) -> Result<Vec<ClaimedGroup>, StoreError> {
     type Head = (String, String, String, GroupTiming, Option<i64>);
     let heads: Vec<Head> = c
         .prepare_cached(
@@ -133,6 +145,33 @@ pub(in crate::store::sqlite) fn claim_groups(
              WHERE route = ?1 AND group_key = ?2 AND (flush_token IS NULL OR flush_token = ?4)",
         )?
         .execute(params![route, group_key, token, old_token])?;
+        out.push(ClaimedGroup {
+            route,
+            group_key,
+            settings,
+            timing,
+            token,
+        });
+    }
+    Ok(out)
+}
+
+/// What the marked members of claimed groups count, with samples (read after the claim
+/// committed, on a reader connection: members joining since are not marked, and only the
+/// claim's holder removes the marked ones).
+pub(in crate::store::sqlite) fn tally_claimed(
+    c: &Connection,
+    claimed: Vec<ClaimedGroup>,
+) -> Result<Vec<DueGroup>, StoreError> {
+    let mut out = Vec::with_capacity(claimed.len());
+    for ClaimedGroup {
+        route,
+        group_key,
+        settings,
+        timing,
+        token,
+    } in claimed
+    {
         let (count, first_at, last_at, non_results): (i64, Option<i64>, Option<i64>, Option<i64>) =
             c.prepare_cached(
                 "SELECT COUNT(*), MIN(received_at), MAX(received_at), SUM(kind != 'message_result')
