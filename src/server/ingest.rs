@@ -186,7 +186,11 @@ where
     let routing = if total > 0 && dispatch::routes_at_ingest(&loaded) {
         dispatch::route_post(&state, &loaded, &stored_hooks, received_at)
             .await
-            .filter(|r| r.post.batch.members.is_empty() || state.store.joins_groups_at_ingest())
+            .filter(|r| {
+                let groups = &r.post.batch;
+                (groups.members.is_empty() && groups.silenced.is_empty())
+                    || state.store.joins_groups_at_ingest()
+            })
     } else {
         None
     };
@@ -195,9 +199,9 @@ where
         Some(PostRouting { post, reports }) => (Some(post), Some(reports)),
         None => (None, None),
     };
-    // The dispatcher is woken for what it must do next: route the handed-over hooks, or time
-    // the digests of the groups these hooks join.
-    let wake = handed || routed.as_ref().is_some_and(|r| !r.batch.members.is_empty());
+    // The dispatcher is woken for what it must do next: route the hooks it was handed or
+    // left in the store, or time the digests of the groups these hooks join.
+    let wake = routed.as_ref().is_none_or(|r| !r.batch.members.is_empty());
     let new_post = NewPost {
         received_at,
         hooks_id: post.envelope.hooks_id.clone(),

@@ -154,9 +154,14 @@ impl DispatchBatch {
     }
 
     /// The batch of a [`RoutedPost`] with positions turned into the rows the hooks got
-    /// (`rows`, per position; `None` for a duplicate, whose work is dropped).
+    /// (`rows`, per position; `None` for a duplicate, whose work is dropped, as is the work of
+    /// a hook with no outcome in the batch: it is stored waiting, for the dispatcher).
     pub fn placed(self, rows: &[Option<i64>]) -> DispatchBatch {
+        let decided: std::collections::HashSet<i64> = self.hooks.iter().map(|h| h.row).collect();
         let row = |position: i64| {
+            if !decided.contains(&position) {
+                return None;
+            }
             usize::try_from(position)
                 .ok()
                 .and_then(|p| rows.get(p).copied().flatten())

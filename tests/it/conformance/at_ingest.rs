@@ -89,4 +89,42 @@ pub async fn a_post_routed_before_the_write_is_stored_routed_and_its_duplicates_
     store.close().await;
 }
 
-conformance!(a_post_routed_before_the_write_is_stored_routed_and_its_duplicates_get_nothing);
+/// A hook the routing decided nothing for (no outcome) is stored waiting for the dispatcher,
+/// and no work naming it is filed (it would be filed again when the dispatcher routes it).
+pub async fn a_hook_without_an_outcome_is_stored_waiting_with_none_of_its_work(e: Engine) {
+    let store = e.open().await;
+    let mut p = routed_post(1_000, &["x", "y"]);
+    if let Some(r) = p.routed.as_mut() {
+        r.batch.hooks.retain(|h| h.row == 0);
+    }
+    let out = store.ingest(p).await.unwrap();
+    assert_eq!(out.accepted, 2);
+    let stats = store.inbox_stats().await.unwrap();
+    assert_eq!(stats.waiting, 1, "{stats:?}");
+    let waiting = store.claim_hooks(&who("x"), 1_000, 10).await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert!(waiting[0].raw.contains("\"y\""));
+    let q = store.queue_stats().await.unwrap();
+    assert_eq!(
+        q.iter()
+            .map(|s| (s.destination.as_str(), s.pending))
+            .collect::<Vec<_>>(),
+        vec![("d", 1)],
+        "x's delivery only"
+    );
+    let groups = store.claim_groups(&who("me"), 2_000, 10).await.unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!((groups[0].tally.count, groups[0].silenced), (1, 0));
+    let due = store
+        .claim_rate_series(&who("j"), W + RATE_GRACE_MS, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].window.results, 1);
+    store.close().await;
+}
+
+conformance!(
+    a_post_routed_before_the_write_is_stored_routed_and_its_duplicates_get_nothing,
+    a_hook_without_an_outcome_is_stored_waiting_with_none_of_its_work,
+);

@@ -93,10 +93,12 @@ pub(in crate::store::sqlite) fn ingest(
     }
     if let Some(routed) = &post.routed {
         // Positions become rows as the work is written (no copy of it on the writer thread).
+        // Only hooks stored routed (fresh, with an outcome) get their work filed; one
+        // stored waiting is the dispatcher's to route.
         let row_of = |position: i64| {
-            usize::try_from(position)
-                .ok()
-                .and_then(|p| out.rows.get(p).copied().flatten())
+            let p = usize::try_from(position).ok()?;
+            outcomes.get(p).copied().flatten()?;
+            out.rows.get(p).copied().flatten()
         };
         file_routing(c, &routed.batch, &row_of, &routed.rules)?;
     }
