@@ -101,6 +101,22 @@ fn commit_of(due: &DueSeries, firing: bool, now: i64, deliveries: Vec<NewDeliver
     }
 }
 
+/// Claims the series due at `at` as the judge "j".
+async fn claim_judged(store: &Arc<dyn Store>, at: i64) -> Vec<DueSeries> {
+    store.claim_rate_series(&who("j"), at, 10).await.unwrap()
+}
+
+/// Commits the judge's verdict on `due` (no alert message); its claim must still hold.
+async fn commit_judged(store: &Arc<dyn Store>, due: &DueSeries, firing: bool, at: i64) {
+    assert!(
+        store
+            .commit_rate(&who("j"), commit_of(due, firing, at, vec![]))
+            .await
+            .unwrap(),
+        "the judge's claim held"
+    );
+}
+
 pub async fn rate_counts_sum_per_window_and_a_lost_claim_counts_nothing(e: Engine) {
     let first = e.open().await;
     let second = e.second(&first).await;
@@ -227,25 +243,14 @@ pub async fn a_judged_window_is_never_judged_again_and_counts_survive_a_restart(
     // A restart mid-window: what was counted is still there, and counting goes on.
     let store = e.open().await;
     count_into(&store, "b", w0 + 30_000, w0, &[("3019", false)]).await;
-    let due = store
-        .claim_rate_series(&who("j"), w0 + W + RATE_GRACE_MS, 10)
-        .await
-        .unwrap();
+    let due = claim_judged(&store, w0 + W + RATE_GRACE_MS).await;
     assert_eq!(due.len(), 1);
     assert_eq!(
         (due[0].window.results, due[0].window.failures),
         (3, 2),
         "nothing lost or counted twice"
     );
-    assert!(
-        store
-            .commit_rate(
-                &who("j"),
-                commit_of(&due[0], false, w0 + W + RATE_GRACE_MS, vec![])
-            )
-            .await
-            .unwrap()
-    );
+    commit_judged(&store, &due[0], false, w0 + W + RATE_GRACE_MS).await;
     // Quiet with nothing counted after: nothing is due.
     assert_eq!(store.next_flush_at().await.unwrap(), None);
     // A count committed after its window was judged (a slow commit, a clock behind) is not
@@ -256,10 +261,7 @@ pub async fn a_judged_window_is_never_judged_again_and_counts_survive_a_restart(
         store.next_flush_at().await.unwrap(),
         Some(w1 + W + RATE_GRACE_MS)
     );
-    let due = store
-        .claim_rate_series(&who("j"), w1 + W + RATE_GRACE_MS, 10)
-        .await
-        .unwrap();
+    let due = claim_judged(&store, w1 + W + RATE_GRACE_MS).await;
     assert_eq!((due[0].window.start, due[0].window.failures), (w1, 1));
     assert_eq!(
         due[0].previous.results, 3,
@@ -267,31 +269,12 @@ pub async fn a_judged_window_is_never_judged_again_and_counts_survive_a_restart(
     );
     // A count committing while that window is being judged goes into the next one too.
     count_into(&store, "e", w1 + W + 1_600, w1, &[("3016", false)]).await;
-    assert!(
-        store
-            .commit_rate(
-                &who("j"),
-                commit_of(&due[0], false, w1 + W + RATE_GRACE_MS, vec![])
-            )
-            .await
-            .unwrap()
-    );
+    commit_judged(&store, &due[0], false, w1 + W + RATE_GRACE_MS).await;
     let w2 = w1 + W;
-    let due = store
-        .claim_rate_series(&who("j"), w2 + W + RATE_GRACE_MS, 10)
-        .await
-        .unwrap();
+    let due = claim_judged(&store, w2 + W + RATE_GRACE_MS).await;
     assert_eq!((due[0].window.start, due[0].window.failures), (w2, 1));
     assert_eq!(due[0].window.codes, vec![(Some("3016".into()), 1)]);
-    assert!(
-        store
-            .commit_rate(
-                &who("j"),
-                commit_of(&due[0], false, w2 + W + RATE_GRACE_MS, vec![])
-            )
-            .await
-            .unwrap()
-    );
+    commit_judged(&store, &due[0], false, w2 + W + RATE_GRACE_MS).await;
     // The next counted window is judged in its turn, after its own close.
     let w3 = w0 + 3 * W;
     count_into(&store, "d", w3 + 1, w3, &[("3019", false)]).await;
@@ -299,21 +282,10 @@ pub async fn a_judged_window_is_never_judged_again_and_counts_survive_a_restart(
         store.next_flush_at().await.unwrap(),
         Some(w3 + W + RATE_GRACE_MS)
     );
-    let due = store
-        .claim_rate_series(&who("j"), w3 + W + RATE_GRACE_MS, 10)
-        .await
-        .unwrap();
+    let due = claim_judged(&store, w3 + W + RATE_GRACE_MS).await;
     assert_eq!(due.len(), 1);
     assert_eq!((due[0].window.start, due[0].window.results), (w3, 1));
-    assert!(
-        store
-            .commit_rate(
-                &who("j"),
-                commit_of(&due[0], false, w3 + W + RATE_GRACE_MS, vec![])
-            )
-            .await
-            .unwrap()
-    );
+    commit_judged(&store, &due[0], false, w3 + W + RATE_GRACE_MS).await;
     // A reload to 2m windows starts a new series beside the 1m one: replicas still on 1m
     // (counting into window 24) and those on 2m (window 26) neither mix nor drop counts.
     count_into(
@@ -349,12 +321,7 @@ pub async fn a_judged_window_is_never_judged_again_and_counts_survive_a_restart(
         "the 2m series' window 24 is not the 1m series' window 24"
     );
     for d in &due {
-        assert!(
-            store
-                .commit_rate(&who("j"), commit_of(d, false, at, vec![]))
-                .await
-                .unwrap()
-        );
+        commit_judged(&store, d, false, at).await;
     }
     store.close().await;
 }
@@ -461,37 +428,15 @@ pub async fn prune_drops_quiet_on_call_state_and_keeps_what_is_still_due(e: Engi
     let (w0, w1) = (30 * W, 31 * W);
     // A series judged quiet long ago, and one firing (it has a window to judge).
     count_into(&store, "a", w0 + 1, w0, &[("3019", false)]).await;
-    let due = store
-        .claim_rate_series(&who("j"), w0 + W + RATE_GRACE_MS, 10)
-        .await
-        .unwrap();
-    assert!(
-        store
-            .commit_rate(
-                &who("j"),
-                commit_of(&due[0], false, w0 + W + RATE_GRACE_MS, vec![])
-            )
-            .await
-            .unwrap()
-    );
+    let due = claim_judged(&store, w0 + W + RATE_GRACE_MS).await;
+    commit_judged(&store, &due[0], false, w0 + W + RATE_GRACE_MS).await;
     let firing = NewRateCount {
         series_key: r#"{"message_type":"FT"}"#.into(),
         ..count(0, w0, "3019", false)
     };
     count_one(&store, "f", w0 + 2, firing).await;
-    let due = store
-        .claim_rate_series(&who("j"), w0 + W + RATE_GRACE_MS, 10)
-        .await
-        .unwrap();
-    assert!(
-        store
-            .commit_rate(
-                &who("j"),
-                commit_of(&due[0], true, w0 + W + RATE_GRACE_MS, vec![])
-            )
-            .await
-            .unwrap()
-    );
+    let due = claim_judged(&store, w0 + W + RATE_GRACE_MS).await;
+    commit_judged(&store, &due[0], true, w0 + W + RATE_GRACE_MS).await;
     // A silence that ended long ago, one that ended within the keep time of unrouted hooks
     // (silences are kept that long, longer than delivered work), and one still live.
     store
@@ -515,10 +460,7 @@ pub async fn prune_drops_quiet_on_call_state_and_keeps_what_is_still_due(e: Engi
     store.prune(before).await.unwrap();
 
     // The firing series is still judged in its turn...
-    let due = store
-        .claim_rate_series(&who("j"), w1 + W + RATE_GRACE_MS, 10)
-        .await
-        .unwrap();
+    let due = claim_judged(&store, w1 + W + RATE_GRACE_MS).await;
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].series_key, r#"{"message_type":"FT"}"#);
     assert_eq!(due[0].state.as_deref(), Some(r#"{"firing":true}"#));
