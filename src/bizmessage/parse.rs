@@ -1,6 +1,6 @@
 //! Parsing a POST body into an envelope plus one raw slice per hook, and each hook on its own.
 //!
-//! The envelope is parsed once, borrowing each hook as a raw JSON slice, so a malformed hook
+//! The envelope is parsed in one pass over the body, borrowing each hook as a raw JSON slice, so a malformed hook
 //! costs only itself: [`parse_post`] fails only when the body as a whole is not an object with a
 //! `hooks` array; [`parse_hook`] judges each element separately. Error messages name fields,
 //! never their values.
@@ -66,7 +66,56 @@ struct RawEnvelope<'a> {
     #[serde(borrow, default)]
     event: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    hooks: Option<&'a RawValue>,
+    hooks: Option<HooksField<'a>>,
+}
+
+/// The `hooks` value, read in the envelope's one pass over the body: its elements as raw
+/// slices, or `None` when it is not an array (an object or a string is consumed, not kept).
+struct HooksField<'a>(Option<Vec<&'a RawValue>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for HooksField<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Elements<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> de::Visitor<'de> for Elements<'a> {
+            type Value = HooksField<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of hooks")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut hooks = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+                while let Some(hook) = seq.next_element::<&'de RawValue>()? {
+                    hooks.push(hook);
+                }
+                Ok(HooksField(Some(hooks)))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map
+                    .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(HooksField(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(HooksField(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(HooksField(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(HooksField(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(HooksField(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(HooksField(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(HooksField(None))
+            }
+        }
+        d.deserialize_any(Elements(std::marker::PhantomData))
+    }
 }
 
 /// Splits a POST body into its envelope and raw hooks.
@@ -85,9 +134,11 @@ pub fn parse_post(body: &[u8]) -> Result<Post<'_>, ParseError> {
     }
     let raw: RawEnvelope<'_> =
         serde_json::from_str(text).map_err(|e| ParseError::Syntax(describe(&e)))?;
-    let hooks = raw.hooks.ok_or(ParseError::MissingHooks)?;
-    let hooks: Vec<&RawValue> =
-        serde_json::from_str(hooks.get()).map_err(|_| ParseError::HooksNotArray)?;
+    let hooks = raw
+        .hooks
+        .ok_or(ParseError::MissingHooks)?
+        .0
+        .ok_or(ParseError::HooksNotArray)?;
     Ok(Post {
         envelope: Envelope {
             hooks_id: loose_string(raw.hooks_id),

@@ -31,13 +31,13 @@ fn json_content_type(headers: &HeaderMap) -> bool {
     let Ok(value) = value.to_str() else {
         return false;
     };
-    let mime = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    mime == "application/json" || mime.ends_with("+json") || mime.is_empty()
+    let mime = value.split(';').next().unwrap_or("").trim();
+    let json_suffix = mime
+        .len()
+        .checked_sub(5)
+        .and_then(|at| mime.get(at..))
+        .is_some_and(|tail| tail.eq_ignore_ascii_case("+json"));
+    mime.eq_ignore_ascii_case("application/json") || json_suffix || mime.is_empty()
 }
 
 /// Reads the body up to `max` bytes within `timeout`.
