@@ -245,7 +245,7 @@ async fn a_schema_1_store_is_migrated_keeping_what_was_routed() {
             "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'"
         ),
         super::SCHEMA_VERSION,
-        "migrated through every version (2 added claims, 3 resolved messages)"
+        "migrated through every version (2 added claims, 3 resolved messages, 4 dropped an unused index)"
     );
 }
 
@@ -401,4 +401,32 @@ async fn a_clean_close_checkpoints_so_the_db_file_alone_holds_everything() {
     let copy = dir.path().join("copy.db");
     std::fs::copy(&path, &copy).unwrap();
     assert_eq!(count(&copy, "SELECT COUNT(*) FROM hooks"), 50);
+}
+
+#[tokio::test]
+async fn a_schema_3_store_loses_the_unused_index_and_keeps_its_hooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/store.db");
+    let store = open(&dir);
+    store.ingest(post(1, &["a", "b"])).await.unwrap();
+    store.close().await;
+    let c = Connection::open(&path).unwrap();
+    c.execute_batch(
+        "CREATE INDEX hooks_kept ON hooks (state, id) WHERE state IN ('unrouted', 'quarantined');
+         UPDATE meta SET value = '3' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(c);
+    let store = SqliteStore::open(&config(&path), Mode::Serve).unwrap();
+    store.close().await;
+    let index = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'hooks_kept'";
+    assert_eq!(count(&path, index), 0);
+    assert_eq!(count(&path, "SELECT COUNT(*) FROM hooks"), 2);
+    assert_eq!(
+        count(
+            &path,
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'"
+        ),
+        4
+    );
 }

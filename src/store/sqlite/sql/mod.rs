@@ -54,6 +54,9 @@ pub(super) fn init_schema(c: &Connection) -> Result<(), rusqlite::Error> {
     if matches!(found, Some(1 | 2)) {
         migrate_from_2(c)?;
     }
+    if matches!(found, Some(1..=3)) {
+        migrate_from_3(c)?;
+    }
     c.execute_batch(include_str!("../schema.sql"))?;
     if found.is_none() {
         c.execute(
@@ -147,6 +150,15 @@ fn migrate_from_2(c: &Connection) -> Result<(), rusqlite::Error> {
         [],
     )?;
     Ok(())
+}
+
+/// Schema 3 indexed unrouted and quarantined hooks (`hooks_kept`), an index no query used
+/// and every unrouted hook paid for. Idempotent.
+fn migrate_from_3(c: &Connection) -> Result<(), rusqlite::Error> {
+    c.execute_batch(
+        "DROP INDEX IF EXISTS hooks_kept;
+         UPDATE meta SET value = '4' WHERE key = 'schema_version';",
+    )
 }
 
 /// A `serve` start owns a store exclusively (it holds the lock): claims and leases left by a
