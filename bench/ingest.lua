@@ -6,6 +6,9 @@
 --   BENCH_HOOKS   hooks per POST (default 1)
 --   BENCH_CODES   comma-separated resultCodes, cycled (default "1000": success, unrouted)
 --   BENCH_PATH    request path (default /hooks/bizmessage)
+--   BENCH_IDS     "counting" (default: ids count up, so the dedup index's writes stay on a few
+--                 pages) or "spread" (a hashed prefix spreads them over the key space, as
+--                 independent senders' ids would be; the store's dedup costs far more)
 --
 -- done() prints one machine-readable line starting with "BENCH " for bench/run.
 
@@ -17,6 +20,7 @@ for c in string.gmatch(os.getenv("BENCH_CODES") or "1000", "[^,]+") do
   codes[#codes + 1] = c
 end
 local n_codes = #codes
+local spread = os.getenv("BENCH_IDS") == "spread"
 
 local thread_count = 0
 function setup(thread)
@@ -42,7 +46,13 @@ local function body(n)
   local parts = {}
   for i = 1, hooks_per_post do
     local code = codes[((n + i) % n_codes) + 1]
-    parts[i] = string.format(hook_fmt, base .. "-" .. i, request_id, i, code, i, request_id, i)
+    local id = base .. "-" .. i
+    if spread then
+      -- Knuth's multiplicative hash of (thread, request, hook): unique, in no useful order.
+      local k = ((tid or 1) * 1000003 + n * 1009 + i) % 4294967296
+      id = string.format("%08x", (k * 2654435761) % 4294967296) .. "-" .. id
+    end
+    parts[i] = string.format(hook_fmt, id, request_id, i, code, i, request_id, i)
   end
   return '{"hooksId":"' .. base .. '","webhookConfigId":"wcf-91aa",'
     .. '"productName":"KakaoTalk Bizmessage","appKey":"Xk2abcDEF9tq",'
