@@ -24,10 +24,17 @@ CREATE TABLE IF NOT EXISTS hooks (
     reason      TEXT
 );
 CREATE INDEX IF NOT EXISTS hooks_waiting ON hooks (id) WHERE state = 'waiting';
+-- How many hooks are kept unrouted and quarantined, changed in the transactions that change
+-- a hook's state (so `/metrics` and `/readyz` need no scan of `hooks`).
+CREATE TABLE IF NOT EXISTS inbox_counts (
+    state TEXT PRIMARY KEY,
+    n     INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- No index on unrouted or quarantined hooks: unrouted hooks are the bulk of the inbox (every
 -- success that matches no route) and an index entry each cost the writer about a fifth of its
--- time per hook, while the queries that look for them (counts, listings, reroute, prune) are
--- scans either way (schema 3's `hooks_kept` was never chosen by the planner: `state = 'x'`
+-- time per hook, while the queries that look for them (listings, reroute, prune) are scans
+-- either way (schema 3's `hooks_kept` was never chosen by the planner: `state = 'x'`
 -- does not imply its `state IN (...)`).
 
 -- Dedup keys (h:<hookId> or c:<content hash>) and when they were last seen.

@@ -430,3 +430,179 @@ async fn a_schema_3_store_loses_the_unused_index_and_keeps_its_hooks() {
         4
     );
 }
+
+/// The kept counts against a scan of the hooks.
+async fn assert_kept_counts(store: &SqliteStore, path: &Path, step: &str) {
+    let stats = store.inbox_stats().await.unwrap();
+    let truth = |state: &str| {
+        count(
+            path,
+            &format!("SELECT COUNT(*) FROM hooks WHERE state = '{state}'"),
+        )
+    };
+    assert_eq!(
+        (stats.unrouted, stats.quarantined),
+        (truth("unrouted"), truth("quarantined")),
+        "after {step}"
+    );
+}
+
+fn routed_unrouted(at: i64, ids: &[&str]) -> NewPost {
+    let batch = DispatchBatch {
+        hooks: (0..ids.len())
+            .map(|p| HookOutcome {
+                row: p as i64,
+                routed: false,
+                sent_to: vec![],
+            })
+            .collect(),
+        ..DispatchBatch::default()
+    };
+    NewPost {
+        routed: Some(RoutedPost {
+            batch,
+            rules: crate::digest::RULES,
+        }),
+        ..post(at, ids)
+    }
+}
+
+#[tokio::test]
+async fn the_kept_counts_follow_every_change_of_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/store.db");
+    let store = open(&dir);
+    let who = Claimant {
+        owner: "me".into(),
+        ttl_ms: 60_000,
+    };
+    store
+        .ingest(routed_unrouted(10, &["u1", "u2", "u3"]))
+        .await
+        .unwrap();
+    // A duplicate is not stored, so not counted.
+    store
+        .ingest(routed_unrouted(11, &["u1", "u4"]))
+        .await
+        .unwrap();
+    assert_kept_counts(&store, &path, "ingest routed at ingest").await;
+
+    store
+        .ingest(post(20, &["w1", "w2", "w3", "w4"]))
+        .await
+        .unwrap();
+    let claimed = store.claim_hooks(&who, 30, 10).await.unwrap();
+    let rows: Vec<i64> = claimed.iter().map(|h| h.row).collect();
+    assert_eq!(rows.len(), 4);
+    let batch = DispatchBatch {
+        hooks: vec![
+            HookOutcome {
+                row: rows[0],
+                routed: false,
+                sent_to: vec![],
+            },
+            HookOutcome {
+                row: rows[1],
+                routed: true,
+                sent_to: vec!["ops".into()],
+            },
+        ],
+        ..DispatchBatch::default()
+    };
+    store
+        .commit_dispatch(&who, batch, &crate::digest::RULES)
+        .await
+        .unwrap();
+    // A settle whose claim is lost changes nothing.
+    let stranger = Claimant {
+        owner: "other".into(),
+        ttl_ms: 60_000,
+    };
+    let lost = DispatchBatch {
+        hooks: vec![HookOutcome {
+            row: rows[2],
+            routed: false,
+            sent_to: vec![],
+        }],
+        ..DispatchBatch::default()
+    };
+    store
+        .commit_dispatch(&stranger, lost, &crate::digest::RULES)
+        .await
+        .unwrap();
+    assert_kept_counts(&store, &path, "commit_dispatch").await;
+
+    let failure = RoutingFailure {
+        rows: vec![rows[2], rows[3]],
+        reason: "boom".into(),
+        now: 40,
+        quarantine_after: 1,
+        retry_at: 40,
+    };
+    assert_eq!(store.fail_dispatch(&who, failure).await.unwrap().len(), 2);
+    assert_kept_counts(&store, &path, "quarantine").await;
+
+    store
+        .reroute(Reroute::Rows(vec![rows[0], rows[2], 9999]), 50)
+        .await
+        .unwrap();
+    assert_kept_counts(&store, &path, "reroute rows").await;
+    store.reroute(Reroute::Quarantined, 50).await.unwrap();
+    assert_kept_counts(&store, &path, "reroute quarantined").await;
+    store.reroute(Reroute::Unrouted, 50).await.unwrap();
+    assert_kept_counts(&store, &path, "reroute unrouted").await;
+
+    store
+        .ingest(routed_unrouted(60, &["u5", "u6"]))
+        .await
+        .unwrap();
+    store.reroute(Reroute::Since(60), 70).await.unwrap();
+    assert_kept_counts(&store, &path, "reroute since").await;
+
+    // Route everything waiting as unrouted again, then prune all but the newest hook.
+    let claimed = store.claim_hooks(&who, 80, 100).await.unwrap();
+    let batch = DispatchBatch {
+        hooks: claimed
+            .iter()
+            .map(|h| HookOutcome {
+                row: h.row,
+                routed: false,
+                sent_to: vec![],
+            })
+            .collect(),
+        ..DispatchBatch::default()
+    };
+    store
+        .commit_dispatch(&who, batch, &crate::digest::RULES)
+        .await
+        .unwrap();
+    assert_kept_counts(&store, &path, "routing the rerouted").await;
+    let before = PruneBefore {
+        seen: 0,
+        delivered: 1000,
+        unrouted: 1000,
+    };
+    assert!(store.prune(before).await.unwrap().hooks > 0);
+    assert_kept_counts(&store, &path, "prune").await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_store_without_kept_counts_is_counted_once_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/store.db");
+    let store = open(&dir);
+    store
+        .ingest(routed_unrouted(10, &["a", "b"]))
+        .await
+        .unwrap();
+    store.close().await;
+    // As a store written before the table (its rows are made by the next open).
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TABLE inbox_counts;")
+        .unwrap();
+    let store = SqliteStore::open(&config(&path), Mode::Serve).unwrap();
+    assert_eq!(store.inbox_stats().await.unwrap().unrouted, 2);
+    store.close().await;
+}

@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{HOOK_COLUMNS, clip, hook_from, hooks_from};
+use super::{HOOK_COLUMNS, add_kept, clip, hook_from, hooks_from};
 use crate::store::*;
 
 /// Rejected hooks are kept for inspection up to this many bytes each.
@@ -63,6 +63,7 @@ pub(in crate::store::sqlite) fn ingest(
         Some(w) => (Some(w.owner.as_str()), Some(post.received_at + w.ttl_ms)),
         None => (None, None),
     };
+    let mut unrouted = 0;
     for (position, h) in post.hooks.iter().enumerate() {
         let fresh = seen.execute(params![h.dedup_key, post.received_at, dedup_cutoff])? == 1;
         out.fresh.push(fresh);
@@ -78,6 +79,9 @@ pub(in crate::store::sqlite) fn ingest(
             ),
             None => ("waiting", None),
         };
+        if state == "unrouted" {
+            unrouted += 1;
+        }
         insert.execute(params![
             FORMAT_VERSION,
             post.received_at,
@@ -91,6 +95,7 @@ pub(in crate::store::sqlite) fn ingest(
         out.rows.push(Some(c.last_insert_rowid()));
         out.accepted += 1;
     }
+    add_kept(c, "unrouted", unrouted)?;
     if let Some(routed) = &post.routed {
         // Positions become rows as the work is written (no copy of it on the writer thread).
         // Only hooks stored routed (fresh, with an outcome) get their work filed; one
@@ -152,16 +157,19 @@ pub(in crate::store::sqlite) fn commit_dispatch(
     )?;
     let mut out = DispatchCommit::default();
     let mut held = HashSet::new();
+    let mut unrouted = 0;
     for h in &batch.hooks {
         let state = if h.routed { "routed" } else { "unrouted" };
         let sent_to = sent_to_json(&h.sent_to);
         if settle.execute(params![h.row, who.owner, state, sent_to])? == 1 {
             held.insert(h.row);
             out.committed += 1;
+            unrouted += i64::from(!h.routed);
         } else {
             out.lost.push(h.row);
         }
     }
+    add_kept(c, "unrouted", unrouted)?;
     file_routing(c, batch, &|row| held.contains(&row).then_some(row), rules)?;
     Ok(out)
 }
@@ -290,6 +298,7 @@ pub(in crate::store::sqlite) fn fail_dispatch(
             quarantined.push(*row);
         }
     }
+    add_kept(c, "quarantined", quarantined.len() as i64)?;
     Ok(quarantined)
 }
 
@@ -299,13 +308,42 @@ pub(in crate::store::sqlite) fn reroute(
 ) -> Result<usize, StoreError> {
     const SET: &str =
         "UPDATE hooks SET state = 'waiting', owner = NULL, claim_until = NULL, failures = 0";
-    Ok(match which {
+    // Each rerouted hook's state before, so the kept counts lose what leaves them.
+    let before: Vec<String> = match which {
+        Reroute::Since(t) => c
+            .prepare_cached(
+                "SELECT state FROM hooks WHERE received_at >= ?1 AND state != 'waiting'",
+            )?
+            .query_map([t], |r| r.get(0))?
+            .collect::<Result<_, _>>()?,
+        Reroute::Unrouted | Reroute::Quarantined => Vec::new(),
+        Reroute::Rows(rows) => {
+            let mut stmt =
+                c.prepare_cached("SELECT state FROM hooks WHERE id = ?1 AND state != 'waiting'")?;
+            let mut states = Vec::new();
+            for r in rows {
+                if let Some(s) = stmt.query_row([r], |r| r.get(0)).optional()? {
+                    states.push(s);
+                }
+            }
+            states
+        }
+    };
+    let moved = match which {
         Reroute::Since(t) => c.execute(
             &format!("{SET} WHERE received_at >= ?1 AND state != 'waiting'"),
             [t],
         )?,
-        Reroute::Unrouted => c.execute(&format!("{SET} WHERE state = 'unrouted'"), [])?,
-        Reroute::Quarantined => c.execute(&format!("{SET} WHERE state = 'quarantined'"), [])?,
+        Reroute::Unrouted => {
+            let n = c.execute(&format!("{SET} WHERE state = 'unrouted'"), [])?;
+            add_kept(c, "unrouted", -(n as i64))?;
+            n
+        }
+        Reroute::Quarantined => {
+            let n = c.execute(&format!("{SET} WHERE state = 'quarantined'"), [])?;
+            add_kept(c, "quarantined", -(n as i64))?;
+            n
+        }
         Reroute::Rows(rows) => {
             let mut stmt =
                 c.prepare_cached(&format!("{SET} WHERE id = ?1 AND state != 'waiting'"))?;
@@ -315,7 +353,12 @@ pub(in crate::store::sqlite) fn reroute(
             }
             n
         }
-    })
+    };
+    for kept in ["unrouted", "quarantined"] {
+        let n = before.iter().filter(|s| *s == kept).count();
+        add_kept(c, kept, -(n as i64))?;
+    }
+    Ok(moved)
 }
 
 pub(in crate::store::sqlite) fn hooks_in(
@@ -345,8 +388,10 @@ pub(in crate::store::sqlite) fn inbox_stats(c: &Connection) -> Result<InboxStats
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let count = |state: &str| -> Result<i64, StoreError> {
         Ok(
-            c.prepare_cached("SELECT COUNT(*) FROM hooks WHERE state = ?1")?
-                .query_row([state], |r| r.get(0))?,
+            c.prepare_cached("SELECT n FROM inbox_counts WHERE state = ?1")?
+                .query_row([state], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0),
         )
     };
     Ok(InboxStats {

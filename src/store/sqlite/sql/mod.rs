@@ -58,11 +58,39 @@ pub(super) fn init_schema(c: &Connection) -> Result<(), rusqlite::Error> {
         migrate_from_3(c)?;
     }
     c.execute_batch(include_str!("../schema.sql"))?;
+    count_kept_hooks(c)?;
     if found.is_none() {
         c.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],
         )?;
+    }
+    Ok(())
+}
+
+/// Fills `inbox_counts` from the hooks when it is empty (a new store, or one from before the
+/// table): the one time the kept hooks are counted by a scan.
+fn count_kept_hooks(c: &Connection) -> Result<(), rusqlite::Error> {
+    let counted: bool = c.query_row("SELECT EXISTS (SELECT 1 FROM inbox_counts)", [], |r| {
+        r.get(0)
+    })?;
+    if !counted {
+        c.execute_batch(
+            "INSERT INTO inbox_counts (state, n)
+               SELECT 'unrouted', COUNT(*) FROM hooks WHERE state = 'unrouted';
+             INSERT INTO inbox_counts (state, n)
+               SELECT 'quarantined', COUNT(*) FROM hooks WHERE state = 'quarantined';",
+        )?;
+    }
+    Ok(())
+}
+
+/// Adds `delta` to the count of hooks kept in `state` (`unrouted` or `quarantined`), in the
+/// transaction that moved them.
+pub(super) fn add_kept(c: &Connection, state: &str, delta: i64) -> Result<(), StoreError> {
+    if delta != 0 {
+        c.prepare_cached("UPDATE inbox_counts SET n = n + ?2 WHERE state = ?1")?
+            .execute(params![state, delta])?;
     }
     Ok(())
 }
@@ -249,16 +277,26 @@ pub(super) fn prune(c: &Connection, before: PruneBefore) -> Result<PruneStats, S
     )?;
     // The newest hook always stays, so SQLite never hands out an id a delivery, digest member
     // or listing could still mean.
-    let hooks = c.execute(
-        "DELETE FROM hooks WHERE id IN (SELECT h.id FROM hooks h
+    let deleted: Vec<String> = c
+        .prepare_cached(
+            "DELETE FROM hooks WHERE id IN (SELECT h.id FROM hooks h
            WHERE h.id < (SELECT MAX(id) FROM hooks)
              AND ((h.state = 'routed' AND h.received_at < ?1)
                OR (h.state IN ('unrouted', 'quarantined') AND h.received_at < ?2))
              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.hook_row = h.id)
              AND NOT EXISTS (SELECT 1 FROM group_members m WHERE m.hook_row = h.id)
-           LIMIT ?3)",
-        params![before.delivered, before.unrouted, chunk],
-    )?;
+           LIMIT ?3)
+         RETURNING state",
+        )?
+        .query_map(params![before.delivered, before.unrouted, chunk], |r| {
+            r.get(0)
+        })?
+        .collect::<Result<_, _>>()?;
+    let hooks = deleted.len();
+    for kept in ["unrouted", "quarantined"] {
+        let n = deleted.iter().filter(|s| *s == kept).count();
+        add_kept(c, kept, -(n as i64))?;
+    }
     c.execute(
         "DELETE FROM digests WHERE id IN (SELECT g.id FROM digests g WHERE g.created_at < ?1
            AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.digest_id = g.id) LIMIT ?2)",
