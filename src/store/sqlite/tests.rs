@@ -447,17 +447,25 @@ async fn assert_kept_counts(store: &SqliteStore, path: &Path, step: &str) {
     );
 }
 
-fn routed_unrouted(at: i64, ids: &[&str]) -> NewPost {
-    let batch = DispatchBatch {
-        hooks: (0..ids.len())
-            .map(|p| HookOutcome {
-                row: p as i64,
-                routed: false,
-                sent_to: vec![],
-            })
-            .collect(),
+/// Routing's verdict on one hook: routed to `to`, or unrouted when `to` is empty.
+fn outcome(row: i64, to: &[&str]) -> HookOutcome {
+    HookOutcome {
+        row,
+        routed: !to.is_empty(),
+        sent_to: to.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+/// Work for `hooks` alone.
+fn verdicts(hooks: Vec<HookOutcome>) -> DispatchBatch {
+    DispatchBatch {
+        hooks,
         ..DispatchBatch::default()
-    };
+    }
+}
+
+fn routed_unrouted(at: i64, ids: &[&str]) -> NewPost {
+    let batch = verdicts((0..ids.len()).map(|p| outcome(p as i64, &[])).collect());
     NewPost {
         routed: Some(RoutedPost {
             batch,
@@ -494,21 +502,7 @@ async fn the_kept_counts_follow_every_change_of_state() {
     let claimed = store.claim_hooks(&who, 30, 10).await.unwrap();
     let rows: Vec<i64> = claimed.iter().map(|h| h.row).collect();
     assert_eq!(rows.len(), 4);
-    let batch = DispatchBatch {
-        hooks: vec![
-            HookOutcome {
-                row: rows[0],
-                routed: false,
-                sent_to: vec![],
-            },
-            HookOutcome {
-                row: rows[1],
-                routed: true,
-                sent_to: vec!["ops".into()],
-            },
-        ],
-        ..DispatchBatch::default()
-    };
+    let batch = verdicts(vec![outcome(rows[0], &[]), outcome(rows[1], &["ops"])]);
     store
         .commit_dispatch(&who, batch, &crate::digest::RULES)
         .await
@@ -518,14 +512,7 @@ async fn the_kept_counts_follow_every_change_of_state() {
         owner: "other".into(),
         ttl_ms: 60_000,
     };
-    let lost = DispatchBatch {
-        hooks: vec![HookOutcome {
-            row: rows[2],
-            routed: false,
-            sent_to: vec![],
-        }],
-        ..DispatchBatch::default()
-    };
+    let lost = verdicts(vec![outcome(rows[2], &[])]);
     store
         .commit_dispatch(&stranger, lost, &crate::digest::RULES)
         .await
@@ -561,17 +548,7 @@ async fn the_kept_counts_follow_every_change_of_state() {
 
     // Route everything waiting as unrouted again, then prune all but the newest hook.
     let claimed = store.claim_hooks(&who, 80, 100).await.unwrap();
-    let batch = DispatchBatch {
-        hooks: claimed
-            .iter()
-            .map(|h| HookOutcome {
-                row: h.row,
-                routed: false,
-                sent_to: vec![],
-            })
-            .collect(),
-        ..DispatchBatch::default()
-    };
+    let batch = verdicts(claimed.iter().map(|h| outcome(h.row, &[])).collect());
     store
         .commit_dispatch(&who, batch, &crate::digest::RULES)
         .await
