@@ -32,7 +32,7 @@ fn post(task: usize, n: usize, per_post: usize, sequential: bool) -> NewPost {
             };
             NewHook {
                 dedup_key: format!("h:{id}"),
-                raw: HOOK.replace("ID", &id),
+                raw: HOOK.replace("ID", &id).into(),
             }
         })
         .collect();

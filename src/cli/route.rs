@@ -154,8 +154,8 @@ pub fn run(
                 let mut one = StoredHook {
                     row: position as i64,
                     received_at: now,
-                    envelope: post.envelope.clone(),
-                    raw: raw.get().to_string(),
+                    envelope: post.envelope.clone().into(),
+                    raw: raw.get().into(),
                     sent_to: vec![],
                     failures: 0,
                     parsed: Some(hook.clone()),

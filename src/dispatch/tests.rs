@@ -63,8 +63,8 @@ fn stored(fixture: &str, first_row: i64) -> Vec<StoredHook> {
         .map(|(i, raw)| StoredHook {
             row: first_row + i as i64,
             received_at: 1_000,
-            envelope: post.envelope.clone(),
-            raw: raw.get().to_string(),
+            envelope: post.envelope.clone().into(),
+            raw: raw.get().into(),
             sent_to: vec![],
             failures: 0,
             parsed: None,
@@ -356,7 +356,10 @@ async fn a_hook_whose_routing_panics_is_quarantined_and_its_neighbours_routed() 
         Metrics::new(),
         clock.clone(),
     ));
-    let mut raws: Vec<String> = stored("mixed.json", 1).into_iter().map(|h| h.raw).collect();
+    let mut raws: Vec<String> = stored("mixed.json", 1)
+        .into_iter()
+        .map(|h| h.raw.to_string())
+        .collect();
     raws.truncate(3); // the fixture's fourth is not a hook at all
     assert_eq!(raws.len(), 3);
     raws[1] = r#"{"hookId":"bizrelay-test-panic"}"#.into();
@@ -365,7 +368,7 @@ async fn a_hook_whose_routing_panics_is_quarantined_and_its_neighbours_routed() 
         .enumerate()
         .map(|(i, raw)| NewHook {
             dedup_key: format!("h:test-{i}"),
-            raw: raw.clone(),
+            raw: raw.as_str().into(),
         })
         .collect();
     state

@@ -133,7 +133,7 @@ where
                 mismatched.push(hook.mismatches.iter().map(|m| m.label).collect());
                 hooks.push(NewHook {
                     dedup_key: dedup_key(hook.hook_id.as_deref(), raw),
-                    raw: raw.to_string(),
+                    raw: raw.into(),
                 });
                 parsed.push(hook);
             }
@@ -163,7 +163,9 @@ where
         tracing::error!(hooks_id = ?hooks_id, hooks = total, reason = %why, "the store is failing; answering 503 so NHN retries");
         return Err(ApiError::Store);
     }
-    // The hooks as routing sees them, their positions in the POST standing in for rows.
+    // The hooks as routing sees them, their positions in the POST standing in for rows; they
+    // share the POST's envelope and each its JSON with the row written.
+    let envelope = Arc::new(post.envelope.clone());
     let stored_hooks: Arc<Vec<StoredHook>> = Arc::new(
         hooks
             .iter()
@@ -172,8 +174,8 @@ where
             .map(|(position, (h, parsed))| StoredHook {
                 row: position as i64,
                 received_at,
-                envelope: post.envelope.clone(),
-                raw: h.raw.clone(),
+                envelope: Arc::clone(&envelope),
+                raw: Arc::clone(&h.raw),
                 sent_to: Vec::new(),
                 failures: 0,
                 parsed: Some(parsed),

@@ -1,5 +1,7 @@
 //! What goes into and comes out of a [`super::Store`]: plain data, no engine types.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::Claimant;
@@ -38,7 +40,7 @@ pub struct NewHook {
     /// `h:<hookId>`, or `c:<hash of the hook's JSON>` when it has no id.
     pub dedup_key: String,
     /// The hook's JSON exactly as received.
-    pub raw: String,
+    pub raw: Arc<str>,
 }
 
 /// A hook that could not be understood, kept for inspection.
@@ -100,8 +102,10 @@ impl HookState {
 pub struct StoredHook {
     pub row: i64,
     pub received_at: i64,
-    pub envelope: Envelope,
-    pub raw: String,
+    /// Shared by the hooks of one POST.
+    pub envelope: Arc<Envelope>,
+    /// The hook's JSON exactly as received (shared with the [`NewHook`] it was stored from).
+    pub raw: Arc<str>,
     /// Destinations it was already given (directly or through a digest group): routing it
     /// again never gives it to them twice.
     pub sent_to: Vec<String>,

@@ -688,7 +688,7 @@ pub async fn seed_dead_letter(db: &Path, destination: &str, hook_id: &str, reaso
             envelope_json: "{}".into(),
             hooks: vec![NewHook {
                 dedup_key: format!("h:{hook_id}"),
-                raw: raw.to_string(),
+                raw: raw.to_string().into(),
             }],
             rejected: vec![],
             claim: None,

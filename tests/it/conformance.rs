@@ -89,7 +89,7 @@ fn post(at: i64, ids: &[&str]) -> NewPost {
             .iter()
             .map(|id| NewHook {
                 dedup_key: format!("h:{id}"),
-                raw: raw(id, "3019"),
+                raw: raw(id, "3019").into(),
             })
             .collect(),
         rejected: vec![],

@@ -187,8 +187,8 @@ fn relay(loaded: &Loaded, body: &[u8]) {
         .map(|(i, raw)| StoredHook {
             row: i as i64 + 1,
             received_at: 1_795_830_000_000,
-            envelope: post.envelope.clone(),
-            raw: raw.get().to_string(),
+            envelope: post.envelope.clone().into(),
+            raw: raw.get().into(),
             sent_to: vec![],
             failures: 0,
             parsed: None,

@@ -113,7 +113,7 @@ pub(super) async fn ingest(
                 out.accepted += 1;
                 h_at.push(p.received_at);
                 h_env.push(p.envelope_json.as_str());
-                h_raw.push(h.raw.as_str());
+                h_raw.push(&*h.raw);
                 h_owner.push(p.claim.as_ref().map(|w| w.owner.as_str()));
                 h_until.push(p.claim.as_ref().map(|w| p.received_at + w.ttl_ms));
                 match routed[hi] {

@@ -24,7 +24,7 @@ mod rates;
 mod silences;
 mod threads;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -64,23 +64,24 @@ pub(super) fn token() -> i64 {
 
 pub(super) fn hook_from(
     r: &Row,
-    cache: &mut Option<(String, Envelope)>,
+    cache: &mut Option<(String, Arc<Envelope>)>,
 ) -> Result<StoredHook, StoreError> {
     let row: i64 = r.get(0);
     let text: &str = r.get(3);
     let envelope = match cache {
-        Some((t, e)) if t == text => e.clone(),
+        Some((t, e)) if t == text => Arc::clone(e),
         _ => {
-            let e: Envelope = serde_json::from_str(text)
+            let e: Arc<Envelope> = serde_json::from_str::<Envelope>(text)
+                .map(Arc::new)
                 .map_err(|e| StoreError::Corrupt(format!("envelope of hook row {row}: {e}")))?;
-            *cache = Some((text.to_string(), e.clone()));
+            *cache = Some((text.to_string(), Arc::clone(&e)));
             e
         }
     };
     Ok(StoredHook {
         row,
         received_at: r.get(1),
-        raw: r.get(2),
+        raw: r.get::<_, &str>(2).into(),
         envelope,
         sent_to: r
             .get::<_, Option<&str>>(4)

@@ -20,7 +20,7 @@ fn open(dir: &tempfile::TempDir) -> SqliteStore {
 fn hook(id: &str) -> NewHook {
     NewHook {
         dedup_key: format!("h:{id}"),
-        raw: format!(r#"{{"hookId":"{id}","requestId":"r","resultCode":"3019"}}"#),
+        raw: format!(r#"{{"hookId":"{id}","requestId":"r","resultCode":"3019"}}"#).into(),
     }
 }
 

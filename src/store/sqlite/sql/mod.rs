@@ -10,6 +10,8 @@ mod rates;
 mod silences;
 mod threads;
 
+use std::sync::Arc;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub(super) use enrich::*;
@@ -231,23 +233,24 @@ fn sent_to_of(text: Option<String>) -> Vec<String> {
 /// keeps parsed.
 fn hook_from(
     r: &rusqlite::Row<'_>,
-    cache: &mut Option<(String, Envelope)>,
+    cache: &mut Option<(String, Arc<Envelope>)>,
 ) -> Result<StoredHook, StoreError> {
     let row: i64 = r.get(0)?;
     let text: String = r.get(3)?;
     let envelope = match cache {
-        Some((t, e)) if *t == text => e.clone(),
+        Some((t, e)) if *t == text => Arc::clone(e),
         _ => {
-            let e: Envelope = serde_json::from_str(&text)
+            let e: Arc<Envelope> = serde_json::from_str::<Envelope>(&text)
+                .map(Arc::new)
                 .map_err(|e| StoreError::Corrupt(format!("envelope of hook row {row}: {e}")))?;
-            *cache = Some((text, e.clone()));
+            *cache = Some((text, Arc::clone(&e)));
             e
         }
     };
     Ok(StoredHook {
         row,
         received_at: r.get(1)?,
-        raw: r.get(2)?,
+        raw: r.get::<_, String>(2)?.into(),
         envelope,
         sent_to: sent_to_of(r.get(4)?),
         failures: r.get(5)?,
