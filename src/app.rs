@@ -595,7 +595,9 @@ mod tests {
                 }
             }
         });
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        // Generous: with RUST_BACKTRACE set, the first panic of the test binary spends
+        // seconds reading debug info before the supervisor hears of it (seen at 5 s).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while runs.load(Ordering::SeqCst) < 2 {
             assert!(tokio::time::Instant::now() < deadline, "not restarted");
             tokio::time::sleep(Duration::from_millis(20)).await;
