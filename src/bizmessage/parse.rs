@@ -179,7 +179,10 @@ const MAX_ENVELOPE_VALUE: usize = 256;
 fn loose_string(raw: Option<&RawValue>) -> Option<String> {
     let raw = raw?.get();
     let value: String = match raw.as_bytes().first()? {
-        b'"' => serde_json::from_str(raw).ok()?,
+        b'"' => match fields::plain_string(raw) {
+            Some(text) => text.to_string(),
+            None => serde_json::from_str(raw).ok()?,
+        },
         b'-' | b'0'..=b'9' => raw.to_string(),
         _ => return None,
     };

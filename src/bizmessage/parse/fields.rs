@@ -42,12 +42,23 @@ fn as_text(raw: &str) -> String {
 
 const EXPECT_STRING: &str = "a string or a number";
 
+/// The text of a JSON string token without escapes, as it stands between its quotes: most
+/// values are, and this spares a deserializer per field (a third of the webhook's CPU time
+/// with 100-hook POSTs went to reading fields). `None` for anything else.
+pub(super) fn plain_string(raw: &str) -> Option<&str> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('\\')).then_some(inner)
+}
+
 pub(super) fn string_field(
     field: &'static str,
     raw: Option<&RawValue>,
     f: &mut Mismatches,
 ) -> Option<String> {
     let raw = raw?;
+    if let Some(text) = plain_string(raw.get()) {
+        return Some(text.to_string());
+    }
     match serde_json::from_str::<Option<Lenient>>(raw.get()) {
         Ok(v) => v.map(|l| l.0),
         Err(_) => Some(f.flag(field.into(), field, EXPECT_STRING, raw.get())),

@@ -375,3 +375,27 @@ fn deep_nesting_neither_crashes_nor_hides_the_hook() {
         Err(ParseError::NotAnObject | ParseError::Syntax(_))
     ));
 }
+
+#[test]
+fn strings_read_the_same_with_and_without_escapes() {
+    // Plain strings are read straight from the body; escaped ones through serde_json.
+    let body = r#"{"hooksId":"h-\u0031","hooks":[{"hookId":"a\"b","requestId":"20261128","resultCode":"30\u00319",
+        "senderGroupingKey":"주문 서비스","recipientGroupingKey":"line\nnext\\end","kakaoMessageType":"","recipientNo":5}]}"#;
+    let post = parse_post(body.as_bytes()).unwrap();
+    assert_eq!(post.envelope.hooks_id.as_deref(), Some("h-1"));
+    let hook = parse_hook(post.hooks[0].get()).unwrap();
+    assert_eq!(hook.hook_id.as_deref(), Some("a\"b"));
+    let HookBody::MessageResult(r) = &hook.body else {
+        panic!("{:?}", hook.body)
+    };
+    assert_eq!(r.request_id.as_deref(), Some("20261128"));
+    assert_eq!(r.result_code.as_deref(), Some("3019"));
+    assert_eq!(r.sender_grouping_key.as_deref(), Some("주문 서비스"));
+    assert_eq!(r.recipient_grouping_key.as_deref(), Some("line\nnext\\end"));
+    assert_eq!(r.kakao_message_type.as_deref(), Some(""));
+    assert_eq!(
+        r.recipient_no.as_deref(),
+        Some("5"),
+        "a number is kept as text"
+    );
+}
