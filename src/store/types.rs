@@ -115,6 +115,27 @@ pub struct StoredHook {
     pub parsed: Option<crate::bizmessage::Hook>,
 }
 
+/// The envelope of the hook rows being read, parsed once: the hooks of one POST share its
+/// text, and rows are read in order, so consecutive rows mostly hit.
+#[derive(Default)]
+pub struct EnvelopeCache(Option<(String, Arc<Envelope>)>);
+
+impl EnvelopeCache {
+    /// The envelope stored as `text` with hook row `row` (named if it cannot be read).
+    pub fn get(&mut self, text: &str, row: i64) -> Result<Arc<Envelope>, super::StoreError> {
+        if let Some((t, e)) = &self.0
+            && t == text
+        {
+            return Ok(Arc::clone(e));
+        }
+        let e = serde_json::from_str::<Envelope>(text)
+            .map(Arc::new)
+            .map_err(|e| super::StoreError::Corrupt(format!("envelope of hook row {row}: {e}")))?;
+        self.0 = Some((text.to_string(), Arc::clone(&e)));
+        Ok(e)
+    }
+}
+
 /// A stored hook with where it is, for listings.
 #[derive(Debug, Clone)]
 pub struct ListedHook {

@@ -226,7 +226,7 @@ pub(super) async fn claim_hooks(
 }
 
 pub(super) fn hooks_from(rows: &[Row]) -> Result<Vec<StoredHook>, StoreError> {
-    let mut cache = None;
+    let mut cache = EnvelopeCache::default();
     rows.iter().map(|r| hook_from(r, &mut cache)).collect()
 }
 
@@ -543,7 +543,7 @@ pub(super) async fn hooks_in(
         )
         .await
         .map_err(map)?;
-    let mut cache = None;
+    let mut cache = EnvelopeCache::default();
     rows.iter()
         .map(|r| {
             Ok(ListedHook {

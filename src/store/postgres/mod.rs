@@ -24,7 +24,7 @@ mod rates;
 mod silences;
 mod threads;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -35,7 +35,6 @@ use tokio_postgres::Row;
 pub use connect::{describe_url, parse as parse_url};
 
 use super::*;
-use crate::bizmessage::Envelope;
 use crate::config::StoreConfig;
 
 /// Highest schema migration this build knows.
@@ -62,22 +61,9 @@ pub(super) fn token() -> i64 {
     rand::random::<i64>() & i64::MAX
 }
 
-pub(super) fn hook_from(
-    r: &Row,
-    cache: &mut Option<(String, Arc<Envelope>)>,
-) -> Result<StoredHook, StoreError> {
+pub(super) fn hook_from(r: &Row, cache: &mut EnvelopeCache) -> Result<StoredHook, StoreError> {
     let row: i64 = r.get(0);
-    let text: &str = r.get(3);
-    let envelope = match cache {
-        Some((t, e)) if t == text => Arc::clone(e),
-        _ => {
-            let e: Arc<Envelope> = serde_json::from_str::<Envelope>(text)
-                .map(Arc::new)
-                .map_err(|e| StoreError::Corrupt(format!("envelope of hook row {row}: {e}")))?;
-            *cache = Some((text.to_string(), Arc::clone(&e)));
-            e
-        }
-    };
+    let envelope = cache.get(r.get(3), row)?;
     Ok(StoredHook {
         row,
         received_at: r.get(1),

@@ -370,7 +370,7 @@ pub(in crate::store::sqlite) fn hooks_in(
         "SELECT {HOOK_COLUMNS}, h.reason FROM hooks h WHERE h.state = ?1 ORDER BY h.id DESC LIMIT ?2"
     ))?;
     let mut rows = stmt.query(params![state.as_str(), limit as i64])?;
-    let mut cache = None;
+    let mut cache = EnvelopeCache::default();
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         out.push(ListedHook {

@@ -10,8 +10,6 @@ mod rates;
 mod silences;
 mod threads;
 
-use std::sync::Arc;
-
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub(super) use enrich::*;
@@ -23,7 +21,6 @@ pub(super) use silences::*;
 pub(super) use threads::*;
 
 use super::SCHEMA_VERSION;
-use crate::bizmessage::Envelope;
 use crate::store::*;
 
 /// Rows deleted per table per prune call, so pruning never holds the write lock for long.
@@ -229,24 +226,11 @@ fn sent_to_of(text: Option<String>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Reads one hook row; the hooks of one POST share their envelope text, which `cache`
-/// keeps parsed.
-fn hook_from(
-    r: &rusqlite::Row<'_>,
-    cache: &mut Option<(String, Arc<Envelope>)>,
-) -> Result<StoredHook, StoreError> {
+/// Reads one hook row.
+fn hook_from(r: &rusqlite::Row<'_>, cache: &mut EnvelopeCache) -> Result<StoredHook, StoreError> {
     let row: i64 = r.get(0)?;
     let text: String = r.get(3)?;
-    let envelope = match cache {
-        Some((t, e)) if *t == text => Arc::clone(e),
-        _ => {
-            let e: Arc<Envelope> = serde_json::from_str::<Envelope>(&text)
-                .map(Arc::new)
-                .map_err(|e| StoreError::Corrupt(format!("envelope of hook row {row}: {e}")))?;
-            *cache = Some((text, Arc::clone(&e)));
-            e
-        }
-    };
+    let envelope = cache.get(&text, row)?;
     Ok(StoredHook {
         row,
         received_at: r.get(1)?,
@@ -259,7 +243,7 @@ fn hook_from(
 }
 
 fn hooks_from(rows: &mut rusqlite::Rows<'_>) -> Result<Vec<StoredHook>, StoreError> {
-    let mut cache = None;
+    let mut cache = EnvelopeCache::default();
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         out.push(hook_from(r, &mut cache)?);
