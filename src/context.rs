@@ -219,7 +219,7 @@ fn result_fields(ctx: &mut Map<String, Value>, r: &ResultHook, mask: bool) {
     let shown = if mask {
         masked.clone()
     } else {
-        r.recipient_no.clone()
+        r.recipient_no.as_deref().map(String::from)
     };
     ctx.insert("kakaoMessageType".into(), json!(r.kakao_message_type));
     let label = |ko: bool| {

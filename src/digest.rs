@@ -121,9 +121,9 @@ pub struct Member<'a> {
 pub fn tally_fields(hook: &Hook) -> (Option<String>, Option<String>, Option<String>) {
     match &hook.body {
         HookBody::MessageResult(r) => (
-            r.result_code.clone(),
-            r.kakao_message_type.clone(),
-            r.sender_grouping_key.clone(),
+            r.result_code.as_deref().map(String::from),
+            r.kakao_message_type.as_deref().map(String::from),
+            r.sender_grouping_key.as_deref().map(String::from),
         ),
         _ => (None, None, None),
     }

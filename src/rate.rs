@@ -80,7 +80,7 @@ pub fn count(
         hook_row: row,
         window_start: window_start(now, settings.window_ms),
         outcome: result.outcome().as_str().to_string(),
-        result_code: result.result_code.clone(),
+        result_code: result.result_code.as_deref().map(String::from),
         silenced,
         settings,
     })

@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use compact_str::CompactString;
 use globset::{GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Serialize};
 
@@ -125,6 +126,7 @@ pub fn key_of(by: &[MatchKey], envelope: &Envelope, hook: &Hook) -> String {
 /// Reads a match key's value from a hook; `None` when the hook lacks the field.
 pub fn field<'h>(key: MatchKey, envelope: &'h Envelope, hook: &'h Hook) -> Option<Cow<'h, str>> {
     let borrowed = |s: &'h Option<String>| s.as_deref().map(Cow::Borrowed);
+    let compact = |s: &'h Option<CompactString>| s.as_deref().map(Cow::Borrowed);
     match key {
         MatchKey::Kind => return Some(Cow::Borrowed(hook.kind().as_str())),
         MatchKey::Event => return borrowed(&envelope.event),
@@ -143,11 +145,11 @@ pub fn field<'h>(key: MatchKey, envelope: &'h Envelope, hook: &'h Hook) -> Optio
             _ => None,
         },
         HookBody::MessageResult(r) => match key {
-            MatchKey::MessageType => borrowed(&r.kakao_message_type),
-            MatchKey::ResultCode => borrowed(&r.result_code),
+            MatchKey::MessageType => compact(&r.kakao_message_type),
+            MatchKey::ResultCode => compact(&r.result_code),
             MatchKey::Outcome => Some(Cow::Borrowed(r.outcome().as_str())),
-            MatchKey::SenderGroupingKey => borrowed(&r.sender_grouping_key),
-            MatchKey::RecipientGroupingKey => borrowed(&r.recipient_grouping_key),
+            MatchKey::SenderGroupingKey => compact(&r.sender_grouping_key),
+            MatchKey::RecipientGroupingKey => compact(&r.recipient_grouping_key),
             // Known only once enrichment has looked the message up.
             MatchKey::TemplateCode => borrowed(&r.enrichment.as_ref()?.template_code),
             MatchKey::SenderKey => borrowed(&r.enrichment.as_ref()?.sender_key),

@@ -12,6 +12,7 @@
 
 mod fields;
 
+use compact_str::CompactString;
 use serde::Deserialize;
 use serde::de;
 use serde_json::value::RawValue;
@@ -243,7 +244,8 @@ pub fn parse_hook(raw: &str) -> Result<Hook, HookError> {
     let mut found = Mismatches::default();
     let f = &mut found;
     // An empty id identifies nothing: such hooks are deduplicated by content instead.
-    let hook_id = string_field("hookId", h.hook_id, f).filter(|id| !id.trim().is_empty());
+    let hook_id =
+        string_field::<CompactString>("hookId", h.hook_id, f).filter(|id| !id.trim().is_empty());
 
     let body = if h.template_code.is_some() && h.status.is_some() {
         HookBody::Template(TemplateHook {

@@ -357,7 +357,11 @@ pub fn run(
             .collect();
         let ids: Vec<Option<String>> = members
             .iter()
-            .map(|m| m.parsed.as_ref().and_then(|h| h.hook_id.clone()))
+            .map(|m| {
+                m.parsed
+                    .as_ref()
+                    .and_then(|h| h.hook_id.as_deref().map(String::from))
+            })
             .collect();
         for (i, d) in flush.deliveries.iter().enumerate() {
             let kind = kind_of(loaded, &d.destination);

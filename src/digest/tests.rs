@@ -7,14 +7,14 @@ use std::time::Duration;
 
 fn result(code: Option<&str>, kind: &str, sender: Option<&str>, seq: i64) -> Hook {
     Hook {
-        hook_id: Some(format!("h-{seq}")),
+        hook_id: Some(format!("h-{seq}").into()),
         body: HookBody::MessageResult(ResultHook {
             kakao_message_type: Some(kind.into()),
             request_id: Some("req-1".into()),
             recipient_seq: Some(seq),
             recipient_no: Some("01012345678".into()),
-            result_code: code.map(str::to_string),
-            sender_grouping_key: sender.map(str::to_string),
+            result_code: code.map(Into::into),
+            sender_grouping_key: sender.map(Into::into),
             ..ResultHook::default()
         }),
         mismatches: Vec::new(),

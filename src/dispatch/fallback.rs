@@ -18,7 +18,7 @@ pub fn fallback_info(
         (l("kind", "종류"), hook.kind().as_str().to_string()),
         (
             l("hook id", "훅 ID"),
-            hook.hook_id.clone().unwrap_or_else(|| "—".into()),
+            hook.hook_id.as_deref().unwrap_or("—").to_string(),
         ),
         (
             l("event", "이벤트"),
@@ -31,7 +31,7 @@ pub fn fallback_info(
             facts.push((l("status", "상태"), t.status.clone()));
         }
         HookBody::MessageResult(r) => {
-            let code = r.result_code.clone().unwrap_or_else(|| "—".into());
+            let code = r.result_code.as_deref().unwrap_or("—").to_string();
             let meaning_key = locale.pick("meaning_en", "meaning_ko");
             let meaning = crate::context::result_value(r.result_code.as_deref())[meaning_key]
                 .as_str()
@@ -40,11 +40,11 @@ pub fn fallback_info(
             facts.push((l("result code", "결과 코드"), format!("{code} {meaning}")));
             facts.push((
                 l("message type", "메시지 유형"),
-                r.kakao_message_type.clone().unwrap_or_else(|| "—".into()),
+                r.kakao_message_type.as_deref().unwrap_or("—").to_string(),
             ));
             facts.push((
                 l("request id", "요청 ID"),
-                r.request_id.clone().unwrap_or_else(|| "—".into()),
+                r.request_id.as_deref().unwrap_or("—").to_string(),
             ));
         }
         HookBody::Unknown(_) => {}

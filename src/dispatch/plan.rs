@@ -325,7 +325,7 @@ pub fn route_hooks_with(
                     route: r.name.clone(),
                     template: r.template_for(hook.kind()).to_string(),
                     hook_row: Some(stored.row),
-                    hook_id: hook.hook_id.clone(),
+                    hook_id: hook.hook_id.as_deref().map(String::from),
                     payload,
                     created_at: now,
                     received_at: stored.received_at,

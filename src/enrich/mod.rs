@@ -43,9 +43,13 @@ pub fn lookup_for(cfg: &EnrichConfig, envelope: &Envelope, hook: &Hook) -> Optio
     let app_key = envelope.app_key.as_deref()?;
     cfg.secret_of(app_key)?;
     Some(LookupRequest {
-        request_id: r.request_id.clone().filter(|s| !s.is_empty())?,
+        request_id: r
+            .request_id
+            .as_deref()
+            .filter(|s| !s.is_empty())?
+            .to_string(),
         app_key: app_key.to_string(),
-        message_type: r.kakao_message_type.clone(),
+        message_type: r.kakao_message_type.as_deref().map(String::from),
         recipient_seq: r.recipient_seq?,
         href: r.links_self.clone(),
     })

@@ -24,7 +24,7 @@ fn toml_from_str<T: serde::de::DeserializeOwned>(text: &str) -> T {
 
 fn template(code: &str, status: &str, comment_status: Option<&str>) -> Hook {
     Hook {
-        hook_id: Some(format!("t-{code}")),
+        hook_id: Some(format!("t-{code}").into()),
         body: HookBody::Template(TemplateHook {
             sender_key: Some("SK1".into()),
             template_code: code.into(),
@@ -48,8 +48,8 @@ fn result(kind: &str, code: Option<&str>, sender_group: Option<&str>) -> Hook {
         hook_id: Some("r".into()),
         body: HookBody::MessageResult(ResultHook {
             kakao_message_type: Some(kind.into()),
-            result_code: code.map(str::to_string),
-            sender_grouping_key: sender_group.map(str::to_string),
+            result_code: code.map(Into::into),
+            sender_grouping_key: sender_group.map(Into::into),
             ..ResultHook::default()
         }),
         mismatches: Vec::new(),

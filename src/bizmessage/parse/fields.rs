@@ -50,18 +50,27 @@ pub(super) fn plain_string(raw: &str) -> Option<&str> {
     (!inner.contains('\\')).then_some(inner)
 }
 
-pub(super) fn string_field(
+/// A field that should be a string (a `String` or a [`compact_str::CompactString`]).
+pub(super) fn string_field<T>(
     field: &'static str,
     raw: Option<&RawValue>,
     f: &mut Mismatches,
-) -> Option<String> {
+) -> Option<T>
+where
+    T: for<'a> From<&'a str> + From<String>,
+{
     let raw = raw?;
     if let Some(text) = plain_string(raw.get()) {
-        return Some(text.to_string());
+        return Some(T::from(text));
     }
     match serde_json::from_str::<Option<Lenient>>(raw.get()) {
-        Ok(v) => v.map(|l| l.0),
-        Err(_) => Some(f.flag(field.into(), field, EXPECT_STRING, raw.get())),
+        Ok(v) => v.map(|l| T::from(l.0)),
+        Err(_) => Some(T::from(f.flag(
+            field.into(),
+            field,
+            EXPECT_STRING,
+            raw.get(),
+        ))),
     }
 }
 
