@@ -30,7 +30,7 @@ use super::*;
 use crate::config::{StoreConfig, SyncMode};
 
 /// Highest schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 /// Jobs gathered into one transaction at most.
 const MAX_BATCH: usize = 1024;
 /// How long a statement waits for another process's lock before failing (then the webhook

@@ -1,4 +1,4 @@
--- bizrelay store, schema 4. Times are Unix milliseconds. Rows carry a format version `v`
+-- bizrelay store, schema 5. Times are Unix milliseconds. Rows carry a format version `v`
 -- (the dedup keys in `seen` are bare keys and need none). Inspect with:
 --   sqlite3 data/bizrelay.db 'select id, destination, state, attempts, reason from deliveries'
 CREATE TABLE IF NOT EXISTS meta (
@@ -9,7 +9,8 @@ CREATE TABLE IF NOT EXISTS meta (
 -- The inbox. state: waiting (to be routed; claimed by `owner` until `claim_until`), routed,
 -- unrouted (matched no route, kept for `reroute`), quarantined (routing failed `failures`
 -- times; `reason` says why). `sent_to` is the JSON list of destinations the hook was given,
--- so routing it again never gives it to them twice. `envelope` is the POST's envelope as JSON.
+-- so routing it again never gives it to them twice. `envelope` is the POST's envelope as JSON,
+-- or empty when the POST left several hooks: then it is in `posts`, written once.
 CREATE TABLE IF NOT EXISTS hooks (
     id          INTEGER PRIMARY KEY,
     v           INTEGER NOT NULL,
@@ -24,6 +25,15 @@ CREATE TABLE IF NOT EXISTS hooks (
     reason      TEXT
 );
 CREATE INDEX IF NOT EXISTS hooks_waiting ON hooks (id) WHERE state = 'waiting';
+-- The envelope of a POST that left several hooks, for its hook rows first_row..last_row
+-- (consecutive: one transaction writes them). A quarter of a message-result row's bytes was
+-- its copy of the envelope. Pruned with the last of its hooks.
+CREATE TABLE IF NOT EXISTS posts (
+    first_row   INTEGER PRIMARY KEY,
+    last_row    INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    envelope    TEXT NOT NULL
+);
 -- How many hooks are kept unrouted and quarantined, changed in the transactions that change
 -- a hook's state (so `/metrics` and `/readyz` need no scan of `hooks`).
 CREATE TABLE IF NOT EXISTS inbox_counts (

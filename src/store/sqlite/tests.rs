@@ -5,6 +5,8 @@
 use super::*;
 use crate::bizmessage::Envelope;
 
+mod posts;
+
 fn config(path: &Path) -> StoreConfig {
     StoreConfig {
         path: path.to_path_buf(),
@@ -427,7 +429,7 @@ async fn a_schema_3_store_loses_the_unused_index_and_keeps_its_hooks() {
             &path,
             "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'"
         ),
-        4
+        SCHEMA_VERSION
     );
 }
 

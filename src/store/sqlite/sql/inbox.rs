@@ -63,11 +63,17 @@ pub(in crate::store::sqlite) fn ingest(
         Some(w) => (Some(w.owner.as_str()), Some(post.received_at + w.ttl_ms)),
         None => (None, None),
     };
-    let mut unrouted = 0;
-    for (position, h) in post.hooks.iter().enumerate() {
+    // The dedup upserts come first, so the POST's envelope can be written once when it
+    // leaves several fresh hooks (see `posts` in schema.sql).
+    for h in &post.hooks {
         let fresh = seen.execute(params![h.dedup_key, post.received_at, dedup_cutoff])? == 1;
         out.fresh.push(fresh);
-        if !fresh {
+    }
+    let shared = out.fresh.iter().filter(|f| **f).count() > 1;
+    let envelope = if shared { "" } else { &post.envelope_json };
+    let mut unrouted = 0;
+    for (position, h) in post.hooks.iter().enumerate() {
+        if !out.fresh[position] {
             out.duplicates += 1;
             out.rows.push(None);
             continue;
@@ -85,7 +91,7 @@ pub(in crate::store::sqlite) fn ingest(
         insert.execute(params![
             FORMAT_VERSION,
             post.received_at,
-            post.envelope_json,
+            envelope,
             h.raw,
             owner,
             until,
@@ -94,6 +100,9 @@ pub(in crate::store::sqlite) fn ingest(
         ])?;
         out.rows.push(Some(c.last_insert_rowid()));
         out.accepted += 1;
+    }
+    if shared {
+        share_envelope(c, post, &out.rows)?;
     }
     add_kept(c, "unrouted", unrouted)?;
     if let Some(routed) = &post.routed {
@@ -108,6 +117,29 @@ pub(in crate::store::sqlite) fn ingest(
         file_routing(c, &routed.batch, &row_of, &routed.rules)?;
     }
     Ok(out)
+}
+
+/// Writes the envelope of a POST's fresh hooks (`rows`, stored with an empty `envelope`) once,
+/// as the `posts` row covering them. Rows written in one transaction are consecutive, unless
+/// SQLite ran out of ids and picks them at random: then each row gets the envelope itself.
+fn share_envelope(c: &Connection, post: &NewPost, rows: &[Option<i64>]) -> Result<(), StoreError> {
+    let rows: Vec<i64> = rows.iter().flatten().copied().collect();
+    let (Some(&first), Some(&last)) = (rows.first(), rows.last()) else {
+        return Ok(());
+    };
+    let consecutive = rows.windows(2).all(|w| w[1] == w[0] + 1);
+    if consecutive {
+        c.prepare_cached(
+            "INSERT INTO posts (first_row, last_row, received_at, envelope) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![first, last, post.received_at, post.envelope_json])?;
+    } else {
+        let mut inline = c.prepare_cached("UPDATE hooks SET envelope = ?2 WHERE id = ?1")?;
+        for row in rows {
+            inline.execute(params![row, post.envelope_json])?;
+        }
+    }
+    Ok(())
 }
 
 /// `sent_to` as stored: a JSON list, or NULL when empty.

@@ -56,6 +56,9 @@ pub(super) fn init_schema(c: &Connection) -> Result<(), rusqlite::Error> {
     if matches!(found, Some(1..=3)) {
         migrate_from_3(c)?;
     }
+    if matches!(found, Some(1..=4)) {
+        migrate_from_4(c)?;
+    }
     c.execute_batch(include_str!("../schema.sql"))?;
     count_kept_hooks(c)?;
     if found.is_none() {
@@ -188,6 +191,16 @@ fn migrate_from_3(c: &Connection) -> Result<(), rusqlite::Error> {
     )
 }
 
+/// Schema 4 wrote the envelope into every hook row; schema 5 adds `posts` (created by
+/// schema.sql), and the rows written before keep their own envelopes. Idempotent.
+fn migrate_from_4(c: &Connection) -> Result<(), rusqlite::Error> {
+    c.execute(
+        "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
+        [],
+    )?;
+    Ok(())
+}
+
 /// A `serve` start owns a store exclusively (it holds the lock): claims and leases left by a
 /// crashed run are released at once instead of waiting for them to expire.
 pub(super) fn release_claims(c: &Connection) -> Result<(), rusqlite::Error> {
@@ -218,8 +231,13 @@ fn clip(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Columns read by [`hooks_from`], from `hooks h`.
-const HOOK_COLUMNS: &str = "h.id, h.received_at, h.raw, h.envelope, h.sent_to, h.failures";
+/// Columns read by [`hooks_from`], from `hooks h`. A hook stored with an empty `envelope`
+/// has it in the `posts` row whose range covers it.
+const HOOK_COLUMNS: &str = "h.id, h.received_at, h.raw,
+    CASE h.envelope WHEN '' THEN (SELECT p.envelope FROM posts p
+      WHERE p.first_row <= h.id AND p.last_row >= h.id ORDER BY p.first_row DESC LIMIT 1)
+    ELSE h.envelope END,
+    h.sent_to, h.failures";
 
 fn sent_to_of(text: Option<String>) -> Vec<String> {
     text.and_then(|t| serde_json::from_str(&t).ok())
@@ -229,7 +247,12 @@ fn sent_to_of(text: Option<String>) -> Vec<String> {
 /// Reads one hook row.
 fn hook_from(r: &rusqlite::Row<'_>, cache: &mut EnvelopeCache) -> Result<StoredHook, StoreError> {
     let row: i64 = r.get(0)?;
-    let text: String = r.get(3)?;
+    let text: Option<String> = r.get(3)?;
+    let text = text.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "hook row {row}: its POST's envelope (table posts) is missing"
+        ))
+    })?;
     let envelope = cache.get(&text, row)?;
     Ok(StoredHook {
         row,
@@ -280,6 +303,15 @@ pub(super) fn prune(c: &Connection, before: PruneBefore) -> Result<PruneStats, S
         })?
         .collect::<Result<_, _>>()?;
     let hooks = deleted.len();
+    // A POST's shared envelope goes with the last of its hooks. Only POSTs older than both
+    // hook cutoffs can have lost all their hooks to pruning.
+    c.prepare_cached(
+        "DELETE FROM posts WHERE first_row IN (SELECT p.first_row FROM posts p
+           WHERE p.received_at < MAX(?1, ?2)
+             AND NOT EXISTS (SELECT 1 FROM hooks h WHERE h.id BETWEEN p.first_row AND p.last_row)
+           LIMIT ?3)",
+    )?
+    .execute(params![before.delivered, before.unrouted, chunk])?;
     for kept in ["unrouted", "quarantined"] {
         let n = deleted.iter().filter(|s| *s == kept).count();
         add_kept(c, kept, -(n as i64))?;
