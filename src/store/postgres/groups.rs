@@ -1,6 +1,7 @@
-//! Digest groups on PostgreSQL: a due group is claimed under `FOR UPDATE SKIP LOCKED`, its
-//! current members are marked with the claim's token and counted, and the flush removes
-//! exactly the marked members with the group row locked.
+//! Digest groups on PostgreSQL: a due group is claimed under `FOR UPDATE SKIP LOCKED` (in a
+//! short transaction, so joins wait for no digest being built), its current members are
+//! then marked with the claim's token and counted, and the flush removes exactly the marked
+//! members with the group row locked, if the claim is still its own.
 
 use deadpool_postgres::{Pool, Transaction};
 use tokio_postgres::Row;
@@ -137,6 +138,10 @@ pub(super) async fn claim_groups(
     limit: usize,
 ) -> Result<Vec<DueGroup>, StoreError> {
     let mut client = pool.get().await.map_err(map)?;
+    // The claims are taken in a short transaction of their own: its group rows are locked
+    // only until they are claimed. Marking and counting the members (tens of milliseconds
+    // for a storm's group) then runs under the claim alone, so the hooks joining the group
+    // meanwhile (routed at ingest) do not wait for the digest to be built.
     let tx = client.transaction().await.map_err(map)?;
     let heads = tx
         .query(
@@ -151,7 +156,7 @@ pub(super) async fn claim_groups(
         )
         .await
         .map_err(map)?;
-    let mut out = Vec::new();
+    let mut claimed = Vec::with_capacity(heads.len());
     for head in heads {
         let route: String = head.get(0);
         let group_key: String = head.get(1);
@@ -169,10 +174,20 @@ pub(super) async fn claim_groups(
         )
         .await
         .map_err(map)?;
-        // Members marked by an earlier, abandoned claim belong to this digest too.
+        claimed.push((route, group_key, settings, timing, old_token, token));
+    }
+    tx.commit().await.map_err(map)?;
+    let mut out = Vec::with_capacity(claimed.len());
+    for (route, group_key, settings, timing, old_token, token) in claimed {
+        let tx = client.transaction().await.map_err(map)?;
+        // Members marked by an earlier, abandoned claim belong to this digest too. Only while
+        // the claim is still this one's: a replica that took an expired claim over meanwhile
+        // marks (and flushes) them itself, and nothing is left marked with a dead token.
         tx.execute(
             "UPDATE group_members SET flush_token = $3
-             WHERE route = $1 AND group_key = $2 AND (flush_token IS NULL OR flush_token = $4)",
+             WHERE route = $1 AND group_key = $2 AND (flush_token IS NULL OR flush_token = $4)
+               AND EXISTS (SELECT 1 FROM groups g
+                           WHERE g.route = $1 AND g.group_key = $2 AND g.claim_token = $3)",
             &[&route, &group_key, &token, &old_token],
         )
         .await
@@ -224,8 +239,8 @@ pub(super) async fn claim_groups(
             samples,
             silenced,
         });
+        tx.commit().await.map_err(map)?;
     }
-    tx.commit().await.map_err(map)?;
     Ok(out)
 }
 
