@@ -186,13 +186,7 @@ where
     // else handed to this replica's dispatcher in memory when there is room (stored claimed
     // by it, routed without being read back and parsed again); else left to the store.
     let routing = if total > 0 && dispatch::routes_at_ingest(&loaded) {
-        dispatch::route_post(&state, &loaded, &stored_hooks, received_at)
-            .await
-            .filter(|r| {
-                let groups = &r.post.batch;
-                (groups.members.is_empty() && groups.silenced.is_empty())
-                    || state.store.joins_groups_at_ingest()
-            })
+        dispatch::route_post(&state, &loaded, &stored_hooks, received_at).await
     } else {
         None
     };

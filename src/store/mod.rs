@@ -87,15 +87,6 @@ pub trait Store: Send + Sync + 'static {
 
     // --- Inbox ---
 
-    /// Whether [`Store::ingest`] should be given POSTs whose routing files hooks into digest
-    /// groups. Every engine can write them; on PostgreSQL the one ingest batcher would then
-    /// lock every group row it files into (waiting for flushes and other replicas holding
-    /// them) and spend round trips per group in each of its transactions, one after the other
-    /// (measured: a grouped storm ingested 40% slower), so those POSTs are left to the
-    /// dispatcher, which files a storm in a few large batches beside ingest.
-    fn joins_groups_at_ingest(&self) -> bool {
-        true
-    }
     /// Stores a POST's hooks durably; returns after the commit.
     async fn ingest(&self, post: NewPost) -> Result<IngestOutcome, StoreError>;
     /// Claims up to `limit` hooks waiting to be routed that nobody holds (unclaimed, or whose

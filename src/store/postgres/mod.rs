@@ -261,10 +261,6 @@ async fn commit_posts(
 
 #[async_trait]
 impl Store for PostgresStore {
-    fn joins_groups_at_ingest(&self) -> bool {
-        false
-    }
-
     fn describe(&self) -> String {
         self.describe.clone()
     }
