@@ -17,6 +17,12 @@ async fn envelopes(store: &SqliteStore) -> Vec<Option<String>> {
         .collect()
 }
 
+/// Changes the closed store at `path` by hand, then opens it again.
+fn reopen_after(path: &Path, sql: &str) -> SqliteStore {
+    Connection::open(path).unwrap().execute_batch(sql).unwrap();
+    SqliteStore::open(&config(path), Mode::Serve).unwrap()
+}
+
 fn ids(posts: &[(i64, usize)]) -> Vec<Option<String>> {
     posts
         .iter()
@@ -53,15 +59,11 @@ async fn rows_that_are_not_consecutive_get_the_envelope_each() {
     let path = dir.path().join("sub/store.db");
     let store = open(&dir);
     store.close().await;
-    Connection::open(&path)
-        .unwrap()
-        .execute(
-            "INSERT INTO hooks (id, v, received_at, envelope, raw, state)
-             VALUES (9223372036854775807, 1, 0, '{}', '{}', 'routed')",
-            [],
-        )
-        .unwrap();
-    let store = SqliteStore::open(&config(&path), Mode::Serve).unwrap();
+    let store = reopen_after(
+        &path,
+        "INSERT INTO hooks (id, v, received_at, envelope, raw, state)
+         VALUES (9223372036854775807, 1, 0, '{}', '{}', 'routed')",
+    );
     store.ingest(post(1, &["a", "b", "c", "d"])).await.unwrap();
     let mut read = envelopes(&store).await;
     read.sort();
@@ -77,11 +79,7 @@ async fn a_missing_shared_envelope_is_named_as_damage() {
     let store = open(&dir);
     store.ingest(post(1, &["a", "b"])).await.unwrap();
     store.close().await;
-    Connection::open(&path)
-        .unwrap()
-        .execute("DELETE FROM posts", [])
-        .unwrap();
-    let store = SqliteStore::open(&config(&path), Mode::Serve).unwrap();
+    let store = reopen_after(&path, "DELETE FROM posts");
     let err = store.hooks_in(HookState::Waiting, 10).await.unwrap_err();
     assert!(
         matches!(&err, StoreError::Corrupt(m) if m.contains("envelope") && m.contains("posts")),
@@ -111,14 +109,10 @@ async fn a_shared_envelope_is_pruned_with_the_last_of_its_hooks() {
     assert_eq!(count(&path, "SELECT COUNT(*) FROM posts"), 1);
     assert_eq!(count(&path, "SELECT MIN(received_at) FROM posts"), 5000);
     // A POST's envelope stays while any of its hooks does.
-    let c = Connection::open(&path).unwrap();
-    c.execute(
+    let store = reopen_after(
+        &path,
         "DELETE FROM hooks WHERE received_at = 5000 AND raw LIKE '%\"e\"%'",
-        [],
-    )
-    .unwrap();
-    drop(c);
-    let store = SqliteStore::open(&config(&path), Mode::Serve).unwrap();
+    );
     let later = PruneBefore {
         seen: 0,
         delivered: 9000,
@@ -138,15 +132,12 @@ async fn a_schema_4_store_keeps_reading_its_envelopes_and_shares_new_ones() {
     store.ingest(post(1, &["a", "b"])).await.unwrap();
     store.close().await;
     // Schema 4: no `posts`, an envelope in every row.
-    Connection::open(&path)
-        .unwrap()
-        .execute_batch(
-            "UPDATE hooks SET envelope = (SELECT envelope FROM posts) WHERE envelope = '';
-             DROP TABLE posts;
-             UPDATE meta SET value = '4' WHERE key = 'schema_version';",
-        )
-        .unwrap();
-    let store = SqliteStore::open(&config(&path), Mode::Serve).unwrap();
+    let store = reopen_after(
+        &path,
+        "UPDATE hooks SET envelope = (SELECT envelope FROM posts) WHERE envelope = '';
+         DROP TABLE posts;
+         UPDATE meta SET value = '4' WHERE key = 'schema_version';",
+    );
     store.ingest(post(2, &["c", "d"])).await.unwrap();
     assert_eq!(envelopes(&store).await, ids(&[(1, 2), (2, 2)]));
     store.close().await;
