@@ -51,6 +51,27 @@ impl Engine {
         open(&self.cfg, Mode::Serve).await.unwrap()
     }
 
+    /// Runs `sql` on the store's database by hand (both engines understand it), as a crashed
+    /// or stalled replica might have left it.
+    pub async fn execute(&self, sql: &str) {
+        if let Some(url) = &self.cfg.url {
+            let (client, conn) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client.batch_execute(sql).await.unwrap();
+        } else {
+            let (path, sql) = (self.cfg.path.clone(), sql.to_string());
+            tokio::task::spawn_blocking(move || {
+                let c = rusqlite::Connection::open(path).unwrap();
+                c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+                c.execute_batch(&sql).unwrap();
+            })
+            .await
+            .unwrap();
+        }
+    }
+
     /// A second consumer: another replica on PostgreSQL; on SQLite (one server per file) the
     /// same store, used under another owner.
     pub async fn second(&self, first: &Arc<dyn Store>) -> Arc<dyn Store> {
@@ -1741,4 +1762,5 @@ conformance!(
 );
 
 mod at_ingest;
+mod claims;
 mod rates;

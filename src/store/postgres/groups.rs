@@ -146,7 +146,7 @@ pub(super) async fn claim_groups(
     let heads = tx
         .query(
             &format!(
-                "SELECT route, group_key, settings, {TIMING}, claim_token FROM groups
+                "SELECT route, group_key, settings, {TIMING} FROM groups
                  WHERE ((pending > 0 AND next_flush_at <= $1) OR (pending = 0 AND resolve_at <= $1))
                    AND (claim_token IS NULL OR claim_until < $1 OR claim_owner = $2)
                  ORDER BY CASE WHEN pending > 0 THEN next_flush_at ELSE resolve_at END
@@ -165,7 +165,6 @@ pub(super) async fn claim_groups(
                 StoreError::Corrupt(format!("settings of group {route}/{group_key}: {e}"))
             })?;
         let timing = timing_from(&head, 3);
-        let old_token: Option<i64> = head.get(9);
         let token = token();
         tx.execute(
             "UPDATE groups SET claim_owner = $3, claim_token = $4, claim_until = $5
@@ -174,24 +173,29 @@ pub(super) async fn claim_groups(
         )
         .await
         .map_err(map)?;
-        claimed.push((route, group_key, settings, timing, old_token, token));
+        claimed.push((route, group_key, settings, timing, token));
     }
     tx.commit().await.map_err(map)?;
     let mut out = Vec::with_capacity(claimed.len());
-    for (route, group_key, settings, timing, old_token, token) in claimed {
+    for (route, group_key, settings, timing, token) in claimed {
         let tx = client.transaction().await.map_err(map)?;
-        // Members marked by an earlier, abandoned claim belong to this digest too. Only while
-        // the claim is still this one's: a replica that took an expired claim over meanwhile
-        // marks (and flushes) them itself, and nothing is left marked with a dead token.
-        tx.execute(
-            "UPDATE group_members SET flush_token = $3
-             WHERE route = $1 AND group_key = $2 AND (flush_token IS NULL OR flush_token = $4)
-               AND EXISTS (SELECT 1 FROM groups g
-                           WHERE g.route = $1 AND g.group_key = $2 AND g.claim_token = $3)",
-            &[&route, &group_key, &token, &old_token],
-        )
-        .await
-        .map_err(map)?;
+        // Members marked by any earlier claim belong to this digest too: one claim per group
+        // is live, so every other token is dead (a claim can be taken over before it marked
+        // anything, leaving older marks behind). Marked only while the claim is still this
+        // one's; a replica that took it over meanwhile marks them itself. A group claimed for
+        // its resolved message (no members then) marks none, so a hook joining meanwhile
+        // makes the flush see the group is not quiet, as it did when the claim held the row.
+        if timing.pending > 0 {
+            tx.execute(
+                "UPDATE group_members SET flush_token = $3
+                 WHERE route = $1 AND group_key = $2 AND flush_token IS DISTINCT FROM $3
+                   AND EXISTS (SELECT 1 FROM groups g
+                               WHERE g.route = $1 AND g.group_key = $2 AND g.claim_token = $3)",
+                &[&route, &group_key, &token],
+            )
+            .await
+            .map_err(map)?;
+        }
         let agg = tx
             .query_one(
                 "SELECT COUNT(*), MIN(received_at), MAX(received_at),

@@ -96,10 +96,10 @@ pub(in crate::store::sqlite) fn claim_groups(
     now: i64,
     limit: usize,
 ) -> Result<Vec<ClaimedGroup>, StoreError> {
-    type Head = (String, String, String, GroupTiming, Option<i64>);
+    type Head = (String, String, String, GroupTiming);
     let heads: Vec<Head> = c
         .prepare_cached(
-            "SELECT route, group_key, settings, started_at, total, pending, last_flush_at, next_flush_at, claim_token, resolve_at
+            "SELECT route, group_key, settings, started_at, total, pending, last_flush_at, next_flush_at, resolve_at
              FROM groups
              WHERE ((pending > 0 AND next_flush_at <= ?1) OR (pending = 0 AND resolve_at <= ?1))
                AND (claim_token IS NULL OR claim_until < ?1 OR claim_owner = ?2)
@@ -116,14 +116,13 @@ pub(in crate::store::sqlite) fn claim_groups(
                     pending: r.get(5)?,
                     last_flush_at: r.get(6)?,
                     next_flush_at: r.get(7)?,
-                    resolve_at: r.get(9)?,
+                    resolve_at: r.get(8)?,
                 },
-                r.get(8)?,
             ))
         })?
         .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
-    for (route, group_key, settings, timing, old_token) in heads {
+    for (route, group_key, settings, timing) in heads {
         let settings: GroupSettings = serde_json::from_str(&settings).map_err(|e| {
             StoreError::Corrupt(format!("settings of group {route}/{group_key}: {e}"))
         })?;
@@ -139,12 +138,13 @@ pub(in crate::store::sqlite) fn claim_groups(
             token,
             now + who.ttl_ms
         ])?;
-        // Members marked by an earlier, abandoned claim belong to this digest too.
+        // Members marked by any earlier claim belong to this digest too: one claim per group
+        // is live, so every other token is dead.
         c.prepare_cached(
             "UPDATE group_members SET flush_token = ?3
-             WHERE route = ?1 AND group_key = ?2 AND (flush_token IS NULL OR flush_token = ?4)",
+             WHERE route = ?1 AND group_key = ?2 AND flush_token IS NOT ?3",
         )?
-        .execute(params![route, group_key, token, old_token])?;
+        .execute(params![route, group_key, token])?;
         out.push(ClaimedGroup {
             route,
             group_key,

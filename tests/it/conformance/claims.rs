@@ -1,0 +1,46 @@
+//! Digest claims taken over: the live claim flushes the members marked by any earlier one,
+//! even when a claim in between was taken and never marked anything (on PostgreSQL a claim
+//! commits before its members are marked).
+
+use super::*;
+
+pub async fn marks_of_a_claim_taken_over_before_it_marked_are_still_flushed(e: Engine) {
+    let store = e.open().await;
+    store.ingest(post(1, &["a", "b"])).await.unwrap();
+    let me = who("me");
+    let hooks = store.claim_hooks(&me, 10, 10).await.unwrap();
+    store
+        .commit_dispatch(
+            &me,
+            DispatchBatch {
+                hooks: hooks.iter().map(|h| routed(h.row, &["d"])).collect(),
+                members: hooks.iter().map(|h| member(h.row, 1_000, "3019")).collect(),
+                ..DispatchBatch::default()
+            },
+            &RULES,
+        )
+        .await
+        .unwrap();
+    let dead = store.claim_groups(&who("dies"), 2_000, 10).await.unwrap();
+    assert_eq!(dead[0].tally.count, 2);
+    // Another replica took the expired claim over, then died before marking anything.
+    e.execute("UPDATE groups SET claim_owner = 'lost', claim_token = 7, claim_until = 2500")
+        .await;
+    let taken = store.claim_groups(&who("next"), 3_100, 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(
+        taken[0].tally.count, 2,
+        "the members the first claim marked"
+    );
+    assert!(
+        store
+            .commit_flush(&who("next"), flush_of(&taken[0], 3_200, vec![]), &RULES)
+            .await
+            .unwrap()
+    );
+    let t = store.group_timing("failures", "{}").await.unwrap().unwrap();
+    assert_eq!((t.total, t.pending), (2, 0));
+    store.close().await;
+}
+
+conformance!(marks_of_a_claim_taken_over_before_it_marked_are_still_flushed);
