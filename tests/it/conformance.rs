@@ -692,9 +692,10 @@ pub async fn every_grouped_hook_goes_into_exactly_one_digest(e: Engine) {
     second.close().await;
 }
 
-pub async fn an_abandoned_digest_claim_is_taken_over_whole(e: Engine) {
-    let store = e.open().await;
-    store.ingest(post(1, &["a", "b"])).await.unwrap();
+/// Stores `ids` (received at 1) and routes them into the `failures` group (joined at 1,000),
+/// as owner `me`.
+async fn grouped(store: &Arc<dyn Store>, ids: &[&str]) {
+    store.ingest(post(1, ids)).await.unwrap();
     let me = who("me");
     let hooks = store.claim_hooks(&me, 10, 10).await.unwrap();
     store
@@ -702,15 +703,18 @@ pub async fn an_abandoned_digest_claim_is_taken_over_whole(e: Engine) {
             &me,
             DispatchBatch {
                 hooks: hooks.iter().map(|h| routed(h.row, &["d"])).collect(),
-                deliveries: vec![],
                 members: hooks.iter().map(|h| member(h.row, 1_000, "3019")).collect(),
-                silenced: vec![],
-                rates: vec![],
+                ..DispatchBatch::default()
             },
             &RULES,
         )
         .await
         .unwrap();
+}
+
+pub async fn an_abandoned_digest_claim_is_taken_over_whole(e: Engine) {
+    let store = e.open().await;
+    grouped(&store, &["a", "b"]).await;
     let dead = store.claim_groups(&who("dies"), 2_000, 10).await.unwrap();
     assert_eq!(dead[0].tally.count, 2);
     // Its claim (ttl 1 s) is live: nobody else gets the group...

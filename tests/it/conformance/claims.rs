@@ -6,21 +6,7 @@ use super::*;
 
 pub async fn marks_of_a_claim_taken_over_before_it_marked_are_still_flushed(e: Engine) {
     let store = e.open().await;
-    store.ingest(post(1, &["a", "b"])).await.unwrap();
-    let me = who("me");
-    let hooks = store.claim_hooks(&me, 10, 10).await.unwrap();
-    store
-        .commit_dispatch(
-            &me,
-            DispatchBatch {
-                hooks: hooks.iter().map(|h| routed(h.row, &["d"])).collect(),
-                members: hooks.iter().map(|h| member(h.row, 1_000, "3019")).collect(),
-                ..DispatchBatch::default()
-            },
-            &RULES,
-        )
-        .await
-        .unwrap();
+    grouped(&store, &["a", "b"]).await;
     let dead = store.claim_groups(&who("dies"), 2_000, 10).await.unwrap();
     assert_eq!(dead[0].tally.count, 2);
     // Another replica took the expired claim over, then died before marking anything.
