@@ -5,7 +5,8 @@
 //! means durable (per `store.sync`). Jobs normally share the transaction plainly; if one
 //! fails, the transaction is rolled back and the batch is run again with a savepoint per job,
 //! so one failing job never undoes its neighbours (and the common case pays no savepoints).
-//! Reads use separate connections, which WAL lets run beside the writer.
+//! Reads use separate connections, which WAL lets run beside the writer, and the WAL is
+//! checkpointed on a thread of its own (see [`checkpoint`]).
 //!
 //! Invariants:
 //! - A caller waits at most `store.commit_timeout`; a stalled disk gives `Timeout` (the
@@ -15,6 +16,7 @@
 //! - `serve` holds the one-server lock (see [`file`]) until `close`, which also checkpoints the
 //!   WAL into the database file, so the `.db` file alone is a complete copy after a clean stop.
 
+mod checkpoint;
 mod file;
 mod sql;
 
@@ -220,7 +222,7 @@ impl SqliteStore {
         } else {
             None
         };
-        let writer = open_connection(path, cfg.sync, serve)?;
+        let mut writer = open_connection(path, cfg.sync, serve)?;
         if serve {
             integrity_check(&writer, path)?;
         }
@@ -251,9 +253,11 @@ impl SqliteStore {
             path: path.to_path_buf(),
             identity: lock.as_ref().map(file::ServeLock::identity),
         };
+        let checkpointer =
+            checkpoint::Checkpointer::start(&mut writer, path, cfg.sync, checkpoint::DEFAULT)?;
         let writer = std::thread::Builder::new()
             .name("bizrelay-store".into())
-            .spawn(move || writer_loop(writer, rx, target))
+            .spawn(move || writer_loop(writer, rx, target, checkpointer))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -334,7 +338,12 @@ impl SqliteStore {
     }
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, target: Target) {
+fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    target: Target,
+    mut checkpointer: checkpoint::Checkpointer,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -350,6 +359,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, targe
     }
     // Every sender is gone: a clean close. Fold the WAL into the database file so the file
     // alone is a complete copy (a backup of just the .db misses nothing).
+    checkpointer.stop(&mut conn);
     if target.identity.is_some()
         && let Err(e) = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")
     {

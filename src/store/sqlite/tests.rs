@@ -5,6 +5,7 @@
 use super::*;
 use crate::bizmessage::Envelope;
 
+mod checkpoint;
 mod posts;
 
 fn config(path: &Path) -> StoreConfig {
