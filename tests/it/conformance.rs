@@ -1767,4 +1767,5 @@ conformance!(
 
 mod at_ingest;
 mod claims;
+mod counts;
 mod rates;

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use deadpool_postgres::{Pool, Transaction};
 use tokio_postgres::Row;
 
+use super::kept::{Kept, counted, tally};
 use super::{hook_from, map};
 use crate::store::*;
 
@@ -134,13 +135,23 @@ pub(super) async fn ingest(
         outcomes.push(out);
     }
     if !h_at.is_empty() {
+        // Most batches store no unrouted hook (only those routed before the write can be):
+        // they need no count.
+        let count = if h_state.contains(&"unrouted") {
+            counted("stored")
+        } else {
+            String::new()
+        };
         let insert = tx
-            .prepare_cached(
-                "INSERT INTO hooks (v, received_at, envelope, raw, owner, claim_until, state, sent_to)
-                 SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[],
-                   $6::bigint[], $7::text[], $8::text[])
-                 RETURNING id",
-            )
+            .prepare_cached(&format!(
+                "WITH stored AS (
+                   INSERT INTO hooks (v, received_at, envelope, raw, owner, claim_until, state, sent_to)
+                   SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[],
+                     $6::bigint[], $7::text[], $8::text[])
+                   RETURNING id, state)
+                 {count}
+                 SELECT id FROM stored"
+            ))
             .await
             .map_err(map)?;
         // Identity values follow the order rows are inserted, which is the arrays' order.
@@ -249,14 +260,22 @@ pub(super) async fn commit_dispatch(
         .iter()
         .map(|h| sent_to_json(&h.sent_to))
         .collect();
+    let count = if states.contains(&"unrouted") {
+        counted("settled")
+    } else {
+        String::new()
+    };
     let settle = tx
-        .prepare_cached(
-            "UPDATE hooks h SET state = v.state, sent_to = v.sent_to, owner = NULL,
-                 claim_until = NULL, reason = NULL
-             FROM unnest($2::bigint[], $3::text[], $4::text[]) AS v(id, state, sent_to)
-             WHERE h.id = v.id AND h.state = 'waiting' AND h.owner = $1
-             RETURNING h.id",
-        )
+        .prepare_cached(&format!(
+            "WITH settled AS (
+               UPDATE hooks h SET state = v.state, sent_to = v.sent_to, owner = NULL,
+                   claim_until = NULL, reason = NULL
+               FROM unnest($2::bigint[], $3::text[], $4::text[]) AS v(id, state, sent_to)
+               WHERE h.id = v.id AND h.state = 'waiting' AND h.owner = $1
+               RETURNING h.id, h.state)
+             {count}
+             SELECT id FROM settled"
+        ))
         .await
         .map_err(map)?;
     let held: HashSet<i64> = tx
@@ -461,8 +480,9 @@ pub(super) async fn fail_dispatch(
     who: &Claimant,
     f: &RoutingFailure,
 ) -> Result<Vec<i64>, StoreError> {
-    let client = pool.get().await.map_err(map)?;
-    let stmt = client
+    let mut client = pool.get().await.map_err(map)?;
+    let tx = client.transaction().await.map_err(map)?;
+    let stmt = tx
         .prepare_cached(
             "UPDATE hooks SET failures = failures + 1, reason = $3,
                state = CASE WHEN failures + 1 >= $4 THEN 'quarantined' ELSE state END,
@@ -472,7 +492,7 @@ pub(super) async fn fail_dispatch(
         )
         .await
         .map_err(map)?;
-    let rows = client
+    let rows = tx
         .query(
             &stmt,
             &[
@@ -485,46 +505,48 @@ pub(super) async fn fail_dispatch(
         )
         .await
         .map_err(map)?;
-    Ok(rows
+    let quarantined: Vec<i64> = rows
         .iter()
-        .filter(|r| r.get::<_, String>(1) == "quarantined")
+        .filter(|r| r.get::<_, &str>(1) == "quarantined")
         .map(|r| r.get(0))
-        .collect())
+        .collect();
+    let mut kept = Kept::default();
+    kept.add("quarantined", quarantined.len() as i64);
+    kept.save(&tx).await?;
+    tx.commit().await.map_err(map)?;
+    Ok(quarantined)
 }
 
 pub(super) async fn reroute(pool: &Pool, which: &Reroute) -> Result<usize, StoreError> {
-    let client = pool.get().await.map_err(map)?;
-    const SET: &str =
-        "UPDATE hooks SET state = 'waiting', owner = NULL, claim_until = NULL, failures = 0";
-    let n = match which {
+    let mut client = pool.get().await.map_err(map)?;
+    let tx = client.transaction().await.map_err(map)?;
+    // The rows are locked and their states read first: the counts need what they were.
+    let sql = |cond: &str| {
+        format!(
+            "WITH moved AS (
+               UPDATE hooks h SET state = 'waiting', owner = NULL, claim_until = NULL, failures = 0
+               FROM (SELECT id, state FROM hooks WHERE {cond} FOR UPDATE) was
+               WHERE h.id = was.id
+               RETURNING was.state)
+             SELECT state, COUNT(*) FROM moved GROUP BY state"
+        )
+    };
+    let moved = match which {
         Reroute::Since(t) => {
-            client
-                .execute(
-                    &format!("{SET} WHERE received_at >= $1 AND state <> 'waiting'"),
-                    &[t],
-                )
+            tx.query(&sql("received_at >= $1 AND state <> 'waiting'"), &[t])
                 .await
         }
-        Reroute::Unrouted => {
-            client
-                .execute(&format!("{SET} WHERE state = 'unrouted'"), &[])
-                .await
-        }
-        Reroute::Quarantined => {
-            client
-                .execute(&format!("{SET} WHERE state = 'quarantined'"), &[])
-                .await
-        }
+        Reroute::Unrouted => tx.query(&sql("state = 'unrouted'"), &[]).await,
+        Reroute::Quarantined => tx.query(&sql("state = 'quarantined'"), &[]).await,
         Reroute::Rows(rows) => {
-            client
-                .execute(
-                    &format!("{SET} WHERE id = ANY($1) AND state <> 'waiting'"),
-                    &[rows],
-                )
+            tx.query(&sql("id = ANY($1) AND state <> 'waiting'"), &[rows])
                 .await
         }
     }
     .map_err(map)?;
+    let n: i64 = moved.iter().map(|r| r.get::<_, i64>(1)).sum();
+    tally(&moved, -1).save(&tx).await?;
+    tx.commit().await.map_err(map)?;
     Ok(n as usize)
 }
 
@@ -557,22 +579,20 @@ pub(super) async fn hooks_in(
 
 pub(super) async fn inbox_stats(pool: &Pool) -> Result<InboxStats, StoreError> {
     let client = pool.get().await.map_err(map)?;
+    // Waiting hooks are few (the dispatcher keeps up) and indexed by `hooks_waiting`.
     let r = client
         .query_one(
-            "SELECT COUNT(*) FILTER (WHERE state = 'waiting'),
-                    MIN(received_at) FILTER (WHERE state = 'waiting'),
-                    COUNT(*) FILTER (WHERE state = 'unrouted'),
-                    COUNT(*) FILTER (WHERE state = 'quarantined')
-             FROM hooks WHERE state IN ('waiting', 'unrouted', 'quarantined')",
+            "SELECT COUNT(*), MIN(received_at) FROM hooks WHERE state = 'waiting'",
             &[],
         )
         .await
         .map_err(map)?;
+    let kept = super::kept::read(&client).await?;
     Ok(InboxStats {
         waiting: r.get(0),
         oldest_waiting_at: r.get(1),
-        unrouted: r.get(2),
-        quarantined: r.get(3),
+        unrouted: kept.unrouted,
+        quarantined: kept.quarantined,
     })
 }
 

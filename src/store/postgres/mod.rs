@@ -19,6 +19,7 @@ mod connect;
 mod enrich;
 mod groups;
 mod inbox;
+mod kept;
 mod outbox;
 mod rates;
 mod silences;
@@ -38,13 +39,14 @@ use super::*;
 use crate::config::StoreConfig;
 
 /// Highest schema migration this build knows.
-pub const SCHEMA_VERSION: i64 = 5;
-const MIGRATIONS: [&str; 5] = [
+pub const SCHEMA_VERSION: i64 = 6;
+const MIGRATIONS: [&str; 6] = [
     include_str!("schema_1.sql"),
     include_str!("schema_2.sql"),
     include_str!("schema_3.sql"),
     include_str!("schema_4.sql"),
     include_str!("schema_5.sql"),
+    include_str!("schema_6.sql"),
 ];
 /// Serialises migrations across replicas (any constant unique to bizrelay).
 const MIGRATION_LOCK: i64 = 0x6269_7a72_656c_6179; // "bizrelay"
@@ -623,18 +625,20 @@ async fn prune(pool: &Pool, before: PruneBefore) -> Result<PruneStats, StoreErro
         )
         .await
         .map_err(map)?;
-    let hooks = tx
-        .execute(
-            "DELETE FROM hooks WHERE id IN (SELECT h.id FROM hooks h
+    let gone = tx
+        .query(
+            "WITH gone AS (DELETE FROM hooks WHERE id IN (SELECT h.id FROM hooks h
                WHERE ((h.state = 'routed' AND h.received_at < $1)
                    OR (h.state IN ('unrouted', 'quarantined') AND h.received_at < $2))
                  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.hook_row = h.id)
                  AND NOT EXISTS (SELECT 1 FROM group_members m WHERE m.hook_row = h.id)
-               LIMIT $3)",
+               LIMIT $3) RETURNING state)
+             SELECT state, COUNT(*) FROM gone GROUP BY state",
             &[&before.delivered, &before.unrouted, &PRUNE_CHUNK],
         )
         .await
         .map_err(map)?;
+    let hooks: i64 = gone.iter().map(|r| r.get::<_, i64>(1)).sum();
     tx.execute(
         "DELETE FROM digests WHERE id IN (SELECT g.id FROM digests g WHERE g.created_at < $1
            AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.digest_id = g.id) LIMIT $2)",
@@ -655,10 +659,12 @@ async fn prune(pool: &Pool, before: PruneBefore) -> Result<PruneStats, StoreErro
         )
         .await
         .map_err(map)?;
+    kept::tally(&gone, -1).save(&tx).await?;
+    kept::fold(&tx).await?;
     tx.commit().await.map_err(map)?;
     Ok(PruneStats {
         seen: n(seen),
-        hooks: n(hooks),
+        hooks: hooks as usize,
         deliveries: n(deliveries),
         rejected: n(rejected),
     })
