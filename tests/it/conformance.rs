@@ -1768,4 +1768,5 @@ conformance!(
 mod at_ingest;
 mod claims;
 mod counts;
+mod races;
 mod rates;

@@ -632,7 +632,7 @@ async fn prune(pool: &Pool, before: PruneBefore) -> Result<PruneStats, StoreErro
                    OR (h.state IN ('unrouted', 'quarantined') AND h.received_at < $2))
                  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.hook_row = h.id)
                  AND NOT EXISTS (SELECT 1 FROM group_members m WHERE m.hook_row = h.id)
-               LIMIT $3) RETURNING state)
+               LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING state)
              SELECT state, COUNT(*) FROM gone GROUP BY state",
             &[&before.delivered, &before.unrouted, &PRUNE_CHUNK],
         )
