@@ -253,8 +253,18 @@ impl SqliteStore {
             path: path.to_path_buf(),
             identity: lock.as_ref().map(file::ServeLock::identity),
         };
-        let checkpointer =
-            checkpoint::Checkpointer::start(&mut writer, path, cfg.sync, checkpoint::DEFAULT)?;
+        // A command-line tool's store keeps SQLite's own auto-checkpoint: it writes little, and
+        // a thread of its own could hold the log when the server's closing checkpoint runs.
+        let checkpointer = if serve {
+            Some(checkpoint::Checkpointer::start(
+                &mut writer,
+                path,
+                cfg.sync,
+                checkpoint::DEFAULT,
+            )?)
+        } else {
+            None
+        };
         let writer = std::thread::Builder::new()
             .name("bizrelay-store".into())
             .spawn(move || writer_loop(writer, rx, target, checkpointer))
@@ -342,7 +352,7 @@ fn writer_loop(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Box<dyn Job>>,
     target: Target,
-    mut checkpointer: checkpoint::Checkpointer,
+    checkpointer: Option<checkpoint::Checkpointer>,
 ) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -359,11 +369,11 @@ fn writer_loop(
     }
     // Every sender is gone: a clean close. Fold the WAL into the database file so the file
     // alone is a complete copy (a backup of just the .db misses nothing).
-    checkpointer.stop(&mut conn);
-    if target.identity.is_some()
-        && let Err(e) = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")
-    {
-        tracing::warn!(error = %e, "could not checkpoint the store's WAL at shutdown");
+    if let Some(mut c) = checkpointer {
+        c.stop(&mut conn);
+    }
+    if target.identity.is_some() {
+        checkpoint::truncate(&conn);
     }
 }
 
