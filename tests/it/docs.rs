@@ -4,7 +4,7 @@
 //! blocks with an `id` are run, as written, by the tests named in [`RUN_BY_TESTS`], in a
 //! sandbox laid out like a checkout. The conventions are in docs/testing.md.
 
-mod blocks;
+pub mod blocks;
 mod commands;
 mod session;
 
@@ -17,6 +17,11 @@ use crate::common::binary;
 
 /// Blocks the tests below run or read, by document and id, with the test that does.
 const RUN_BY_TESTS: &[(&str, &str, &str)] = &[
+    (
+        "docs/replicas.md",
+        "recount",
+        "conformance::counts::the_documented_recount_counts_what_an_older_replica_moved",
+    ),
     (
         "README.md",
         "run",

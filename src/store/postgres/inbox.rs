@@ -135,8 +135,8 @@ pub(super) async fn ingest(
         outcomes.push(out);
     }
     if !h_at.is_empty() {
-        // Most batches store no unrouted hook (only those routed before the write can be):
-        // they need no count.
+        // Only hooks routed before the write can be stored unrouted; a batch without any
+        // (hooks left waiting for the dispatcher, or all routed somewhere) counts nothing.
         let count = if h_state.contains(&"unrouted") {
             counted("stored")
         } else {

@@ -6,8 +6,11 @@
 //! - Each connection adds to counter rows of its own (keyed by its server process), so no two
 //!   transactions ever wait on one counter row: the counts add no lock waits and no deadlock,
 //!   wherever in a transaction they are changed. The figure is the sum of the rows.
-//! - Pruning (one replica at a time) folds the other connections' rows into its own, skipping
-//!   rows a transaction holds, so the table stays as small as the set of live connections.
+//! - Pruning (one replica at a time) folds the rows of connections that are gone into its
+//!   own, so the table stays about as small as the set of live connections; a live
+//!   connection's rows are never touched by another.
+//! - Counting starts with migration 6: hooks moved by a server of an older version still
+//!   running against the database are not counted (docs/replicas.md: upgrading).
 
 use deadpool_postgres::Transaction;
 
@@ -93,11 +96,13 @@ pub(super) async fn read(client: &deadpool_postgres::Client) -> Result<Kept, Sto
     Ok(tally(&rows, 1))
 }
 
-/// Folds every other connection's counter rows that no transaction holds into this one's.
+/// Folds the counter rows of connections that are gone into this one's. A live connection's
+/// rows are left alone: deleting them would make its next count wait for this transaction.
 pub(super) async fn fold(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute(
         "WITH gone AS (DELETE FROM inbox_counts WHERE (state, shard) IN
-           (SELECT state, shard FROM inbox_counts WHERE shard <> pg_backend_pid()
+           (SELECT state, shard FROM inbox_counts
+            WHERE shard NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
             FOR UPDATE SKIP LOCKED) RETURNING state, n)
          INSERT INTO inbox_counts AS c (state, shard, n)
            SELECT state, pg_backend_pid(), SUM(n) FROM gone GROUP BY state

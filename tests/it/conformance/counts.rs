@@ -73,9 +73,18 @@ pub async fn kept_counts_follow_every_move_and_every_consumer(e: Engine) {
     };
     assert_eq!(store.fail_dispatch(&mine, failure).await.unwrap(), vec![a]);
     assert_eq!(counts(&store).await, (0, 5, 1));
-    // The figures survive a reopen (hooks routed at ingest: see at_ingest.rs).
-    store.ingest(post(4_000, &["g"])).await.unwrap();
-    settle_unrouted(&store, "one", 4_000).await;
+    // Hooks routed before the write (the default when enrichment is off) are stored
+    // unrouted by the ingest itself; a duplicate in the POST counts once.
+    let mut p = post(4_000, &["g", "g"]);
+    p.routed = Some(RoutedPost {
+        batch: DispatchBatch {
+            hooks: vec![routed(0, &[]), routed(1, &[])],
+            ..DispatchBatch::default()
+        },
+        rules: RULES,
+    });
+    assert_eq!(store.ingest(p).await.unwrap().accepted, 1);
+    // The figures survive a reopen.
     store.close().await;
     if !Arc::ptr_eq(&store, &other) {
         other.close().await;
@@ -131,3 +140,26 @@ conformance!(
     kept_counts_follow_every_move_and_every_consumer,
     a_store_from_before_the_counts_counts_its_kept_hooks_once_when_opened
 );
+
+/// PostgreSQL only: docs/replicas.md's recount, for hooks that a replica of a version before
+/// the counts moved while it still ran beside a new one.
+#[tokio::test]
+async fn the_documented_recount_counts_what_an_older_replica_moved() {
+    let e = Engine::postgres().await;
+    let store = e.open().await;
+    store.ingest(post(1_000, &["a", "b", "c"])).await.unwrap();
+    settle_unrouted(&store, "one", 1_000).await;
+    // The older replica quarantines one and reroutes another, counting neither.
+    e.execute(
+        "UPDATE hooks SET state = 'quarantined' WHERE id = (SELECT MIN(id) FROM hooks);
+         UPDATE hooks SET state = 'waiting' WHERE id = (SELECT MAX(id) FROM hooks);",
+    )
+    .await;
+    assert_eq!(store.inbox_stats().await.unwrap().unrouted, 3, "drifted");
+    let recount = crate::docs::blocks::block("docs/replicas.md", "recount");
+    e.execute(&recount.text).await;
+    assert_eq!(counts(&store).await, (1, 1, 1));
+    settle_unrouted(&store, "one", 2_000).await;
+    assert_eq!(counts(&store).await, (0, 2, 1));
+    store.close().await;
+}
