@@ -692,6 +692,19 @@ pub async fn every_grouped_hook_goes_into_exactly_one_digest(e: Engine) {
     second.close().await;
 }
 
+/// Flushes `due` under `owner`'s claim (which must still hold) and checks that it took the
+/// whole group of `total` members, leaving none pending.
+async fn flush_whole(store: &Arc<dyn Store>, owner: &str, due: &DueGroup, total: i64) {
+    assert!(
+        store
+            .commit_flush(&who(owner), flush_of(due, 3_200, vec![]), &RULES)
+            .await
+            .unwrap()
+    );
+    let t = store.group_timing("failures", "{}").await.unwrap().unwrap();
+    assert_eq!((t.total, t.pending), (total, 0));
+}
+
 /// Stores `ids` (received at 1) and routes them into the `failures` group (joined at 1,000),
 /// as owner `me`.
 async fn grouped(store: &Arc<dyn Store>, ids: &[&str]) {
@@ -736,14 +749,7 @@ pub async fn an_abandoned_digest_claim_is_taken_over_whole(e: Engine) {
             .unwrap(),
         "the old claim is void"
     );
-    assert!(
-        store
-            .commit_flush(&who("next"), flush_of(&taken[0], 3_200, vec![]), &RULES)
-            .await
-            .unwrap()
-    );
-    let t = store.group_timing("failures", "{}").await.unwrap().unwrap();
-    assert_eq!((t.total, t.pending), (2, 0));
+    flush_whole(&store, "next", &taken[0], 2).await;
     store.close().await;
 }
 
