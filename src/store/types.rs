@@ -601,6 +601,9 @@ pub struct PruneBefore {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PruneStats {
     pub seen: usize,
+    /// Dedup keys the SQLite store's sweep looked at (it prunes them in key order, a chunk per
+    /// call, until its round is over); 0 on PostgreSQL.
+    pub keys_looked_at: usize,
     pub hooks: usize,
     pub deliveries: usize,
     pub rejected: usize,
@@ -608,7 +611,7 @@ pub struct PruneStats {
 
 impl PruneStats {
     pub fn is_empty(&self) -> bool {
-        self.seen + self.hooks + self.deliveries + self.rejected == 0
+        self.seen + self.keys_looked_at + self.hooks + self.deliveries + self.rejected == 0
     }
 }
 

@@ -664,6 +664,7 @@ async fn prune(pool: &Pool, before: PruneBefore) -> Result<PruneStats, StoreErro
     tx.commit().await.map_err(map)?;
     Ok(PruneStats {
         seen: n(seen),
+        keys_looked_at: 0,
         hooks: hooks as usize,
         deliveries: n(deliveries),
         rejected: n(rejected),

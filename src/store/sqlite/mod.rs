@@ -32,7 +32,7 @@ use super::*;
 use crate::config::{StoreConfig, SyncMode};
 
 /// Highest schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 /// Jobs gathered into one transaction at most.
 const MAX_BATCH: usize = 1024;
 /// How long a statement waits for another process's lock before failing (then the webhook
@@ -115,6 +115,8 @@ struct Inner {
     identity: Option<file::Identity>,
     dedup_window_ms: i64,
     commit_timeout: Duration,
+    /// Where pruning's sweep of the dedup keys is (used only by the writer's prune jobs).
+    sweep: Arc<Mutex<sql::Sweep>>,
     /// Declared last: released after the connections above are closed.
     lock: Mutex<Option<file::ServeLock>>,
 }
@@ -279,6 +281,7 @@ impl SqliteStore {
                 identity,
                 dedup_window_ms: i64::try_from(cfg.dedup_window.as_millis()).unwrap_or(i64::MAX),
                 commit_timeout: cfg.commit_timeout,
+                sweep: Arc::default(),
                 lock: Mutex::new(lock),
             }),
         })
@@ -623,7 +626,12 @@ impl Store for SqliteStore {
     }
 
     async fn prune(&self, before: PruneBefore) -> Result<PruneStats, StoreError> {
-        self.write(move |c| sql::prune(c, before)).await
+        let sweep = Arc::clone(&self.inner.sweep);
+        self.write(move |c| {
+            let mut sweep = sweep.lock().unwrap_or_else(|e| e.into_inner());
+            sql::prune(c, before, &mut sweep)
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -7,6 +7,7 @@ use crate::bizmessage::Envelope;
 
 mod checkpoint;
 mod posts;
+mod sweep;
 
 fn config(path: &Path) -> StoreConfig {
     StoreConfig {

@@ -7,6 +7,7 @@ mod groups;
 mod inbox;
 mod outbox;
 mod rates;
+pub(super) mod seen;
 mod silences;
 mod threads;
 
@@ -17,6 +18,7 @@ pub(super) use groups::*;
 pub(super) use inbox::*;
 pub(super) use outbox::*;
 pub(super) use rates::*;
+pub(super) use seen::Sweep;
 pub(super) use silences::*;
 pub(super) use threads::*;
 
@@ -58,6 +60,9 @@ pub(super) fn init_schema(c: &Connection) -> Result<(), rusqlite::Error> {
     }
     if matches!(found, Some(1..=4)) {
         migrate_from_4(c)?;
+    }
+    if matches!(found, Some(1..=5)) {
+        migrate_from_5(c)?;
     }
     c.execute_batch(include_str!("../schema.sql"))?;
     count_kept_hooks(c)?;
@@ -201,6 +206,15 @@ fn migrate_from_4(c: &Connection) -> Result<(), rusqlite::Error> {
     Ok(())
 }
 
+/// Schema 6 drops `seen_by_time`: the dedup keys are pruned by a sweep in key order (see
+/// `seen.rs`).
+fn migrate_from_5(c: &Connection) -> Result<(), rusqlite::Error> {
+    c.execute_batch(
+        "DROP INDEX IF EXISTS seen_by_time;
+         UPDATE meta SET value = '6' WHERE key = 'schema_version';",
+    )
+}
+
 /// A `serve` start owns a store exclusively (it holds the lock): claims and leases left by a
 /// crashed run are released at once instead of waiting for them to expire.
 pub(super) fn release_claims(c: &Connection) -> Result<(), rusqlite::Error> {
@@ -274,12 +288,13 @@ fn hooks_from(rows: &mut rusqlite::Rows<'_>) -> Result<Vec<StoredHook>, StoreErr
     Ok(out)
 }
 
-pub(super) fn prune(c: &Connection, before: PruneBefore) -> Result<PruneStats, StoreError> {
+pub(super) fn prune(
+    c: &Connection,
+    before: PruneBefore,
+    sweep: &mut Sweep,
+) -> Result<PruneStats, StoreError> {
     let chunk = PRUNE_CHUNK as i64;
-    let seen = c.execute(
-        "DELETE FROM seen WHERE key IN (SELECT key FROM seen WHERE seen_at < ?1 LIMIT ?2)",
-        params![before.seen, chunk],
-    )?;
+    let swept = seen::sweep(c, before.seen, sweep)?;
     let deliveries = c.execute(
         "DELETE FROM deliveries WHERE id IN
            (SELECT id FROM deliveries WHERE state = 'done' AND done_at < ?1 LIMIT ?2)",
@@ -330,7 +345,8 @@ pub(super) fn prune(c: &Connection, before: PruneBefore) -> Result<PruneStats, S
         params![before.seen, chunk],
     )?;
     Ok(PruneStats {
-        seen,
+        seen: swept.deleted,
+        keys_looked_at: swept.looked,
         hooks,
         deliveries,
         rejected,
