@@ -294,7 +294,14 @@ pub(super) fn prune(
     sweep: &mut Sweep,
 ) -> Result<PruneStats, StoreError> {
     let chunk = PRUNE_CHUNK as i64;
-    let swept = seen::sweep(c, before.seen, sweep)?;
+    let swept = seen::sweep(c, before, sweep)?;
+    if sweep.rest_done() {
+        return Ok(PruneStats {
+            seen: swept.deleted,
+            keys_looked_at: swept.looked,
+            ..PruneStats::default()
+        });
+    }
     let deliveries = c.execute(
         "DELETE FROM deliveries WHERE id IN
            (SELECT id FROM deliveries WHERE state = 'done' AND done_at < ?1 LIMIT ?2)",
@@ -344,6 +351,9 @@ pub(super) fn prune(
         "DELETE FROM rejected WHERE id IN (SELECT id FROM rejected WHERE received_at < ?1 LIMIT ?2)",
         params![before.seen, chunk],
     )?;
+    if hooks + deliveries + rejected == 0 {
+        sweep.set_rest_done();
+    }
     Ok(PruneStats {
         seen: swept.deleted,
         keys_looked_at: swept.looked,

@@ -9,14 +9,14 @@
 //! - Dedup never depends on the sweep: a key older than the window counts as fresh at
 //!   ingest whether or not it has been swept yet (`ingest`'s upsert compares `seen_at`).
 //!   The sweep only gives the space back.
-//! - A prune round (one cutoff) sweeps until it has come round to where it began, or at most
+//! - A prune round (one set of cutoffs) sweeps until it has come round to where it began, or at most
 //!   [`ROUND_KEYS`] keys; the next round goes on from there. So a key outlives the window by
 //!   at most a few rounds, and a round's work is bounded however many keys are kept.
 //! - The position is only memory: after a restart the sweep starts again from the first key.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::store::StoreError;
+use crate::store::{PruneBefore, StoreError};
 
 /// Keys a prune call looks at (and may delete), so the write lock is never held for long.
 const CHUNK_KEYS: i64 = 5000;
@@ -33,8 +33,8 @@ pub(in crate::store::sqlite) struct Sweep {
     round_keys: usize,
     /// The last key looked at; empty at the start of the key space (keys never are).
     after: String,
-    /// The round's cutoff: a new one starts a new round.
-    round: Option<i64>,
+    /// The round's cutoffs: new ones start a new round.
+    round: Option<PruneBefore>,
     /// Keys looked at in this round.
     looked: usize,
     /// The position this round began at.
@@ -43,6 +43,8 @@ pub(in crate::store::sqlite) struct Sweep {
     wrapped: bool,
     /// Whether this round came round to where it began.
     done: bool,
+    /// Whether this round's prune found nothing else to delete (see [`Sweep::rest_done`]).
+    rest_done: bool,
 }
 
 impl Default for Sweep {
@@ -62,7 +64,19 @@ impl Sweep {
             began: String::new(),
             wrapped: false,
             done: false,
+            rest_done: false,
         }
+    }
+
+    /// Whether the rest of this round's prune (hooks, deliveries, rejected hooks) has found
+    /// nothing more to delete. Those queries scan their tables when nothing is old enough,
+    /// so the calls that only carry the sweep on skip them.
+    pub(in crate::store::sqlite) fn rest_done(&self) -> bool {
+        self.rest_done
+    }
+
+    pub(in crate::store::sqlite) fn set_rest_done(&mut self) {
+        self.rest_done = true;
     }
 }
 
@@ -73,16 +87,18 @@ pub(in crate::store::sqlite) struct Swept {
     pub looked: usize,
 }
 
-/// Sweeps the next chunk of keys, deleting those last seen before `cutoff`.
+/// Sweeps the next chunk of keys, deleting those last seen before `round.seen`.
 pub(in crate::store::sqlite) fn sweep(
     c: &Connection,
-    cutoff: i64,
+    round: PruneBefore,
     at: &mut Sweep,
 ) -> Result<Swept, StoreError> {
-    if at.round != Some(cutoff) {
-        at.round = Some(cutoff);
+    let cutoff = round.seen;
+    if at.round != Some(round) {
+        at.round = Some(round);
         at.looked = 0;
         at.done = false;
+        at.rest_done = false;
         at.wrapped = false;
         at.began = at.after.clone();
     }

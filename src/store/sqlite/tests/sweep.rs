@@ -1,6 +1,7 @@
 //! Pruning the dedup keys by a sweep in key order: old keys go across chunk boundaries and
 //! fresh ones stay; a round stops at its bound, the next begins where it stopped and comes
-//! round the end of the key space; a schema 5 store loses its index by time.
+//! round the end of the key space; once the other tables have nothing left to prune, the calls
+//! of that round only sweep; a schema 5 store loses its index by time.
 
 use super::*;
 use crate::store::sqlite::sql::Sweep;
@@ -31,8 +32,13 @@ fn left(c: &Connection) -> Vec<usize> {
 
 /// Sweeps as the prune loop does, until a call looks at nothing; the calls that looked.
 fn round(c: &Connection, cutoff: i64, sweep: &mut Sweep) -> usize {
+    let round = PruneBefore {
+        seen: cutoff,
+        delivered: 0,
+        unrouted: 0,
+    };
     let mut calls = 0;
-    while sql::seen::sweep(c, cutoff, sweep).unwrap().looked > 0 {
+    while sql::seen::sweep(c, round, sweep).unwrap().looked > 0 {
         calls += 1;
         assert!(calls < 100, "the round never ends");
     }
@@ -100,4 +106,41 @@ async fn a_schema_5_store_loses_its_index_by_time() {
         ),
         6
     );
+}
+
+#[test]
+fn calls_that_only_carry_the_sweep_on_skip_the_other_tables() {
+    let (_dir, c) = keys(|_| 1_000);
+    let mut sweep = Sweep::new(5, 1_000);
+    let before = PruneBefore {
+        seen: 500,
+        delivered: 500,
+        unrouted: 500,
+    };
+    let first = sql::prune(&c, before, &mut sweep).unwrap();
+    assert_eq!((first.hooks, first.keys_looked_at), (0, 5));
+    // Old routed hooks written now wait for the next round (the newest row always stays).
+    for at in [10, 20] {
+        c.execute(
+            "INSERT INTO hooks (v, received_at, envelope, raw, state)
+             VALUES (1, ?1, '{}', '{}', 'routed')",
+            [at],
+        )
+        .unwrap();
+    }
+    let mut calls = 0;
+    loop {
+        let s = sql::prune(&c, before, &mut sweep).unwrap();
+        if s.is_empty() {
+            break;
+        }
+        assert_eq!(s.hooks, 0, "skipped in this round");
+        calls += 1;
+    }
+    assert_eq!(calls, 4, "the rest of the keys, in chunks of 5");
+    let next = PruneBefore {
+        seen: 501,
+        ..before
+    };
+    assert_eq!(sql::prune(&c, next, &mut sweep).unwrap().hooks, 1);
 }
