@@ -294,7 +294,7 @@ pub(super) fn prune(
     sweep: &mut Sweep,
 ) -> Result<PruneStats, StoreError> {
     let chunk = PRUNE_CHUNK as i64;
-    let swept = seen::sweep(c, before, sweep)?;
+    let swept = seen::sweep(c, before, sweep, std::time::Instant::now())?;
     if sweep.rest_done() {
         return Ok(PruneStats {
             seen: swept.deleted,

@@ -1,11 +1,13 @@
 //! Pruning the dedup keys by a sweep in key order: old keys go across chunk boundaries and
 //! fresh ones stay; a round stops at its bound, the next begins where it stopped and comes
-//! round the end of the key space; once the other tables have nothing left to prune, the calls
-//! of that round only sweep; a schema 5 store loses its index by time.
+//! round the end of the key space, and ends when it comes round to where it began; a call
+//! rolled back leaves the position; once the other tables have nothing left to prune, the
+//! calls of that round only sweep; a schema 5 store loses its index by time.
 
 use super::*;
 use crate::store::sqlite::sql::Sweep;
 use rusqlite::params;
+use std::time::{Duration, Instant};
 
 /// A store's tables on a new file, with keys `h:k00`..`h:k22`, each seen at `at(i)`.
 fn keys(at: impl Fn(usize) -> i64) -> (tempfile::TempDir, Connection) {
@@ -38,7 +40,11 @@ fn round(c: &Connection, cutoff: i64, sweep: &mut Sweep) -> usize {
         unrouted: 0,
     };
     let mut calls = 0;
-    while sql::seen::sweep(c, round, sweep).unwrap().looked > 0 {
+    while sql::seen::sweep(c, round, sweep, Instant::now())
+        .unwrap()
+        .looked
+        > 0
+    {
         calls += 1;
         assert!(calls < 100, "the round never ends");
     }
@@ -75,9 +81,57 @@ fn a_round_stops_at_its_bound_and_the_next_goes_on_round_the_end() {
     // From k19: the last three keys, then round the end to the first ones.
     assert_eq!(round(&c, 700, &mut sweep), 2);
     assert_eq!(left(&c), (5..10).collect::<Vec<_>>());
-    // From k04: the rest, then the end, then nothing before it is left: the round is over.
-    round(&c, 800, &mut sweep);
+    // From k04: the rest, then the end of the key space, where the bound stops it.
+    assert_eq!(round(&c, 800, &mut sweep), 2);
     assert_eq!(left(&c), Vec::<usize>::new());
+}
+
+/// Puts the sweep's position after `key`, as an earlier round (or run) left it.
+fn begin_after(c: &Connection, key: &str) {
+    c.execute(
+        "INSERT INTO meta (key, value) VALUES ('seen_sweep_after', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [key],
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_round_ends_when_it_comes_round_to_where_it_began() {
+    let (_dir, c) = keys(|i| if i % 3 == 0 { 10 } else { 1_000 });
+    begin_after(&c, "h:k09");
+    let mut sweep = Sweep::new(5, 1_000);
+    // k10..k14, k15..k19, k20..k22 and the end, k00..k04, k05..k09: round to k09.
+    assert_eq!(round(&c, 500, &mut sweep), 5);
+    assert_eq!(left(&c), (0..23).filter(|i| i % 3 != 0).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_call_rolled_back_leaves_the_position_where_it_was() {
+    let (_dir, mut c) = keys(|_| 10);
+    let mut sweep = Sweep::new(5, 1_000);
+    let round = PruneBefore {
+        seen: 500,
+        delivered: 0,
+        unrouted: 0,
+    };
+    let tx = c.transaction().unwrap();
+    assert_eq!(
+        sql::seen::sweep(&tx, round, &mut sweep, Instant::now())
+            .unwrap()
+            .deleted,
+        5
+    );
+    drop(tx);
+    assert_eq!(left(&c).len(), 23, "rolled back");
+    // The writer's re-run of the job: the same first chunk again, not the next one.
+    assert_eq!(
+        sql::seen::sweep(&c, round, &mut sweep, Instant::now())
+            .unwrap()
+            .deleted,
+        5
+    );
+    assert_eq!(left(&c), (5..23).collect::<Vec<_>>());
 }
 
 #[tokio::test]
@@ -143,4 +197,24 @@ fn calls_that_only_carry_the_sweep_on_skip_the_other_tables() {
         ..before
     };
     assert_eq!(sql::prune(&c, next, &mut sweep).unwrap().hooks, 1);
+}
+
+#[test]
+fn the_same_cutoffs_after_a_pause_start_a_new_round() {
+    let (_dir, c) = keys(|_| 1_000);
+    let mut sweep = Sweep::new(5, 1_000);
+    let round = PruneBefore {
+        seen: 500,
+        delivered: 0,
+        unrouted: 0,
+    };
+    let t0 = Instant::now();
+    let looked =
+        |sweep: &mut Sweep, at: Instant| sql::seen::sweep(&c, round, sweep, at).unwrap().looked;
+    for call in 0..5 {
+        assert_eq!(looked(&mut sweep, t0), 5, "call {call}");
+    }
+    assert_eq!(looked(&mut sweep, t0 + Duration::from_secs(1)), 0, "over");
+    // A stopped clock gives the prune loop the same cutoffs again: a pause still counts.
+    assert_eq!(looked(&mut sweep, t0 + Duration::from_secs(61)), 5);
 }
