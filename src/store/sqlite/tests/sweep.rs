@@ -32,13 +32,18 @@ fn left(c: &Connection) -> Vec<usize> {
         .collect()
 }
 
-/// Sweeps as the prune loop does, until a call looks at nothing; the calls that looked.
-fn round(c: &Connection, cutoff: i64, sweep: &mut Sweep) -> usize {
-    let round = PruneBefore {
-        seen: cutoff,
+/// Cutoffs that prune only dedup keys, those seen before `seen`.
+fn keys_before(seen: i64) -> PruneBefore {
+    PruneBefore {
+        seen,
         delivered: 0,
         unrouted: 0,
-    };
+    }
+}
+
+/// Sweeps as the prune loop does, until a call looks at nothing; the calls that looked.
+fn round(c: &Connection, cutoff: i64, sweep: &mut Sweep) -> usize {
+    let round = keys_before(cutoff);
     let mut calls = 0;
     while sql::seen::sweep(c, round, sweep, Instant::now())
         .unwrap()
@@ -110,11 +115,7 @@ fn a_round_ends_when_it_comes_round_to_where_it_began() {
 fn a_call_rolled_back_leaves_the_position_where_it_was() {
     let (_dir, mut c) = keys(|_| 10);
     let mut sweep = Sweep::new(5, 1_000);
-    let round = PruneBefore {
-        seen: 500,
-        delivered: 0,
-        unrouted: 0,
-    };
+    let round = keys_before(500);
     let tx = c.transaction().unwrap();
     assert_eq!(
         sql::seen::sweep(&tx, round, &mut sweep, Instant::now())
@@ -203,11 +204,7 @@ fn calls_that_only_carry_the_sweep_on_skip_the_other_tables() {
 fn the_same_cutoffs_after_a_pause_start_a_new_round() {
     let (_dir, c) = keys(|_| 1_000);
     let mut sweep = Sweep::new(5, 1_000);
-    let round = PruneBefore {
-        seen: 500,
-        delivered: 0,
-        unrouted: 0,
-    };
+    let round = keys_before(500);
     let t0 = Instant::now();
     let looked =
         |sweep: &mut Sweep, at: Instant| sql::seen::sweep(&c, round, sweep, at).unwrap().looked;
