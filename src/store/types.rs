@@ -601,8 +601,8 @@ pub struct PruneBefore {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PruneStats {
     pub seen: usize,
-    /// Dedup keys the SQLite store's sweep covered, a whole chunk per call that swept (it
-    /// prunes them in key order, a chunk per call, until its round is over); 0 on PostgreSQL.
+    /// Dedup keys the SQLite store's sweep covered, counted in whole chunks (it prunes them in
+    /// key order until its round is over); 0 on PostgreSQL.
     pub keys_looked_at: usize,
     pub hooks: usize,
     pub deliveries: usize,

@@ -1,7 +1,7 @@
 //! Pruning the dedup keys by a sweep in key order instead of an index by time.
 //!
 //! `seen` has no index on `seen_at` (schema 6): that index was a second B-tree insert for
-//! every hook, and the writer alone took 100-hook POSTs 20-29% faster without it (see
+//! every hook, and the writer alone took 100-hook POSTs 11-28% faster without it (see
 //! docs/performance.md). So pruning walks the keys in their own order, a chunk per prune
 //! call, deleting those last seen before the dedup window, and carries on where it stopped.
 //!
